@@ -1,0 +1,255 @@
+//! Configuration: one typed struct, read from defaults, a TOML file, `TROUGH_*` environment
+//! variables and command-line flags, in increasing order of precedence.
+//!
+//! Nested fields are reached from the environment with `__`: `TROUGH_LIMITS__QUERY__TIMEOUT_MS=500`
+//! sets `limits.query.timeout_ms`. Every field is documented here and in `docs/operations.md`.
+//! This module only loads and validates configuration; it starts nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sql::{QueryLimits, Synchronous};
+
+/// The whole configuration of a trough process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Directory for all local state: segment copies, writable databases, the embedded
+    /// coordinator and (by default) the local object store. Default `./trough-data`.
+    pub data_dir: PathBuf,
+    /// Address the HTTP server listens on. Default `127.0.0.1:6444`; port 0 picks a free port.
+    pub listen: String,
+    /// This node's name, unique in a cluster. Default: `local`.
+    pub node_name: String,
+    /// Object store URL: `file:///abs/dir` or `s3://bucket/prefix`. Default:
+    /// `file://<data_dir>/objects`.
+    pub object_store: Option<String>,
+    /// Extra object-store options (e.g. `aws_endpoint`, `aws_region`, `aws_allow_http`), in the
+    /// key names `object_store` uses. Credentials are best left to the usual `AWS_*` variables.
+    pub object_store_options: BTreeMap<String, String>,
+    /// Request and query limits.
+    pub limits: Limits,
+    /// Local synchronization of segment copies.
+    pub sync: SyncConfig,
+    /// Writable segments.
+    pub writer: WriterConfig,
+    /// This node's storage.
+    pub node: NodeConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./trough-data"),
+            listen: "127.0.0.1:6444".into(),
+            node_name: "local".into(),
+            object_store: None,
+            object_store_options: BTreeMap::new(),
+            limits: Limits::default(),
+            sync: SyncConfig::default(),
+            writer: WriterConfig::default(),
+            node: NodeConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Request and query limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest SQL or JSON request body, in bytes (413 above it). Default 64 MiB.
+    pub max_body_bytes: u64,
+    /// Largest segment file accepted by `PUT /segments/{id}`, in bytes (413 above it).
+    /// Default 64 GiB.
+    pub max_upload_bytes: u64,
+    /// Per-query limits: timeout, rows, response bytes, connections per segment.
+    pub query: QueryLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 << 20,
+            max_upload_bytes: 64 << 30,
+            query: QueryLimits::default(),
+        }
+    }
+}
+
+/// Local synchronization settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncConfig {
+    /// Longest wait between two sync passes when nothing changes, in seconds (changes in the
+    /// catalog wake the loop at once). Default 10.
+    pub interval_secs: u64,
+    /// Segments downloaded at the same time. Default 4.
+    pub download_concurrency: usize,
+    /// How often every local copy is re-hashed and compared with its manifest, in seconds;
+    /// 0 disables the scrub. Default 3600.
+    pub scrub_interval_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10,
+            download_concurrency: 4,
+            scrub_interval_secs: 3600,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// [`SyncConfig::interval_secs`] as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs.max(1))
+    }
+}
+
+/// Writable segment settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WriterConfig {
+    /// Promote every writable segment that changed at most this often, in seconds; 0 (default)
+    /// promotes only on request.
+    pub auto_promote_secs: u64,
+    /// SQLite `synchronous` level of writable databases: `full` (default: an acknowledged write
+    /// survives power loss), `normal` (survives a process crash, may lose the last writes on
+    /// power loss), or `extra`.
+    pub synchronous: Synchronous,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            auto_promote_secs: 0,
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// This node's storage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeConfig {
+    /// The node's tier. Default `default`.
+    pub tier: String,
+    /// Bytes of segment copies this node may hold; 0 means no limit. Default 0.
+    pub quota_bytes: u64,
+    /// The URL other processes reach this node at. Default: `http://<listen address>`.
+    pub advertise: Option<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            tier: "default".into(),
+            quota_bytes: 0,
+            advertise: None,
+        }
+    }
+}
+
+/// Logging settings. The level comes from `RUST_LOG` (default `info`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Log as JSON lines instead of human-readable text.
+    pub json: bool,
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if given), then `TROUGH_*` environment variables. Command-line
+    /// flags are merged on top by the caller with [`Figment::merge`].
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut f = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            f = f.merge(Toml::file_exact(file));
+        }
+        f.merge(
+            Env::prefixed("TROUGH_")
+                .split("__")
+                .ignore(&["url", "config"]),
+        )
+    }
+
+    /// Extracts and validates a configuration from a figment.
+    pub fn from_figment(f: &Figment) -> Result<Self> {
+        let c: Config = f
+            .extract()
+            .map_err(|e| Error::invalid("invalid_config", e.to_string()))?;
+        crate::id::NodeName::new(&c.node_name)
+            .map_err(|e| Error::invalid("invalid_config", format!("node_name: {e}")))?;
+        Ok(c)
+    }
+
+    /// The object store URL, defaulting to `file://<data_dir>/objects`.
+    pub fn object_store_url(&self) -> Result<String> {
+        match &self.object_store {
+            Some(u) => Ok(u.clone()),
+            None => {
+                let dir = absolute(&self.data_dir)?.join("objects");
+                Ok(format!("file://{}", dir.display()))
+            }
+        }
+    }
+
+    /// Object-store options as pairs.
+    pub fn object_store_option_pairs(&self) -> Vec<(String, String)> {
+        self.object_store_options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// `path` made absolute against the current directory (without touching the file system).
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(std::path::absolute(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_env_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\nnode_name = \"from-file\"\n[limits.query]\ntimeout_ms = 7\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TROUGH_NODE_NAME", "from-env");
+            let c = Config::from_figment(&Config::figment(Some(&file))).unwrap();
+            assert_eq!(c.listen, "0.0.0.0:1");
+            assert_eq!(c.node_name, "from-env");
+            assert_eq!(c.limits.query.timeout_ms, 7);
+            assert_eq!(c.sync.download_concurrency, 4);
+            let f = Config::figment(Some(&file)).merge(("listen", "1.2.3.4:5"));
+            assert_eq!(Config::from_figment(&f).unwrap().listen, "1.2.3.4:5");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_bad_node_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TROUGH_NODE_NAME", "../x");
+            assert!(Config::from_figment(&Config::figment(None)).is_err());
+            Ok(())
+        });
+    }
+}

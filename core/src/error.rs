@@ -1,0 +1,147 @@
+//! The error vocabulary shared by every crate.
+//!
+//! Each crate has its own error enum, but every error answers two questions a caller can act on:
+//! what *kind* of failure it is ([`ErrorKind`]: invalid input, not found, conflict, …) and a stable
+//! machine-readable `code`. The [`crate::http`] module is the one place that maps a kind to an
+//! HTTP status. This module knows nothing about HTTP.
+
+use std::fmt;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request is wrong (bad id, bad SQL, not read-only, not a SQLite file…). Retrying won't help.
+    InvalidInput,
+    /// The named thing does not exist.
+    NotFound,
+    /// The request conflicts with current state (write lease held elsewhere, already exists).
+    Conflict,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The work did not finish within its time limit.
+    Timeout,
+    /// A dependency (replica, object store, coordinator) cannot serve right now; retry later.
+    Unavailable,
+    /// A bug or an unexpected environment failure.
+    Internal,
+}
+
+/// Implemented by every crate's error enum so that [`crate::http`] can render it.
+pub trait ApiError: std::error::Error {
+    /// The kind of failure.
+    fn kind(&self) -> ErrorKind;
+    /// A stable, machine-readable code such as `invalid_segment_id` or `query_timeout`.
+    fn code(&self) -> &str;
+}
+
+/// The error type of `trough-core`: a kind, a stable code and a human message.
+///
+/// Core operations fail in many ways (I/O, SQLite, object store, coordination), but callers only
+/// ever branch on the kind, so one struct carries them all.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    code: String,
+    message: String,
+}
+
+impl Error {
+    /// Builds an error from its parts.
+    pub fn new(kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+    /// A 400-style error.
+    pub fn invalid(code: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, code, message)
+    }
+    /// A 404-style error.
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, message)
+    }
+    /// A 409-style error.
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, code, message)
+    }
+    /// A 503-style error.
+    pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, code, message)
+    }
+    /// A 500-style error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, "internal", message)
+    }
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// The stable code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// Prefixes the message with context, keeping kind and code.
+    pub fn context(mut self, ctx: impl fmt::Display) -> Self {
+        self.message = format!("{ctx}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl ApiError for Error {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    fn code(&self) -> &str {
+        &self.code
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::new(ErrorKind::Internal, "io_error", e.to_string())
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { .. } => {
+                Error::new(ErrorKind::NotFound, "object_not_found", e.to_string())
+            }
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                Error::new(ErrorKind::Conflict, "object_exists", e.to_string())
+            }
+            _ => Error::new(ErrorKind::Unavailable, "object_store_error", e.to_string()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::new(ErrorKind::Internal, "sqlite_error", e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::new(ErrorKind::Internal, "json_error", e.to_string())
+    }
+}
+
+/// Shorthand for results of core operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

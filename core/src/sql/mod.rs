@@ -1,0 +1,69 @@
+//! The SQLite engine wrapper: every statement trough runs on a segment goes through here.
+//!
+//! - [`open`] / [`open_writable`] ([`open`](mod@open) module): hardened connections for each
+//!   [`Access`] (immutable stored copy, read-only view of a live database, the writer's own).
+//! - [`guard`]: the authorizer every connection gets (no ATTACH, extensions, dangerous PRAGMAs,
+//!   transaction control…), and the way trusted internal SQL bypasses it.
+//! - [`value`]: the lossless JSON encoding of SQLite values.
+//! - [`params`]: request parameters ([`Params`], [`SqlRequest`]) and [`bind`].
+//! - [`limits`]: [`QueryLimits`].
+//! - [`query`]: [`run_query`], blocking, streaming one read-only statement as JSON.
+//! - [`sqlite_error`]: the mapping of SQLite errors to trough errors (`sql_error`,
+//!   `forbidden_statement`).
+//!
+//! Read-only enforcement comes from SQLite (read-only open flag, `PRAGMA query_only`,
+//! `sqlite3_stmt_readonly`), never from matching keywords. Not here: connection pools and async
+//! (the reader), write transactions (the writer), HTTP routes.
+
+pub mod guard;
+pub mod limits;
+pub mod open;
+pub mod params;
+pub mod query;
+pub mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use limits::QueryLimits;
+pub use open::{open, open_writable, Access, Synchronous, BUSY_TIMEOUT};
+pub use params::{bind, Params, SqlRequest};
+pub use query::{run_query, run_query_cancellable, CancelToken, QueryStats, RowFormat};
+
+use rusqlite::ErrorCode;
+
+use crate::error::{Error, ErrorKind};
+
+/// Maps an SQLite error to a trough error.
+///
+/// - a statement the [`guard`] denied → `forbidden_statement` (400), naming what was refused;
+/// - errors that are not the statement's fault (I/O, corruption, full disk, out of memory, cannot
+///   open, not a database) → `sqlite_error` (500);
+/// - everything else (syntax, no such table, constraint, type, overflow…) → `sql_error` (400)
+///   with SQLite's message.
+pub fn sqlite_error(e: rusqlite::Error) -> Error {
+    let denial = guard::take_denial();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::AuthorizationForStatementDenied) => Error::invalid(
+            "forbidden_statement",
+            denial.unwrap_or_else(|| "this statement is not allowed".to_owned()),
+        ),
+        // A denial inside a nested prepare (e.g. a pragma_* table-valued function) surfaces as
+        // a generic error whose message is SQLite's "not authorized".
+        Some(ErrorCode::Unknown) if denial.is_some() && e.to_string().contains("not authorized") => {
+            Error::invalid("forbidden_statement", denial.unwrap_or_default())
+        }
+        Some(
+            ErrorCode::SystemIoFailure
+            | ErrorCode::DatabaseCorrupt
+            | ErrorCode::DiskFull
+            | ErrorCode::OutOfMemory
+            | ErrorCode::CannotOpen
+            | ErrorCode::NotADatabase
+            | ErrorCode::InternalMalfunction
+            | ErrorCode::NoLargeFileSupport
+            | ErrorCode::FileLockingProtocolFailed,
+        ) => Error::new(ErrorKind::Internal, "sqlite_error", e.to_string()),
+        _ => Error::invalid("sql_error", e.to_string()),
+    }
+}

@@ -1,0 +1,215 @@
+//! `/segments`: the catalog listing, one segment's document, publishing a file, provisioning and
+//! promoting writable segments.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use trough_core::hash::Hasher;
+use trough_core::http::HttpError;
+use trough_core::publish::PublishOptions;
+use trough_core::{ErrorKind, SegmentEntry, SegmentId};
+use trough_writer::ProvisionRequest;
+
+use super::{segment_id, segment_not_found};
+use crate::body;
+use crate::Node;
+
+/// `GET /segments`: the latest version of every segment.
+pub async fn list(State(node): State<Arc<Node>>) -> Result<Json<Value>, HttpError> {
+    let entries = node.coordinator.list_segments().await?;
+    let segments: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let latest = e.latest();
+            json!({
+                "id": e.id,
+                "version": e.latest_version(),
+                "sha256": latest.map(|m| &m.sha256),
+                "size": latest.map(|m| m.size),
+                "created_at": latest.map(|m| m.created_at),
+                "writable": e.writable.is_some(),
+                "writer": e.writable.as_ref().map(|w| &w.writer),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "segments": segments })))
+}
+
+/// The full document of one segment: versions, writer, replicas.
+pub async fn document(node: &Node, entry: &SegmentEntry) -> Result<Value, HttpError> {
+    let assignment = node.coordinator.get_assignment().await?;
+    let nodes = node.coordinator.list_nodes().await?;
+    let latest = entry.latest_version();
+    let mut replicas = Vec::new();
+    let assigned = assignment.get(&entry.id).cloned().unwrap_or_default();
+    for n in &nodes {
+        let held = n.held.get(&entry.id).copied();
+        if held.is_none() && !assigned.contains(&n.name) {
+            continue;
+        }
+        replicas.push(json!({
+            "node": n.name,
+            "address": n.address,
+            "version": held,
+            "verified": held == Some(latest),
+            "assigned": assigned.contains(&n.name),
+        }));
+    }
+    Ok(json!({
+        "id": entry.id,
+        "versions": entry.versions,
+        "latest": entry.latest(),
+        "writable": entry.writable.is_some(),
+        "writer": entry.writable.as_ref().map(|w| &w.writer),
+        "schema": entry.writable.as_ref().and_then(|w| w.schema.as_ref())
+            .or_else(|| entry.latest().and_then(|m| m.schema.as_ref())),
+        "replicas": replicas,
+    }))
+}
+
+/// `GET /segments/{id}`.
+pub async fn show(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, HttpError> {
+    let id = segment_id(&id)?;
+    let entry = node
+        .coordinator
+        .get_segment(&id)
+        .await?
+        .ok_or_else(|| segment_not_found(&id))?;
+    Ok(Json(document(&node, &entry).await?))
+}
+
+/// `PUT /segments/{id}`: publish the body (a SQLite file) as a new version.
+pub async fn publish(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Response, HttpError> {
+    let id = segment_id(&id)?;
+    let limit = node.limits.max_upload_bytes;
+    if body::content_length(&headers).is_some_and(|n| n > limit) {
+        return Err(body::too_large(limit));
+    }
+    if let Some(e) = node.coordinator.get_segment(&id).await? {
+        if let Some(w) = e.writable {
+            return Err(HttpError::new(
+                ErrorKind::Conflict,
+                "segment_writable",
+                format!("{id} is writable (on node {}); promote it instead of uploading", w.writer),
+            ));
+        }
+    }
+    let tmp = receive_file(&node, &id, request_body, limit).await?;
+    let result = node
+        .publisher
+        .publish_file(
+            &id,
+            tmp.path(),
+            PublishOptions {
+                known_digest: Some(tmp.digest.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let manifest = result?;
+    Ok((StatusCode::CREATED, Json(manifest)).into_response())
+}
+
+/// An uploaded file in the scratch directory, removed on drop.
+struct Upload {
+    file: tempfile::TempPath,
+    digest: (String, u64),
+}
+
+impl Upload {
+    fn path(&self) -> &std::path::Path {
+        &self.file
+    }
+}
+
+/// Streams a body to a scratch file, hashing it and enforcing the size limit.
+async fn receive_file(
+    node: &Node,
+    id: &SegmentId,
+    request_body: Body,
+    limit: u64,
+) -> Result<Upload, HttpError> {
+    tokio::fs::create_dir_all(&node.tmp_dir)
+        .await
+        .map_err(trough_core::Error::from)?;
+    let named = tempfile::Builder::new()
+        .prefix(&format!("upload-{id}-"))
+        .tempfile_in(&node.tmp_dir)
+        .map_err(trough_core::Error::from)?;
+    let (std_file, path) = named.into_parts();
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut hasher = Hasher::new();
+    let mut size = 0u64;
+    let mut stream = request_body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            HttpError::new(ErrorKind::InvalidInput, "invalid_body", format!("upload interrupted: {e}"))
+        })?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(body::too_large(limit));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(trough_core::Error::from)?;
+    }
+    file.sync_all().await.map_err(trough_core::Error::from)?;
+    Ok(Upload {
+        file: path,
+        digest: (hasher.finish_hex(), size),
+    })
+}
+
+/// `POST /segments/{id}/provision`: make a segment writable on this node.
+pub async fn provision(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Response, HttpError> {
+    let id = segment_id(&id)?;
+    let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
+    let req: ProvisionRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ProvisionRequest::default()
+    } else {
+        body::json(&bytes)?
+    };
+    let (entry, created) = node.writer.provision(&id, req).await?;
+    node.reader
+        .install_live(id.clone(), node.writer.db_path(&id))
+        .map_err(HttpError::from)?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(document(&node, &entry).await?)).into_response())
+}
+
+/// `POST /segments/{id}/promote`: snapshot a writable segment into a new stored version.
+pub async fn promote(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
+    let id = segment_id(&id)?;
+    let entry = node
+        .coordinator
+        .get_segment(&id)
+        .await?
+        .ok_or_else(|| segment_not_found(&id))?;
+    if entry.writable.is_none() {
+        return Err(trough_writer::Error::NotWritable(id).into());
+    }
+    let manifest = node.writer.promote(&id).await?;
+    Ok(Json(manifest).into_response())
+}

@@ -1,0 +1,72 @@
+//! # trough-router: the front door
+//!
+//! The router owns the public HTTP contract (docs/api.md): it parses requests, validates names
+//! before anything touches a path or key, sends each request to the part that can answer it, and
+//! renders every failure the same way (`core::http`). In `trough serve` all parts live in this
+//! process, so "sending" is a method call on the local [`Node`]; in a cluster the same routes
+//! forward to the nodes that hold a segment.
+//!
+//! - [`app`]: the route table.
+//! - [`handlers`]: one module per resource (segments, SQL, schemas, operations).
+//! - [`body`]: request-body parsing (SQL text or JSON, size limits, UTF-8).
+//! - [`serve`]: builds a node from configuration, runs its background loops and the server.
+//!
+//! Not here: SQL execution (reader, writer), sync (synchronizer), storage (core).
+
+pub mod body;
+pub mod handlers;
+mod observe;
+pub mod serve;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use trough_core::config::Limits;
+use trough_core::coord::Coordinator;
+use trough_core::publish::Publisher;
+use trough_core::NodeName;
+use trough_reader::Reader;
+use trough_synchronizer::local::LocalSync;
+use trough_writer::Writer;
+
+/// Every local part of a node, shared by the handlers.
+pub struct Node {
+    /// This node's name.
+    pub name: NodeName,
+    /// Coordination (catalog, schemas, assignment, locks).
+    pub coordinator: Arc<dyn Coordinator>,
+    /// Publishes new stored versions.
+    pub publisher: Publisher,
+    /// Serves read queries from local copies.
+    pub reader: Arc<Reader>,
+    /// Holds writable segments.
+    pub writer: Arc<Writer>,
+    /// Keeps local copies in line with the assignment.
+    pub sync: Arc<LocalSync>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Scratch directory for uploads.
+    pub tmp_dir: PathBuf,
+}
+
+/// The route table of the public HTTP contract.
+pub fn app(node: Arc<Node>) -> axum::Router {
+    use handlers::{ops, schemas, segments, sql};
+    axum::Router::new()
+        .route("/", post(sql::trough_wire))
+        .route("/segments", get(segments::list))
+        .route("/segments/{id}", get(segments::show).put(segments::publish))
+        .route("/segments/{id}/query", post(sql::query))
+        .route("/segments/{id}/execute", post(sql::execute))
+        .route("/segments/{id}/provision", post(segments::provision))
+        .route("/segments/{id}/promote", post(segments::promote))
+        .route("/schemas", get(schemas::list))
+        .route("/schemas/{name}", get(schemas::show).put(schemas::put))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn(observe::record))
+        .with_state(node)
+}

@@ -1,0 +1,124 @@
+//! The HTTP client side of the CLI: talks to a running trough router and prints JSON.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A request body.
+pub enum Payload {
+    Json(serde_json::Value),
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().build()?)
+}
+
+fn url(base: &str, path: &str) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+/// Prints a successful body, or turns an error body into an error.
+async fn finish(resp: reqwest::Response) -> anyhow::Result<()> {
+    let status = resp.status();
+    let text = resp.text().await.context("reading the response")?;
+    if !status.is_success() {
+        let msg = serde_json::from_str::<trough_core::http::ErrorBody>(&text)
+            .map(|b| format!("{} ({})", b.error.message, b.error.code))
+            .unwrap_or(text);
+        bail!("{status}: {msg}");
+    }
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        Err(_) => println!("{text}"),
+    }
+    Ok(())
+}
+
+pub async fn get_json(base: &str, path: &str) -> anyhow::Result<()> {
+    let resp = client()?
+        .get(url(base, path))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    finish(resp).await
+}
+
+pub async fn post(base: &str, path: &str, payload: Option<Payload>) -> anyhow::Result<()> {
+    let mut req = client()?.post(url(base, path));
+    if let Some(Payload::Json(v)) = payload {
+        req = req.json(&v);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    finish(resp).await
+}
+
+pub async fn put_text(base: &str, path: &str, body: String) -> anyhow::Result<()> {
+    let resp = client()?
+        .put(url(base, path))
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    finish(resp).await
+}
+
+pub async fn query(base: &str, id: &str, sql: &str, ndjson: bool) -> anyhow::Result<()> {
+    let mut req = client()?
+        .post(url(base, &format!("/segments/{id}/query")))
+        .header("content-type", "text/plain")
+        .body(sql.to_owned());
+    if ndjson {
+        req = req.header("accept", "application/x-ndjson");
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    if ndjson && resp.status().is_success() {
+        let mut stream = resp.bytes_stream();
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk.context("the response was cut off")?)?;
+        }
+        return Ok(());
+    }
+    finish(resp).await
+}
+
+/// Streams a file to `PUT /segments/{id}` with a progress bar.
+pub async fn upload(base: &str, id: &str, file: &Path) -> anyhow::Result<()> {
+    let f = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let len = f.metadata().await?.len();
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} uploading {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_message(id.to_owned());
+    let progress = bar.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).map(move |chunk| {
+        if let Ok(c) = &chunk {
+            progress.inc(c.len() as u64);
+        }
+        chunk
+    });
+    let resp = client()?
+        .put(url(base, &format!("/segments/{id}")))
+        .header("content-length", len)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    bar.finish_and_clear();
+    finish(resp).await
+}

@@ -1,0 +1,157 @@
+//! Command-line interface: the subcommands and their flags.
+
+mod client;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// trough: a SQLite-shard federation. Big data, small databases.
+#[derive(Debug, Parser)]
+#[command(name = "trough", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run router, reader, writer and synchronizer in one process on the embedded defaults
+    /// (local object store and coordination under --data-dir).
+    Serve(serve::ServeArgs),
+    /// Manage segments on a running trough (upload, list, show, promote).
+    #[command(subcommand)]
+    Segment(SegmentCommand),
+    /// Run a read-only SQL query against one segment and print the rows as JSON.
+    Query(QueryArgs),
+    /// Manage schemas that writable segments are provisioned from.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+/// Where the trough router is.
+#[derive(Debug, Args, Clone)]
+pub struct Target {
+    /// Base URL of a trough router.
+    #[arg(long, env = "TROUGH_URL", default_value = "http://127.0.0.1:6444")]
+    url: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum SegmentCommand {
+    /// Publish a SQLite file as the next version of segment ID (shows a progress bar).
+    Upload {
+        /// Segment id ([A-Za-z0-9][A-Za-z0-9._-]{0,127}).
+        id: String,
+        /// The SQLite database file to publish.
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List every segment with its latest version.
+    Ls {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show one segment: versions, sizes, checksums, writer and replicas.
+    Show {
+        /// Segment id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Snapshot a writable segment into a new stored version.
+    Promote {
+        /// Segment id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make a segment writable, from a registered schema or inline schema SQL.
+    Provision {
+        /// Segment id.
+        id: String,
+        /// Name of a registered schema.
+        #[arg(long, conflicts_with = "schema_sql")]
+        schema: Option<String>,
+        /// Inline schema SQL.
+        #[arg(long)]
+        schema_sql: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCommand {
+    /// Register (or replace) a schema from a SQL file.
+    Put {
+        /// Schema name.
+        name: String,
+        /// File holding the schema SQL.
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List registered schemas.
+    Ls {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// Segment id.
+    id: String,
+    /// A read-only SQL statement.
+    sql: String,
+    /// Print one JSON object per line instead of one JSON array.
+    #[arg(long)]
+    ndjson: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Segment(cmd) => match cmd {
+            SegmentCommand::Upload { id, file, target } => {
+                client::upload(&target.url, &id, &file).await
+            }
+            SegmentCommand::Ls { target } => client::get_json(&target.url, "/segments").await,
+            SegmentCommand::Show { id, target } => {
+                client::get_json(&target.url, &format!("/segments/{id}")).await
+            }
+            SegmentCommand::Promote { id, target } => {
+                client::post(&target.url, &format!("/segments/{id}/promote"), None).await
+            }
+            SegmentCommand::Provision {
+                id,
+                schema,
+                schema_sql,
+                target,
+            } => {
+                let body = serde_json::json!({ "schema": schema, "schema_sql": schema_sql });
+                client::post(
+                    &target.url,
+                    &format!("/segments/{id}/provision"),
+                    Some(client::Payload::Json(body)),
+                )
+                .await
+            }
+        },
+        Command::Schema(cmd) => match cmd {
+            SchemaCommand::Put { name, file, target } => {
+                let sql = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                client::put_text(&target.url, &format!("/schemas/{name}"), sql).await
+            }
+            SchemaCommand::Ls { target } => client::get_json(&target.url, "/schemas").await,
+        },
+        Command::Query(q) => client::query(&q.target.url, &q.id, &q.sql, q.ndjson).await,
+    }
+}

@@ -1,0 +1,395 @@
+//! The placement of one tier: keep, fill, rebalance (see the module documentation of
+//! [`super`] for the why).
+
+use std::collections::HashMap;
+
+use trough_core::NodeName;
+
+use super::score::{name_hash, neg_ln, node_key, unit};
+
+/// Rounds of fill + rebalance before giving up on reaching a fixed point. Normal inputs settle in
+/// one or two; the bound only guards against a pathological ping-pong.
+const MAX_ROUNDS: usize = 16;
+
+/// No holder (a free slot in [`Tier::holders`]).
+const NONE: u32 = u32::MAX;
+
+/// One node of the tier, as the engine sees it.
+pub(super) struct TierNode<'a> {
+    pub name: &'a NodeName,
+    pub quota: u64,
+}
+
+/// One segment of the tier.
+pub(super) struct TierSegment<'a> {
+    pub id: &'a str,
+    pub size: u64,
+    /// The previous holders' names (validated and deduplicated by the engine).
+    pub previous: &'a [NodeName],
+}
+
+/// Per-tier state. Nodes are indexed in name order, segments in id order; every decision breaks
+/// ties by index, so the result depends on the inputs' content, never on their order.
+struct Tier {
+    rf: usize,
+    size: Vec<u64>,
+    seg_hash: Vec<u64>,
+    node_key: Vec<u64>,
+    /// 1 / quota (infinite for a zero quota: such a node ranks last everywhere).
+    inv_weight: Vec<f64>,
+    quota: Vec<u64>,
+    load: Vec<u64>,
+    target: Vec<f64>,
+    lower: Vec<f64>,
+    upper: Vec<f64>,
+    pull_below: Vec<f64>,
+    push_above: Vec<f64>,
+    /// `rf` slots per segment, the first `count[s]` used, sorted ascending.
+    holders: Vec<u32>,
+    count: Vec<u32>,
+    /// Scratch: one flag per node.
+    mark: Vec<bool>,
+    /// Scratch: one score per node.
+    scores: Vec<f64>,
+}
+
+/// Places one tier; returns each segment's holders as indices into `nodes`, ascending.
+pub(super) fn place_tier(
+    nodes: &[TierNode<'_>],
+    segments: &[TierSegment<'_>],
+    replication_factor: usize,
+    tolerance: f64,
+) -> Vec<Vec<u32>> {
+    let rf = replication_factor.min(nodes.len());
+    if rf == 0 || segments.is_empty() {
+        return vec![Vec::new(); segments.len()];
+    }
+    let mut tier = Tier::new(nodes, segments, rf, tolerance);
+    tier.keep_previous(nodes, segments);
+    tier.enforce_quotas();
+    for _ in 0..MAX_ROUNDS {
+        let mut changed = tier.fill();
+        changed |= tier.push();
+        changed |= tier.pull();
+        if !changed {
+            break;
+        }
+    }
+    (0..segments.len())
+        .map(|s| tier.holders_of(s).to_vec())
+        .collect()
+}
+
+impl Tier {
+    fn new(
+        nodes: &[TierNode<'_>],
+        segments: &[TierSegment<'_>],
+        rf: usize,
+        tolerance: f64,
+    ) -> Self {
+        let n = nodes.len();
+        let size: Vec<u64> = segments.iter().map(|s| s.size).collect();
+        let quota: Vec<u64> = nodes.iter().map(|node| node.quota).collect();
+        let demand: u128 = size.iter().map(|&s| u128::from(s) * rf as u128).sum();
+        let capacity: u128 = quota.iter().map(|&q| u128::from(q)).sum();
+        let fill_ratio = if capacity == 0 {
+            1.0
+        } else {
+            (demand as f64 / capacity as f64).min(1.0)
+        };
+        let mean_size = size.iter().map(|&s| u128::from(s)).sum::<u128>() as f64 / size.len() as f64;
+        let tolerance = if tolerance.is_finite() {
+            tolerance.max(0.0)
+        } else {
+            0.0
+        };
+        let mut target = Vec::with_capacity(n);
+        let mut lower = Vec::with_capacity(n);
+        let mut upper = Vec::with_capacity(n);
+        let mut pull_below = Vec::with_capacity(n);
+        let mut push_above = Vec::with_capacity(n);
+        for &q in &quota {
+            let t = fill_ratio * q as f64;
+            let w = (tolerance * t).max(mean_size);
+            target.push(t);
+            lower.push(t - w);
+            upper.push((t + w).min(q as f64));
+            pull_below.push(t - 2.0 * w);
+            push_above.push(t + 2.0 * w);
+        }
+        Self {
+            rf,
+            seg_hash: segments.iter().map(|s| name_hash(s.id)).collect(),
+            node_key: nodes.iter().map(|node| node_key(node.name.as_str())).collect(),
+            inv_weight: quota
+                .iter()
+                .map(|&q| if q == 0 { f64::INFINITY } else { 1.0 / q as f64 })
+                .collect(),
+            load: vec![0; n],
+            holders: vec![NONE; segments.len() * rf],
+            count: vec![0; segments.len()],
+            mark: vec![false; n],
+            scores: vec![0.0; n],
+            size,
+            quota,
+            target,
+            lower,
+            upper,
+            pull_below,
+            push_above,
+        }
+    }
+
+    /// Score of node `n` for segment `s`: lower is better.
+    fn score(&self, s: usize, n: usize) -> f64 {
+        neg_ln(unit(self.seg_hash[s], self.node_key[n])) * self.inv_weight[n]
+    }
+
+    fn holders_of(&self, s: usize) -> &[u32] {
+        &self.holders[s * self.rf..s * self.rf + self.count[s] as usize]
+    }
+
+    fn holds(&self, s: usize, n: usize) -> bool {
+        self.holders_of(s).contains(&(n as u32))
+    }
+
+    fn add(&mut self, s: usize, n: usize) {
+        let start = s * self.rf;
+        let c = self.count[s] as usize;
+        debug_assert!(c < self.rf && !self.holds(s, n));
+        let slots = &mut self.holders[start..start + c + 1];
+        slots[c] = n as u32;
+        slots.sort_unstable();
+        self.count[s] += 1;
+        self.load[n] += self.size[s];
+    }
+
+    fn remove(&mut self, s: usize, n: usize) {
+        let start = s * self.rf;
+        let c = self.count[s] as usize;
+        let slots = &mut self.holders[start..start + c];
+        let i = slots
+            .iter()
+            .position(|&h| h == n as u32)
+            .expect("removing a replica the node holds");
+        slots.copy_within(i + 1.., i);
+        slots[c - 1] = NONE;
+        self.count[s] -= 1;
+        self.load[n] -= self.size[s];
+    }
+
+    fn would_fit(&self, n: usize, s: usize) -> Option<u64> {
+        self.load[n]
+            .checked_add(self.size[s])
+            .filter(|&after| after <= self.quota[n])
+    }
+
+    /// The segments node `n` holds, least wanted (highest score) first.
+    fn held_least_wanted_first(&self, n: usize) -> Vec<(f64, usize)> {
+        let mut held: Vec<(f64, usize)> = (0..self.count.len())
+            .filter(|&s| self.holds(s, n))
+            .map(|s| (self.score(s, n), s))
+            .collect();
+        held.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        held
+    }
+
+    /// Phase 1: previous placements on healthy nodes of this tier, deduplicated, at most `rf`
+    /// per segment (the best-ranked ones if there were more).
+    fn keep_previous(&mut self, nodes: &[TierNode<'_>], segments: &[TierSegment<'_>]) {
+        let index: HashMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (node.name.as_str(), i))
+            .collect();
+        let mut kept = Vec::new();
+        for (s, segment) in segments.iter().enumerate() {
+            kept.clear();
+            kept.extend(
+                segment
+                    .previous
+                    .iter()
+                    .filter_map(|name| index.get(name.as_str()).copied()),
+            );
+            kept.sort_unstable();
+            kept.dedup();
+            if kept.len() > self.rf {
+                kept.sort_unstable_by(|&a, &b| {
+                    self.score(s, a).total_cmp(&self.score(s, b)).then(a.cmp(&b))
+                });
+                kept.truncate(self.rf);
+            }
+            for &n in &kept {
+                self.add(s, n);
+            }
+        }
+    }
+
+    /// Phase 2: a node over its quota (it shrank, or segments grew) drops its least-wanted
+    /// replicas until it fits; the fill re-places them.
+    fn enforce_quotas(&mut self) {
+        for n in 0..self.quota.len() {
+            if self.load[n] <= self.quota[n] {
+                continue;
+            }
+            for (_, s) in self.held_least_wanted_first(n) {
+                if self.load[n] <= self.quota[n] {
+                    break;
+                }
+                self.remove(s, n);
+            }
+        }
+    }
+
+    fn compute_scores(&mut self, s: usize) {
+        for n in 0..self.scores.len() {
+            self.scores[n] = self.score(s, n);
+        }
+    }
+
+    /// Where a new replica of `s` goes, from the scores in `self.scores`: the best-ranked
+    /// non-holder that is below its lower band ("hungry") and stays within its upper band; else
+    /// the best-ranked non-holder that stays within its upper band; else (only if
+    /// `allow_over_band`) the non-holder that ends least full, within its quota.
+    fn choose(&mut self, s: usize, allow_over_band: bool) -> Option<usize> {
+        let slots = s * self.rf..s * self.rf + self.count[s] as usize;
+        for &h in &self.holders[slots.clone()] {
+            self.mark[h as usize] = true;
+        }
+        let mut hungry: Option<(f64, usize)> = None;
+        let mut banded: Option<(f64, usize)> = None;
+        let mut over_band: Option<(f64, f64, usize)> = None;
+        for n in 0..self.quota.len() {
+            if self.mark[n] {
+                continue;
+            }
+            let Some(after) = self.would_fit(n, s) else {
+                continue;
+            };
+            let score = self.scores[n];
+            if after as f64 <= self.upper[n] {
+                if (self.load[n] as f64) < self.lower[n] && hungry.is_none_or(|(b, _)| score < b) {
+                    hungry = Some((score, n));
+                }
+                if banded.is_none_or(|(b, _)| score < b) {
+                    banded = Some((score, n));
+                }
+            } else if allow_over_band {
+                let ratio = after as f64 / self.quota[n] as f64;
+                if over_band.is_none_or(|(r, b, _)| ratio < r || (ratio == r && score < b)) {
+                    over_band = Some((ratio, score, n));
+                }
+            }
+        }
+        for &h in &self.holders[slots] {
+            self.mark[h as usize] = false;
+        }
+        hungry
+            .or(banded)
+            .map(|(_, n)| n)
+            .or(over_band.map(|(_, _, n)| n))
+    }
+
+    /// Phase 3: give every under-replicated segment its missing replicas, one replica per
+    /// segment per round (so that under pressure every segment gets a first copy before any gets
+    /// a second), segments in order of decreasing size (big ones are the hardest to fit).
+    fn fill(&mut self) -> bool {
+        let missing: Vec<usize> = (0..self.count.len())
+            .filter(|&s| (self.count[s] as usize) < self.rf)
+            .collect();
+        if missing.is_empty() {
+            return false;
+        }
+        let mut order = missing;
+        order.sort_unstable_by(|&a, &b| self.size[b].cmp(&self.size[a]).then(a.cmp(&b)));
+        let mut changed = false;
+        for round in 1..=self.rf {
+            for &s in &order {
+                if (self.count[s] as usize) >= round {
+                    continue;
+                }
+                self.compute_scores(s);
+                if let Some(n) = self.choose(s, true) {
+                    self.add(s, n);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Phase 4a: a node above its push threshold hands its least-wanted replicas to nodes that
+    /// stay within their band, until it is back within its own.
+    fn push(&mut self) -> bool {
+        let mut changed = false;
+        for o in 0..self.quota.len() {
+            if self.load[o] as f64 <= self.push_above[o] {
+                continue;
+            }
+            for (_, s) in self.held_least_wanted_first(o) {
+                if self.load[o] as f64 <= self.upper[o] {
+                    break;
+                }
+                if ((self.load[o] - self.size[s]) as f64) < self.lower[o] {
+                    continue;
+                }
+                self.compute_scores(s);
+                if let Some(d) = self.choose(s, false) {
+                    self.remove(s, o);
+                    self.add(s, d);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Phase 4b: a node below its pull threshold (typically one that just joined) takes the
+    /// replicas it ranks best, up to its target, from holders that stay within their band
+    /// (preferring a holder above its band, then the holder that ranks the segment worst).
+    fn pull(&mut self) -> bool {
+        let mut changed = false;
+        for u in 0..self.quota.len() {
+            if self.load[u] as f64 >= self.pull_below[u] {
+                continue;
+            }
+            let mut candidates: Vec<(f64, usize)> = (0..self.count.len())
+                .filter(|&s| self.count[s] > 0 && !self.holds(s, u))
+                .map(|s| (self.score(s, u), s))
+                .collect();
+            candidates.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for (_, s) in candidates {
+                if self.load[u] as f64 >= self.target[u] {
+                    break;
+                }
+                match self.would_fit(u, s) {
+                    Some(after) if after as f64 <= self.upper[u] => {}
+                    _ => continue,
+                }
+                if let Some(h) = self.pick_source(s) {
+                    self.remove(s, h);
+                    self.add(s, u);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    fn pick_source(&self, s: usize) -> Option<usize> {
+        let size = self.size[s];
+        let mut best: Option<(bool, f64, usize)> = None;
+        for &h in self.holders_of(s) {
+            let h = h as usize;
+            if ((self.load[h] - size) as f64) < self.lower[h] {
+                continue;
+            }
+            let over = self.load[h] as f64 > self.upper[h];
+            let score = self.score(s, h);
+            if best.is_none_or(|(bo, bs, _)| (over, score) > (bo, bs)) {
+                best = Some((over, score, h));
+            }
+        }
+        best.map(|(_, _, h)| h)
+    }
+}

@@ -1,0 +1,545 @@
+//! Local mode: make this node hold exactly the verified copies assigned to it.
+//!
+//! Each pass reads the assignment and the catalog, asks the pure [`plan`] what to fetch and
+//! what to drop, and carries it out: a fetch streams the version's object to
+//! `copies/<id>/<version>-<sha256>.sqlite.part`, hashing as it goes ([`SegmentStore::download`]),
+//! and only a file whose size and SHA-256 match the manifest is renamed into place and handed to
+//! the reader, which swaps it in atomically (queries in flight finish on the old copy, whose file
+//! the reader deletes afterwards). A drop happens only once every other assigned replica holds
+//! the latest version. A periodic scrub re-hashes every copy; a copy that no longer matches is
+//! withdrawn from service at once and fetched again on the next pass. After each pass the node
+//! reports its verified holdings to the coordinator (its heartbeat).
+//!
+//! Not here: deciding the assignment (leader), serving queries (reader).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Serialize;
+use trough_core::config::SyncConfig;
+use trough_core::coord::{AssignmentMap, Coordinator, NodeInfo};
+use trough_core::store::SegmentStore;
+use trough_core::{Manifest, NodeName, SegmentEntry, SegmentId};
+use trough_reader::Reader;
+
+/// What this node knows about one of its copies.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct CopyState {
+    /// The version held.
+    pub version: u64,
+    /// Its SHA-256, as in the manifest.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether the file's checksum matched the manifest (only verified copies are served).
+    pub verified: bool,
+    /// The last error fetching or verifying this segment, if any.
+    pub error: Option<String>,
+}
+
+/// One step a pass should take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Download, verify and install this version.
+    Fetch(Manifest),
+    /// Stop serving and delete the local copy of this segment.
+    Drop(SegmentId),
+}
+
+/// Decides what a node must fetch and drop. Pure.
+///
+/// - `held`: segment → (version, verified) of the local copies.
+/// - `holders`: segment → the other nodes' verified versions (from their heartbeats).
+///
+/// A segment assigned to `node` whose latest version is not held verified is fetched. A held
+/// segment that is no longer assigned is dropped only when every node now assigned to it holds
+/// its latest version (or it left the catalog), so a copy never disappears before its
+/// replacement is in place.
+pub fn plan(
+    node: &NodeName,
+    assignment: &AssignmentMap,
+    catalog: &BTreeMap<SegmentId, SegmentEntry>,
+    held: &BTreeMap<SegmentId, (u64, bool)>,
+    holders: &BTreeMap<SegmentId, BTreeMap<NodeName, u64>>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (id, nodes) in assignment {
+        if !nodes.contains(node) {
+            continue;
+        }
+        let Some(latest) = catalog.get(id).and_then(|e| e.latest()) else {
+            continue;
+        };
+        match held.get(id) {
+            Some(&(v, true)) if v == latest.version => {}
+            _ => actions.push(Action::Fetch(latest.clone())),
+        }
+    }
+    for id in held.keys() {
+        let assigned_here = assignment.get(id).is_some_and(|n| n.contains(node));
+        if assigned_here {
+            continue;
+        }
+        let Some(latest) = catalog.get(id).and_then(|e| e.latest()) else {
+            actions.push(Action::Drop(id.clone()));
+            continue;
+        };
+        let others = assignment.get(id).map(Vec::as_slice).unwrap_or(&[]);
+        let replaced = !others.is_empty()
+            && others.iter().all(|n| {
+                holders
+                    .get(id)
+                    .and_then(|h| h.get(n))
+                    .is_some_and(|&v| v == latest.version)
+            });
+        if replaced {
+            actions.push(Action::Drop(id.clone()));
+        }
+    }
+    actions
+}
+
+/// Static facts this node reports about itself.
+#[derive(Clone, Debug)]
+pub struct NodeIdentity {
+    /// Node name.
+    pub name: NodeName,
+    /// URL others reach it at.
+    pub address: String,
+    /// Tier.
+    pub tier: String,
+    /// Quota in bytes (0 = unlimited).
+    pub quota_bytes: u64,
+    /// Roles it runs.
+    pub roles: Vec<String>,
+}
+
+/// The local synchronizer of one node.
+pub struct LocalSync {
+    identity: NodeIdentity,
+    dir: PathBuf,
+    store: SegmentStore,
+    coordinator: Arc<dyn Coordinator>,
+    reader: Arc<Reader>,
+    config: SyncConfig,
+    state: RwLock<BTreeMap<SegmentId, CopyState>>,
+    /// Serializes passes and scrubs.
+    pass_lock: tokio::sync::Mutex<()>,
+}
+
+impl LocalSync {
+    /// A synchronizer keeping copies under `dir` (e.g. `<data_dir>/copies`).
+    pub fn new(
+        identity: NodeIdentity,
+        dir: PathBuf,
+        store: SegmentStore,
+        coordinator: Arc<dyn Coordinator>,
+        reader: Arc<Reader>,
+        config: SyncConfig,
+    ) -> Self {
+        Self {
+            identity,
+            dir,
+            store,
+            coordinator,
+            reader,
+            config,
+            state: RwLock::new(BTreeMap::new()),
+            pass_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The state of every local copy.
+    pub fn status(&self) -> BTreeMap<SegmentId, CopyState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn copy_path(&self, m: &Manifest) -> PathBuf {
+        self.dir
+            .join(m.id.as_str())
+            .join(format!("{}-{}.sqlite", m.version, m.sha256))
+    }
+
+    /// Re-adopts the copies already on disk (after a restart): each is re-hashed, and only a
+    /// copy that matches a manifest in the catalog is served; anything else is deleted.
+    pub async fn adopt_existing(&self) -> trough_core::Result<usize> {
+        let _guard = self.pass_lock.lock().await;
+        tokio::fs::create_dir_all(&self.dir).await?;
+        let catalog: BTreeMap<SegmentId, SegmentEntry> = self
+            .coordinator
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let mut files = Vec::new();
+        let mut dirs = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(d) = dirs.next_entry().await? {
+            if !d.file_type().await?.is_dir() {
+                continue;
+            }
+            let mut inner = tokio::fs::read_dir(d.path()).await?;
+            while let Some(f) = inner.next_entry().await? {
+                files.push(f.path());
+            }
+        }
+        let mut adopted = 0;
+        for path in files {
+            let manifest = identify(&path, &catalog);
+            let Some(m) = manifest else {
+                tracing::info!(path = %path.display(), "removing unknown local file");
+                let _ = tokio::fs::remove_file(&path).await;
+                continue;
+            };
+            // Keep only the newest adoptable version of each segment.
+            let newer_held = self
+                .status()
+                .get(&m.id)
+                .is_some_and(|s| s.version >= m.version);
+            if newer_held {
+                let _ = tokio::fs::remove_file(&path).await;
+                continue;
+            }
+            if verify_file(&path, &m).await {
+                self.install(&m, path)?;
+                adopted += 1;
+            } else {
+                tracing::warn!(path = %path.display(), "local copy failed verification; deleting");
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+        }
+        Ok(adopted)
+    }
+
+    fn install(&self, m: &Manifest, path: PathBuf) -> trough_core::Result<()> {
+        self.reader
+            .install_stored(m.id.clone(), m.version, m.sha256.clone(), path)
+            .map_err(|e| trough_core::Error::internal(e.to_string()))?;
+        self.state.write().unwrap_or_else(|p| p.into_inner()).insert(
+            m.id.clone(),
+            CopyState {
+                version: m.version,
+                sha256: m.sha256.clone(),
+                size: m.size,
+                verified: true,
+                error: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// One pass: fetch and drop what [`plan`] says, then report holdings.
+    pub async fn pass(&self) -> trough_core::Result<()> {
+        let _guard = self.pass_lock.lock().await;
+        let assignment = self.coordinator.get_assignment().await?;
+        let catalog: BTreeMap<SegmentId, SegmentEntry> = self
+            .coordinator
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
+        for n in self.coordinator.list_nodes().await? {
+            if n.name == self.identity.name {
+                continue;
+            }
+            for (id, v) in n.held {
+                holders.entry(id).or_default().insert(n.name.clone(), v);
+            }
+        }
+        let held: BTreeMap<SegmentId, (u64, bool)> = self
+            .status()
+            .into_iter()
+            .map(|(id, s)| (id, (s.version, s.verified)))
+            .collect();
+        let actions = plan(&self.identity.name, &assignment, &catalog, &held, &holders);
+        let mut fetches = Vec::new();
+        for a in actions {
+            match a {
+                Action::Fetch(m) => fetches.push(m),
+                Action::Drop(id) => {
+                    tracing::info!(segment = %id, "dropping local copy (no longer assigned)");
+                    self.reader.remove_stored(&id);
+                    self.state
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                }
+            }
+        }
+        let concurrency = self.config.download_concurrency.max(1);
+        let results: Vec<_> = futures::stream::iter(fetches)
+            .map(|m| async move {
+                let r = self.fetch(&m).await;
+                (m, r)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (m, r) in results {
+            if let Err(e) = r {
+                metrics::counter!("trough_sync_fetch_failures_total").increment(1);
+                tracing::warn!(segment = %m.id, version = m.version, error = %e, "fetch failed; will retry");
+                let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+                match st.get_mut(&m.id) {
+                    Some(s) => s.error = Some(e.to_string()),
+                    None => {
+                        st.insert(
+                            m.id.clone(),
+                            CopyState {
+                                version: m.version,
+                                sha256: m.sha256.clone(),
+                                size: m.size,
+                                verified: false,
+                                error: Some(e.to_string()),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.report().await
+    }
+
+    async fn fetch(&self, m: &Manifest) -> trough_core::Result<()> {
+        let dest = self.copy_path(m);
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let started = std::time::Instant::now();
+        // `download` verifies size and SHA-256 while streaming and renames only on a match.
+        self.store.download(m, &dest).await?;
+        self.install(m, dest)?;
+        metrics::counter!("trough_sync_fetched_bytes_total").increment(m.size);
+        metrics::histogram!("trough_sync_fetch_seconds").record(started.elapsed().as_secs_f64());
+        tracing::info!(segment = %m.id, version = m.version, size = m.size, "installed verified copy");
+        Ok(())
+    }
+
+    /// Publishes this node's verified holdings (the heartbeat).
+    pub async fn report(&self) -> trough_core::Result<()> {
+        let status = self.status();
+        let held: BTreeMap<SegmentId, u64> = status
+            .iter()
+            .filter(|(_, s)| s.verified)
+            .map(|(id, s)| (id.clone(), s.version))
+            .collect();
+        let stored_bytes = status.values().filter(|s| s.verified).map(|s| s.size).sum();
+        metrics::gauge!("trough_segments_held").set(held.len() as f64);
+        metrics::gauge!("trough_bytes_stored").set(stored_bytes as f64);
+        self.coordinator
+            .register_node(&NodeInfo {
+                name: self.identity.name.clone(),
+                address: self.identity.address.clone(),
+                tier: self.identity.tier.clone(),
+                quota_bytes: self.identity.quota_bytes,
+                stored_bytes,
+                roles: self.identity.roles.clone(),
+                held,
+                updated_at: Utc::now(),
+            })
+            .await
+    }
+
+    /// Re-hashes every verified copy; a mismatch is withdrawn from service at once (and fetched
+    /// again by the next pass). Returns how many copies failed.
+    pub async fn scrub(&self) -> usize {
+        let _guard = self.pass_lock.lock().await;
+        let mut failed = 0;
+        for (id, s) in self.status() {
+            if !s.verified {
+                continue;
+            }
+            let m = Manifest {
+                id: id.clone(),
+                version: s.version,
+                sha256: s.sha256.clone(),
+                size: s.size,
+                created_at: Utc::now(),
+                schema: None,
+                writable: false,
+                key: String::new(),
+            };
+            let path = self.copy_path(&m);
+            if !verify_file(&path, &m).await {
+                failed += 1;
+                metrics::counter!("trough_sync_scrub_failures_total").increment(1);
+                tracing::error!(segment = %id, version = s.version, "scrub: local copy does not match its manifest; withdrawn");
+                self.reader.remove_stored(&id);
+                self.state
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+            }
+        }
+        failed
+    }
+
+    /// Runs passes until `shutdown`: after every change in the coordinator, or at least every
+    /// `sync.interval_secs`; scrubs every `sync.scrub_interval_secs`.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut index = 0;
+        let mut backoff = Duration::from_millis(200);
+        let scrub_every = Duration::from_secs(self.config.scrub_interval_secs);
+        let mut last_scrub = tokio::time::Instant::now();
+        loop {
+            let before = match self.coordinator.wait_for_change(0, Duration::ZERO).await {
+                Ok(i) => i,
+                Err(_) => index,
+            };
+            let wait = match self.pass().await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    let retry_soon = self.status().values().any(|s| s.error.is_some());
+                    if retry_soon {
+                        Duration::from_secs(1)
+                    } else {
+                        self.config.interval()
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync pass failed");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff
+                }
+            };
+            if !scrub_every.is_zero() && last_scrub.elapsed() >= scrub_every {
+                self.scrub().await;
+                last_scrub = tokio::time::Instant::now();
+            }
+            index = before;
+            tokio::select! {
+                r = self.coordinator.wait_for_change(index, wait) => { if let Ok(i) = r { index = i; } }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Finds the manifest a local file `<dir>/<id>/<version>-<sha>.sqlite` claims to be.
+fn identify(path: &Path, catalog: &BTreeMap<SegmentId, SegmentEntry>) -> Option<Manifest> {
+    let id = path.parent()?.file_name()?.to_str()?;
+    let id = SegmentId::new(id).ok()?;
+    let name = path.file_name()?.to_str()?.strip_suffix(".sqlite")?;
+    let (version, sha) = name.split_once('-')?;
+    let version: u64 = version.parse().ok()?;
+    catalog
+        .get(&id)?
+        .versions
+        .iter()
+        .find(|m| m.version == version && m.sha256 == sha)
+        .cloned()
+}
+
+/// Whether the file at `path` has the manifest's size and SHA-256.
+async fn verify_file(path: &Path, m: &Manifest) -> bool {
+    let p = path.to_owned();
+    match tokio::task::spawn_blocking(move || trough_core::hash::sha256_file(&p)).await {
+        Ok(Ok((sha, size))) => sha == m.sha256 && size == m.size,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(s: &str) -> SegmentId {
+        SegmentId::new(s).unwrap()
+    }
+    fn node(s: &str) -> NodeName {
+        NodeName::new(s).unwrap()
+    }
+    fn entry(id: &str, versions: &[u64]) -> SegmentEntry {
+        SegmentEntry {
+            id: sid(id),
+            versions: versions
+                .iter()
+                .map(|&v| Manifest {
+                    id: sid(id),
+                    version: v,
+                    sha256: format!("sha{v}"),
+                    size: 1,
+                    created_at: Utc::now(),
+                    schema: None,
+                    writable: false,
+                    key: String::new(),
+                })
+                .collect(),
+            writable: None,
+        }
+    }
+
+    #[test]
+    fn fetches_missing_and_stale_copies() {
+        let me = node("n1");
+        let catalog: BTreeMap<_, _> = [entry("a", &[1]), entry("b", &[1, 2]), entry("c", &[3])]
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let assignment: AssignmentMap = [
+            (sid("a"), vec![me.clone()]),
+            (sid("b"), vec![me.clone()]),
+            (sid("c"), vec![me.clone()]),
+        ]
+        .into_iter()
+        .collect();
+        // a: missing; b: stale v1; c: held but unverified.
+        let held: BTreeMap<_, _> = [(sid("b"), (1, true)), (sid("c"), (3, false))]
+            .into_iter()
+            .collect();
+        let actions = plan(&me, &assignment, &catalog, &held, &BTreeMap::new());
+        let fetched: Vec<_> = actions
+            .iter()
+            .map(|a| match a {
+                Action::Fetch(m) => (m.id.to_string(), m.version),
+                Action::Drop(_) => panic!("nothing to drop"),
+            })
+            .collect();
+        assert_eq!(fetched, [("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+        // Once everything is held verified, nothing to do.
+        let held: BTreeMap<_, _> = [
+            (sid("a"), (1, true)),
+            (sid("b"), (2, true)),
+            (sid("c"), (3, true)),
+        ]
+        .into_iter()
+        .collect();
+        assert!(plan(&me, &assignment, &catalog, &held, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn drops_only_after_replacement_holds_latest() {
+        let me = node("n1");
+        let other = node("n2");
+        let catalog: BTreeMap<_, _> = [entry("a", &[1, 2])]
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let assignment: AssignmentMap = [(sid("a"), vec![other.clone()])].into_iter().collect();
+        let held: BTreeMap<_, _> = [(sid("a"), (2, true))].into_iter().collect();
+        // n2 holds nothing yet: keep ours.
+        assert!(plan(&me, &assignment, &catalog, &held, &BTreeMap::new()).is_empty());
+        // n2 holds an old version: keep ours.
+        let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
+        holders.entry(sid("a")).or_default().insert(other.clone(), 1);
+        assert!(plan(&me, &assignment, &catalog, &held, &holders).is_empty());
+        // n2 holds the latest: drop ours.
+        holders.entry(sid("a")).or_default().insert(other, 2);
+        assert_eq!(
+            plan(&me, &assignment, &catalog, &held, &holders),
+            [Action::Drop(sid("a"))]
+        );
+        // A segment gone from the catalog is dropped at once.
+        let held: BTreeMap<_, _> = [(sid("gone"), (1, true))].into_iter().collect();
+        assert_eq!(
+            plan(&me, &assignment, &catalog, &held, &BTreeMap::new()),
+            [Action::Drop(sid("gone"))]
+        );
+    }
+}

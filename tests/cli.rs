@@ -1,0 +1,155 @@
+//! The client subcommands of the same binary: `trough segment upload|ls|show|promote`,
+//! `trough query`, and `--help` everywhere.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn trough(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run trough")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status, stdout(o), stderr(o));
+    stdout(o)
+}
+
+#[track_caller]
+fn fails(o: &Output) {
+    assert!(!o.status.success(), "expected failure, got success\nstdout: {}", stdout(o));
+    assert!(
+        !stderr(o).trim().is_empty() || !stdout(o).trim().is_empty(),
+        "failure without a message"
+    );
+}
+
+/// Parses stdout as one JSON document, or as JSON lines (→ array).
+fn parse_json(out: &str) -> Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|_| {
+        Value::Array(
+            out.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}\n{out}")))
+                .collect(),
+        )
+    })
+}
+
+#[test]
+fn help_everywhere() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["segment", "--help"],
+        vec!["segment", "upload", "--help"],
+        vec!["segment", "ls", "--help"],
+        vec!["segment", "show", "--help"],
+        vec!["segment", "promote", "--help"],
+        vec!["query", "--help"],
+    ] {
+        let o = trough(&args);
+        let out = ok(&o);
+        assert!(out.to_lowercase().contains("usage"), "trough {args:?} --help: {out}");
+    }
+    let serve_help = stdout(&trough(&["serve", "--help"]));
+    for flag in ["--data-dir", "--listen", "--max-body-bytes"] {
+        assert!(serve_help.contains(flag), "serve --help lacks {flag}: {serve_help}");
+    }
+    let o = trough(&["segment", "upload", "--help"]);
+    assert!(stdout(&o).contains("--url"), "{}", stdout(&o));
+    // Unknown subcommand → error.
+    fails(&trough(&["no-such-subcommand"]));
+}
+
+#[test]
+fn upload_ls_show_query() {
+    let s = TestServer::start();
+    let f = SqliteFile::new(SAMPLE_SQL);
+    let path = f.path.to_str().unwrap();
+
+    let out = ok(&trough(&["segment", "upload", "cli.seg", path, "--url", s.url()]));
+    let m = parse_json(&out);
+    assert_eq!(m["id"], "cli.seg", "{out}");
+    assert_eq!(m["version"], 1, "{out}");
+    assert_eq!(m["sha256"], sha256_hex(&f.bytes()), "{out}");
+    assert_eq!(m["size"], f.bytes().len() as u64, "{out}");
+    let out = ok(&trough(&["segment", "upload", "cli.seg", path, "--url", s.url()]));
+    assert_eq!(parse_json(&out)["version"], 2, "{out}");
+    // Same as the HTTP API says.
+    let (_, doc) = s.get_json("/segments/cli.seg");
+    assert_eq!(doc["latest"], parse_json(&out));
+
+    let out = ok(&trough(&["segment", "ls", "--url", s.url()]));
+    assert!(out.contains("cli.seg"), "ls: {out}");
+
+    let out = ok(&trough(&["segment", "show", "cli.seg", "--url", s.url()]));
+    assert!(out.contains("cli.seg"), "show: {out}");
+    assert!(out.contains(&m["sha256"].as_str().unwrap()[..12]), "show tells the segment's sha256: {out}");
+
+    // Wait until the node holds it, then query through the CLI.
+    s.wait_synced("cli.seg", 2);
+    let sql = "SELECT * FROM t ORDER BY id";
+    let out = ok(&trough(&["query", "cli.seg", sql, "--url", s.url()]));
+    let rows = parse_json(&out);
+    assert_rows_eq(rows.as_array().unwrap_or_else(|| panic!("{out}")), &f.rows(sql, &json!([])));
+}
+
+#[test]
+fn promote_via_cli() {
+    let s = TestServer::start();
+    s.provision("cli.w", &json!({"schema_sql": "CREATE TABLE t (a);"}));
+    s.execute_ok("cli.w", "INSERT INTO t VALUES (1), (2)");
+    ok(&trough(&["segment", "promote", "cli.w", "--url", s.url()]));
+    let (_, doc) = s.get_json("/segments/cli.w");
+    assert_eq!(doc["latest"]["version"], 1, "{doc}");
+    assert_eq!(doc["versions"].as_array().map(Vec::len), Some(1), "{doc}");
+    let out = ok(&trough(&["segment", "show", "cli.w", "--url", s.url()]));
+    assert!(out.contains("cli.w"), "{out}");
+    assert_eq!(
+        parse_json(&ok(&trough(&["query", "cli.w", "SELECT count(*) AS n FROM t", "--url", s.url()]))),
+        json!([{"n": 2}])
+    );
+}
+
+#[test]
+fn cli_errors_exit_non_zero() {
+    let s = TestServer::start();
+    let f = SqliteFile::new(SAMPLE_SQL);
+    let path = f.path.to_str().unwrap();
+    // Unknown segment.
+    fails(&trough(&["query", "cli.none", "SELECT 1", "--url", s.url()]));
+    fails(&trough(&["segment", "show", "cli.none", "--url", s.url()]));
+    fails(&trough(&["segment", "promote", "cli.none", "--url", s.url()]));
+    // Invalid id.
+    let o = trough(&["segment", "upload", ".bad", path, "--url", s.url()]);
+    fails(&o);
+    // Missing file / not SQLite.
+    fails(&trough(&["segment", "upload", "cli.x", "/nonexistent/file.sqlite", "--url", s.url()]));
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"not a database").unwrap();
+    fails(&trough(&["segment", "upload", "cli.x", junk.path().to_str().unwrap(), "--url", s.url()]));
+    // Bad SQL is reported.
+    s.provision("cli.q", &json!({}));
+    fails(&trough(&["query", "cli.q", "SELEC 1", "--url", s.url()]));
+    // Nothing listening.
+    fails(&trough(&["segment", "ls", "--url", "http://127.0.0.1:1"]));
+    // Missing arguments.
+    fails(&trough(&["segment", "upload", "cli.x"]));
+    assert_eq!(s.get_json("/segments/cli.x").0, 404);
+}

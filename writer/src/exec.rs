@@ -1,0 +1,203 @@
+//! Running a write request in ONE transaction: all statements or none.
+//!
+//! The real Trough commits the statements of a failed batch that ran before the failure; trough
+//! does not. A request is raw SQL (one or more statements), one statement with parameters, or one
+//! statement with a batch of parameter sets. Everything runs inside a `BEGIN IMMEDIATE`
+//! transaction that is committed only when every statement succeeded; the connection's guard
+//! refuses transaction control, ATTACH and the other escapes, so a statement cannot end the
+//! transaction early. Blocking code: call it from `spawn_blocking`.
+
+use rusqlite::fallible_iterator::FallibleIterator as _;
+use rusqlite::{Batch, Connection, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use trough_core::sql::{bind, sqlite_error, Params};
+
+use crate::error::{Error, Result};
+
+/// A write request.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteRequest {
+    /// SQL: several statements separated by `;`, or one statement when parameters are given.
+    pub sql: String,
+    /// Parameters for a single statement.
+    #[serde(default)]
+    pub params: Params,
+    /// Parameter sets: the single statement runs once per entry, all in the same transaction.
+    #[serde(default)]
+    pub batch: Option<Vec<Params>>,
+}
+
+impl ExecuteRequest {
+    /// A request of raw SQL text.
+    pub fn text(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// What an execute request did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecuteResult {
+    /// Rows inserted, updated or deleted (SQLite's total changes, triggers included).
+    pub rows_affected: u64,
+    /// The rowid of the last inserted row on this connection.
+    pub last_insert_rowid: i64,
+}
+
+/// Runs `req` in one immediate transaction on `conn`; commits only if everything succeeded.
+pub fn execute(conn: &mut Connection, req: &ExecuteRequest) -> Result<ExecuteResult> {
+    let has_params = !matches!(req.params, Params::None);
+    if has_params && req.batch.is_some() {
+        return Err(Error::InvalidRequest(
+            "give either `params` or `batch`, not both".into(),
+        ));
+    }
+    let before = conn.total_changes();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if has_params || req.batch.is_some() {
+        let mut stmt = single_statement(&tx, &req.sql)?;
+        let sets: Vec<&Params> = match &req.batch {
+            Some(b) => b.iter().collect(),
+            None => vec![&req.params],
+        };
+        for params in sets {
+            stmt.clear_bindings();
+            bind(&mut stmt, params)?;
+            drain(&mut stmt)?;
+        }
+    } else {
+        let mut batch = Batch::new(&tx, &req.sql);
+        let mut ran = 0usize;
+        while let Some(mut stmt) = batch.next().map_err(sqlite_error)? {
+            drain(&mut stmt)?;
+            ran += 1;
+        }
+        if ran == 0 {
+            return Err(Error::InvalidRequest("no SQL statement in the body".into()));
+        }
+    }
+    let last_insert_rowid = tx.last_insert_rowid();
+    let rows_affected = tx.total_changes().saturating_sub(before);
+    tx.commit().map_err(sqlite_error)?;
+    Ok(ExecuteResult {
+        rows_affected,
+        last_insert_rowid,
+    })
+}
+
+/// Prepares exactly one statement; trailing whitespace, comments and `;` are allowed.
+fn single_statement<'c>(conn: &'c Connection, sql: &str) -> Result<rusqlite::Statement<'c>> {
+    let mut batch = Batch::new(conn, sql);
+    let stmt = batch
+        .next()
+        .map_err(sqlite_error)?
+        .ok_or_else(|| Error::InvalidRequest("no SQL statement in the body".into()))?;
+    if batch.next().map_err(sqlite_error)?.is_some() {
+        return Err(Error::Core(trough_core::Error::invalid(
+            "multiple_statements",
+            "parameters bind to exactly one statement; send one statement with `params`/`batch`",
+        )));
+    }
+    Ok(stmt)
+}
+
+/// Steps a statement to completion, discarding any rows (e.g. `RETURNING`).
+fn drain(stmt: &mut rusqlite::Statement<'_>) -> Result<()> {
+    let mut rows = stmt.raw_query();
+    while rows.next().map_err(sqlite_error)?.is_some() {}
+    Ok(())
+}
+
+/// Checks that `sql` runs on an empty database (the test a schema must pass to be registered).
+pub fn validate_schema(sql: &str) -> Result<()> {
+    let dir = tempfile::tempdir().map_err(trough_core::Error::from)?;
+    let path = dir.path().join("schema-check.sqlite");
+    let mut conn = trough_core::sql::open_writable(&path, trough_core::sql::Synchronous::Normal)?;
+    execute(&mut conn, &ExecuteRequest::text(sql))
+        .map(|_| ())
+        .map_err(|e| Error::InvalidSchema(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trough_core::sql::{open_writable, Synchronous};
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writable(&dir.path().join("w.sqlite"), Synchronous::Full).unwrap();
+        (dir, conn)
+    }
+
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn all_or_nothing() {
+        let (_d, mut c) = db();
+        execute(&mut c, &ExecuteRequest::text("CREATE TABLE t(x INTEGER NOT NULL)")).unwrap();
+        let r = execute(
+            &mut c,
+            &ExecuteRequest::text("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);"),
+        )
+        .unwrap();
+        assert_eq!(r.rows_affected, 2);
+        assert_eq!(r.last_insert_rowid, 2);
+        let err = execute(
+            &mut c,
+            &ExecuteRequest::text("INSERT INTO t VALUES (3); INSERT INTO t VALUES (NULL);"),
+        )
+        .unwrap_err();
+        assert_eq!(trough_core::ApiError::kind(&err), trough_core::ErrorKind::InvalidInput);
+        assert_eq!(count(&c), 2, "the first statement of the failed batch is rolled back");
+    }
+
+    #[test]
+    fn batch_of_params() {
+        let (_d, mut c) = db();
+        execute(&mut c, &ExecuteRequest::text("CREATE TABLE t(x, y)")).unwrap();
+        let req: ExecuteRequest = serde_json::from_str(
+            r#"{"sql": "INSERT INTO t VALUES (?, ?)", "batch": [[1, "a"], [2, "b"], [3, null]]}"#,
+        )
+        .unwrap();
+        let r = execute(&mut c, &req).unwrap();
+        assert_eq!(r.rows_affected, 3);
+        assert_eq!(count(&c), 3);
+        // A failing set rolls back the whole batch.
+        let bad: ExecuteRequest = serde_json::from_str(
+            r#"{"sql": "INSERT INTO t VALUES (?, ?)", "batch": [[4, "d"], [5]]}"#,
+        )
+        .unwrap();
+        assert!(execute(&mut c, &bad).is_err());
+        assert_eq!(count(&c), 3);
+    }
+
+    #[test]
+    fn refuses_transaction_control_and_attach() {
+        let (_d, mut c) = db();
+        execute(&mut c, &ExecuteRequest::text("CREATE TABLE t(x)")).unwrap();
+        for sql in [
+            "INSERT INTO t VALUES (1); COMMIT; INSERT INTO t VALUES (2)",
+            "INSERT INTO t VALUES (1); ATTACH 'x.db' AS x",
+            "INSERT INTO t VALUES (1); PRAGMA writable_schema = 1",
+            "INSERT INTO t VALUES (1); VACUUM",
+        ] {
+            assert!(execute(&mut c, &ExecuteRequest::text(sql)).is_err(), "{sql}");
+            assert_eq!(count(&c), 0, "{sql} changed nothing");
+        }
+    }
+
+    #[test]
+    fn schema_validation() {
+        assert!(validate_schema("CREATE TABLE a(x); CREATE INDEX ai ON a(x);").is_ok());
+        assert!(matches!(
+            validate_schema("CREATE TABLE a(x"),
+            Err(Error::InvalidSchema(_))
+        ));
+    }
+}
