@@ -56,9 +56,21 @@ fn invalid_ids_rejected_on_every_route() {
     for id in invalid_ids() {
         let base = s.at(&format!("/segments/{id}"));
         let answers = vec![
-            ("PUT", json_of(c.put(&base).body(file.bytes()).send().unwrap())),
+            (
+                "PUT",
+                json_of(c.put(&base).body(file.bytes()).send().unwrap()),
+            ),
             ("GET", json_of(c.get(&base).send().unwrap())),
-            ("query", json_of(c.post(format!("{base}/query")).header("content-type", "text/plain").body("SELECT 1").send().unwrap())),
+            (
+                "query",
+                json_of(
+                    c.post(format!("{base}/query"))
+                        .header("content-type", "text/plain")
+                        .body("SELECT 1")
+                        .send()
+                        .unwrap(),
+                ),
+            ),
             (
                 "query json",
                 json_of(
@@ -69,7 +81,16 @@ fn invalid_ids_rejected_on_every_route() {
                         .unwrap(),
                 ),
             ),
-            ("execute", json_of(c.post(format!("{base}/execute")).header("content-type", "text/plain").body("CREATE TABLE x (a)").send().unwrap())),
+            (
+                "execute",
+                json_of(
+                    c.post(format!("{base}/execute"))
+                        .header("content-type", "text/plain")
+                        .body("CREATE TABLE x (a)")
+                        .send()
+                        .unwrap(),
+                ),
+            ),
             (
                 "provision",
                 json_of(
@@ -80,11 +101,17 @@ fn invalid_ids_rejected_on_every_route() {
                         .unwrap(),
                 ),
             ),
-            ("promote", json_of(c.post(format!("{base}/promote")).send().unwrap())),
+            (
+                "promote",
+                json_of(c.post(format!("{base}/promote")).send().unwrap()),
+            ),
         ];
         for (what, (status, body)) in answers {
             assert_eq!(status, 400, "{what} /segments/{id}: {body}");
-            assert_eq!(body["error"]["code"], "invalid_segment_id", "{what} /segments/{id}: {body}");
+            assert_eq!(
+                body["error"]["code"], "invalid_segment_id",
+                "{what} /segments/{id}: {body}"
+            );
             assert!(body["error"]["message"].is_string(), "{body}");
         }
     }
@@ -93,7 +120,10 @@ fn invalid_ids_rejected_on_every_route() {
     assert_eq!(list, json!({"segments": []}));
     let files = all_files(s.data_dir());
     assert!(
-        !files.iter().any(|f| f.contains("etc") || f.contains("passwd") || f.contains("hidden") || f.contains(&"a".repeat(129))),
+        !files.iter().any(|f| f.contains("etc")
+            || f.contains("passwd")
+            || f.contains("hidden")
+            || f.contains(&"a".repeat(129))),
         "data dir gained files for invalid ids: {files:?}"
     );
 }
@@ -114,7 +144,10 @@ fn boundary_ids() {
     }
     let (status, body) = s.put_bytes(&format!("/segments/{}", "a".repeat(129)), file.bytes());
     assert_error(status, &body, 400, "invalid_segment_id");
-    assert_eq!(s.query_ok(&long, "SELECT count(*) AS n FROM t"), vec![json!({"n": 5})]);
+    assert_eq!(
+        s.query_ok(&long, "SELECT count(*) AS n FROM t"),
+        vec![json!({"n": 5})]
+    );
 }
 
 #[test]
@@ -128,7 +161,12 @@ fn empty_id_and_raw_slash_do_not_route() {
         ("POST", "/segments/a/b/query"),
     ] {
         let r = match method {
-            "PUT" => s.client().put(s.at(path)).body(file.bytes()).send().unwrap(),
+            "PUT" => s
+                .client()
+                .put(s.at(path))
+                .body(file.bytes())
+                .send()
+                .unwrap(),
             _ => s.client().post(s.at(path)).body("SELECT 1").send().unwrap(),
         };
         let st = r.status().as_u16();
@@ -148,12 +186,19 @@ fn errors_are_json_documents() {
         s.get_json("/schemas/missing"),
     ] {
         assert!(status.is_client_error(), "{status}");
-        let obj = body.as_object().unwrap_or_else(|| panic!("error body is not a JSON object: {body}"));
+        let obj = body
+            .as_object()
+            .unwrap_or_else(|| panic!("error body is not a JSON object: {body}"));
         assert_eq!(obj.len(), 1, "{body}");
-        let e = body["error"].as_object().unwrap_or_else(|| panic!("{body}"));
+        let e = body["error"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{body}"));
         assert!(e["code"].is_string() && e["message"].is_string(), "{body}");
     }
     let r = s.client().get(s.at("/segments/missing")).send().unwrap();
-    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     assert!(ct.is_some_and(|c| c.starts_with("application/json")));
 }

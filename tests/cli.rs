@@ -26,13 +26,23 @@ fn stderr(o: &Output) -> String {
 
 #[track_caller]
 fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status, stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
     stdout(o)
 }
 
 #[track_caller]
 fn fails(o: &Output) {
-    assert!(!o.status.success(), "expected failure, got success\nstdout: {}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, got success\nstdout: {}",
+        stdout(o)
+    );
     assert!(
         !stderr(o).trim().is_empty() || !stdout(o).trim().is_empty(),
         "failure without a message"
@@ -45,7 +55,10 @@ fn parse_json(out: &str) -> Value {
         Value::Array(
             out.lines()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}\n{out}")))
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}\n{out}"))
+                })
                 .collect(),
         )
     })
@@ -65,11 +78,17 @@ fn help_everywhere() {
     ] {
         let o = trough(&args);
         let out = ok(&o);
-        assert!(out.to_lowercase().contains("usage"), "trough {args:?} --help: {out}");
+        assert!(
+            out.to_lowercase().contains("usage"),
+            "trough {args:?} --help: {out}"
+        );
     }
     let serve_help = stdout(&trough(&["serve", "--help"]));
     for flag in ["--data-dir", "--listen", "--max-body-bytes"] {
-        assert!(serve_help.contains(flag), "serve --help lacks {flag}: {serve_help}");
+        assert!(
+            serve_help.contains(flag),
+            "serve --help lacks {flag}: {serve_help}"
+        );
     }
     let o = trough(&["segment", "upload", "--help"]);
     assert!(stdout(&o).contains("--url"), "{}", stdout(&o));
@@ -83,13 +102,27 @@ fn upload_ls_show_query() {
     let f = SqliteFile::new(SAMPLE_SQL);
     let path = f.path.to_str().unwrap();
 
-    let out = ok(&trough(&["segment", "upload", "cli.seg", path, "--url", s.url()]));
+    let out = ok(&trough(&[
+        "segment",
+        "upload",
+        "cli.seg",
+        path,
+        "--url",
+        s.url(),
+    ]));
     let m = parse_json(&out);
     assert_eq!(m["id"], "cli.seg", "{out}");
     assert_eq!(m["version"], 1, "{out}");
     assert_eq!(m["sha256"], sha256_hex(&f.bytes()), "{out}");
     assert_eq!(m["size"], f.bytes().len() as u64, "{out}");
-    let out = ok(&trough(&["segment", "upload", "cli.seg", path, "--url", s.url()]));
+    let out = ok(&trough(&[
+        "segment",
+        "upload",
+        "cli.seg",
+        path,
+        "--url",
+        s.url(),
+    ]));
     assert_eq!(parse_json(&out)["version"], 2, "{out}");
     // Same as the HTTP API says.
     let (_, doc) = s.get_json("/segments/cli.seg");
@@ -100,14 +133,20 @@ fn upload_ls_show_query() {
 
     let out = ok(&trough(&["segment", "show", "cli.seg", "--url", s.url()]));
     assert!(out.contains("cli.seg"), "show: {out}");
-    assert!(out.contains(&m["sha256"].as_str().unwrap()[..12]), "show tells the segment's sha256: {out}");
+    assert!(
+        out.contains(&m["sha256"].as_str().unwrap()[..12]),
+        "show tells the segment's sha256: {out}"
+    );
 
     // Wait until the node holds it, then query through the CLI.
     s.wait_synced("cli.seg", 2);
     let sql = "SELECT * FROM t ORDER BY id";
     let out = ok(&trough(&["query", "cli.seg", sql, "--url", s.url()]));
     let rows = parse_json(&out);
-    assert_rows_eq(rows.as_array().unwrap_or_else(|| panic!("{out}")), &f.rows(sql, &json!([])));
+    assert_rows_eq(
+        rows.as_array().unwrap_or_else(|| panic!("{out}")),
+        &f.rows(sql, &json!([])),
+    );
 }
 
 #[test]
@@ -122,7 +161,13 @@ fn promote_via_cli() {
     let out = ok(&trough(&["segment", "show", "cli.w", "--url", s.url()]));
     assert!(out.contains("cli.w"), "{out}");
     assert_eq!(
-        parse_json(&ok(&trough(&["query", "cli.w", "SELECT count(*) AS n FROM t", "--url", s.url()]))),
+        parse_json(&ok(&trough(&[
+            "query",
+            "cli.w",
+            "SELECT count(*) AS n FROM t",
+            "--url",
+            s.url()
+        ]))),
         json!([{"n": 2}])
     );
 }
@@ -133,17 +178,43 @@ fn cli_errors_exit_non_zero() {
     let f = SqliteFile::new(SAMPLE_SQL);
     let path = f.path.to_str().unwrap();
     // Unknown segment.
-    fails(&trough(&["query", "cli.none", "SELECT 1", "--url", s.url()]));
+    fails(&trough(&[
+        "query",
+        "cli.none",
+        "SELECT 1",
+        "--url",
+        s.url(),
+    ]));
     fails(&trough(&["segment", "show", "cli.none", "--url", s.url()]));
-    fails(&trough(&["segment", "promote", "cli.none", "--url", s.url()]));
+    fails(&trough(&[
+        "segment",
+        "promote",
+        "cli.none",
+        "--url",
+        s.url(),
+    ]));
     // Invalid id.
     let o = trough(&["segment", "upload", ".bad", path, "--url", s.url()]);
     fails(&o);
     // Missing file / not SQLite.
-    fails(&trough(&["segment", "upload", "cli.x", "/nonexistent/file.sqlite", "--url", s.url()]));
+    fails(&trough(&[
+        "segment",
+        "upload",
+        "cli.x",
+        "/nonexistent/file.sqlite",
+        "--url",
+        s.url(),
+    ]));
     let junk = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(junk.path(), b"not a database").unwrap();
-    fails(&trough(&["segment", "upload", "cli.x", junk.path().to_str().unwrap(), "--url", s.url()]));
+    fails(&trough(&[
+        "segment",
+        "upload",
+        "cli.x",
+        junk.path().to_str().unwrap(),
+        "--url",
+        s.url(),
+    ]));
     // Bad SQL is reported.
     s.provision("cli.q", &json!({}));
     fails(&trough(&["query", "cli.q", "SELEC 1", "--url", s.url()]));

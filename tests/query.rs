@@ -20,7 +20,10 @@ fn sample(s: &TestServer, id: &str) -> SqliteFile {
 /// Everything observable about the segment, to check that a rejected statement changed nothing.
 fn snapshot(s: &TestServer, id: &str) -> (Vec<Value>, Vec<Value>, Value) {
     let rows = s.query_ok(id, "SELECT * FROM t ORDER BY id");
-    let schema = s.query_ok(id, "SELECT type, name, sql FROM sqlite_master ORDER BY name");
+    let schema = s.query_ok(
+        id,
+        "SELECT type, name, sql FROM sqlite_master ORDER BY name",
+    );
     let (_, doc) = s.get_json(&format!("/segments/{id}"));
     (rows, schema, doc["versions"].clone())
 }
@@ -31,25 +34,41 @@ fn raw_text_body_any_content_type_matches_sqlite() {
     let f = sample(&s, "q.raw");
     let sql = "SELECT * FROM t ORDER BY id";
     let want = f.rows(sql, &json!([]));
-    for ct in [None, Some("text/plain"), Some("application/sql"), Some("text/plain; charset=utf-8")] {
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/sql"),
+        Some("text/plain; charset=utf-8"),
+    ] {
         let mut req = s.client().post(s.at("/segments/q.raw/query")).body(sql);
         if let Some(ct) = ct {
             req = req.header("content-type", ct);
         }
         let r = req.send().unwrap();
         assert_eq!(r.status(), 200, "content-type {ct:?}");
-        let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        let ctype = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
         assert!(
-            ctype.as_deref().is_some_and(|c| c.starts_with("application/json")),
+            ctype
+                .as_deref()
+                .is_some_and(|c| c.starts_with("application/json")),
             "content-type of answer: {ctype:?}"
         );
         let got: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
         assert_rows_eq(got.as_array().unwrap(), &want);
     }
     // Empty result is an empty array.
-    assert_eq!(s.query_ok("q.raw", "SELECT * FROM t WHERE id < 0"), Vec::<Value>::new());
+    assert_eq!(
+        s.query_ok("q.raw", "SELECT * FROM t WHERE id < 0"),
+        Vec::<Value>::new()
+    );
     // A trailing semicolon is still one statement.
-    assert_rows_eq(&s.query_ok("q.raw", "SELECT id FROM t ORDER BY id;"), &f.rows("SELECT id FROM t ORDER BY id", &json!([])));
+    assert_rows_eq(
+        &s.query_ok("q.raw", "SELECT id FROM t ORDER BY id;"),
+        &f.rows("SELECT id FROM t ORDER BY id", &json!([])),
+    );
     // Many rows.
     let big = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 2000) \
                SELECT x, x * 0.5 AS half, printf('row %d', x) AS label FROM c";
@@ -69,7 +88,10 @@ fn value_encoding_and_column_order_match_sqlite() {
     assert_rows_eq(&got, &want);
     // Spot-check the encoding itself, independently of the reference conversion.
     let row = &got[0];
-    assert!(row["one"].is_f64(), "integral REAL must keep a fraction (1.0): {row}");
+    assert!(
+        row["one"].is_f64(),
+        "integral REAL must keep a fraction (1.0): {row}"
+    );
     assert!(row["z"].is_i64() || row["z"].is_u64(), "{row}");
     assert_eq!(row["inf"], json!({"$float": "Infinity"}));
     assert_eq!(row["ninf"], json!({"$float": "-Infinity"}));
@@ -85,7 +107,13 @@ fn value_encoding_and_column_order_match_sqlite() {
         .send()
         .unwrap();
     let text = r.text().unwrap();
-    assert!(text.contains("1.0") || text.contains("1e0") || text.contains("1E0"), "raw answer {text}");
+    assert!(
+        text.contains("1.0") || text.contains("1e0") || text.contains("1E0"),
+        "raw answer {text}"
+    );
+
+    let sql = "SELECT 1 AS \"ключ\", 2 AS \"with space\", 3 AS \"q\"\"uote\", 4 AS \"\"";
+    assert_rows_eq(&s.query_ok("q.enc", sql), &f.rows(sql, &json!([])));
 
     // Stored values, blobs and infinities included.
     let sql = "SELECT * FROM t ORDER BY id";
@@ -102,7 +130,8 @@ fn json_body_positional_params_match_sqlite() {
     let f = sample(&s, "q.pos");
     let params = json!([1, 2.5, "text ☃", null, {"$blob": "AAEC/w=="}, {"$float": "Infinity"},
                         {"$float": "-Infinity"}, {"$float": "NaN"}, 1.0, -7]);
-    let sql = "SELECT ? AS a, ? AS b, ? AS c, ? AS d, ? AS e, ? AS f, ? AS g, ? AS h, ? AS i, ? AS j";
+    let sql =
+        "SELECT ? AS a, ? AS b, ? AS c, ? AS d, ? AS e, ? AS f, ? AS g, ? AS h, ? AS i, ? AS j";
     let body = json!({"sql": sql, "params": params});
     assert_rows_eq(&s.query_json_ok("q.pos", &body), &f.rows(sql, &params));
 
@@ -115,12 +144,29 @@ fn json_body_positional_params_match_sqlite() {
     }
     // Blob and infinity round-trip exactly.
     let got = s.query_json_ok("q.pos", &json!({"sql": "SELECT ? AS b, ? AS x", "params": [{"$blob": "AAEC/w=="}, {"$float": "-Infinity"}]}));
-    assert_eq!(got, vec![json!({"b": {"$blob": "AAEC/w=="}, "x": {"$float": "-Infinity"}})]);
+    assert_eq!(
+        got,
+        vec![json!({"b": {"$blob": "AAEC/w=="}, "x": {"$float": "-Infinity"}})]
+    );
+
+    // A large blob survives the round trip.
+    let blob: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let ps = json!([sql_to_json(rusqlite::types::ValueRef::Blob(&blob))]);
+    let sql = "SELECT length(?1) AS n, ?1 AS b, hex(substr(?1, 1000, 8)) AS h";
+    assert_rows_eq(
+        &s.query_json_ok("q.pos", &json!({"sql": sql, "params": ps})),
+        &f.rows(sql, &ps),
+    );
 
     // Params against stored data.
     let sql = "SELECT id, name FROM t WHERE id > ? AND name <> ? ORDER BY id";
     let ps = json!([1, "gamma"]);
-    assert_rows_eq(&s.query_json_ok("q.pos", &json!({"sql": sql, "params": ps})), &f.rows(sql, &ps));
+    assert_rows_eq(
+        &s.query_json_ok("q.pos", &json!({"sql": sql, "params": ps})),
+        &f.rows(sql, &ps),
+    );
     let sql = "SELECT id FROM t WHERE data = ?";
     let ps = json!([{"$blob": "3q2+7w=="}]);
     let got = s.query_json_ok("q.pos", &json!({"sql": sql, "params": ps}));
@@ -128,7 +174,10 @@ fn json_body_positional_params_match_sqlite() {
     assert_eq!(got, vec![json!({"id": 4})]);
     // JSON body without params.
     let sql = "SELECT count(*) AS n FROM t";
-    assert_rows_eq(&s.query_json_ok("q.pos", &json!({"sql": sql})), &f.rows(sql, &json!([])));
+    assert_rows_eq(
+        &s.query_json_ok("q.pos", &json!({"sql": sql})),
+        &f.rows(sql, &json!([])),
+    );
 }
 
 #[test]
@@ -145,7 +194,10 @@ fn json_body_named_params_with_and_without_prefix() {
     assert_rows_eq(&got, &f.rows(sql, &prefixed));
     let sql = "SELECT name FROM t WHERE id BETWEEN :lo AND :hi ORDER BY id";
     let ps = json!({"lo": 2, "hi": 4});
-    assert_rows_eq(&s.query_json_ok("q.named", &json!({"sql": sql, "params": ps})), &f.rows(sql, &ps));
+    assert_rows_eq(
+        &s.query_json_ok("q.named", &json!({"sql": sql, "params": ps})),
+        &f.rows(sql, &ps),
+    );
 }
 
 #[test]
@@ -181,6 +233,22 @@ fn ndjson_one_object_per_line() {
             assert_rows_eq(&got, &want);
         }
     }
+    // Errors found before the first row are ordinary JSON error documents.
+    for (id, sql, status, code) in [
+        ("q.nd", "SELEC 1", 400, "sql_error"),
+        ("q.none", "SELECT 1", 404, "segment_not_found"),
+    ] {
+        let r = s
+            .client()
+            .post(s.at(&format!("/segments/{id}/query")))
+            .header("accept", "application/x-ndjson")
+            .header("content-type", "text/plain")
+            .body(sql)
+            .send()
+            .unwrap();
+        let (st, body) = json_of(r);
+        assert_error(st, &body, status, code);
+    }
 }
 
 #[test]
@@ -199,6 +267,7 @@ fn write_statements_are_not_read_only_and_change_nothing() {
         "REPLACE INTO t (id, name) VALUES (1, 'replaced')",
         "INSERT INTO t (id, name) VALUES (11, 'y') RETURNING id",
         "WITH x AS (SELECT 1) DELETE FROM t WHERE id IN (SELECT * FROM x)",
+        "CREATE TEMP TABLE tmp AS SELECT * FROM t",
     ] {
         let (status, body) = s.query_text("q.ro", sql);
         assert_error(status, &body, 400, "not_read_only");
@@ -206,8 +275,24 @@ fn write_statements_are_not_read_only_and_change_nothing() {
         assert_error(status, &body, 400, "not_read_only");
     }
     let (status, body) = s.query_text("q.ro", "PRAGMA user_version = 7");
-    assert_error_any(status, &body, 400, &["not_read_only", "forbidden_statement"]);
-    assert_eq!(snapshot(&s, "q.ro"), before, "a rejected statement changed the segment");
+    assert_error_any(
+        status,
+        &body,
+        400,
+        &["not_read_only", "forbidden_statement"],
+    );
+    // Turning query_only off must not open a door for the next request on the same connection.
+    for _ in 0..4 {
+        let (status, body) = s.query_text("q.ro", "PRAGMA query_only = 0");
+        assert_eq!(status, 400, "PRAGMA query_only = 0: {body}");
+        let (status, body) = s.query_text("q.ro", "DELETE FROM t");
+        assert_error(status, &body, 400, "not_read_only");
+    }
+    assert_eq!(
+        snapshot(&s, "q.ro"),
+        before,
+        "a rejected statement changed the segment"
+    );
 }
 
 #[test]
@@ -231,12 +316,23 @@ fn forbidden_statements_are_400_and_change_nothing() {
     for sql in &statements {
         let (status, body) = s.query_text("q.forbid", sql);
         assert_eq!(status, 400, "{sql}: {body}");
-        assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "{sql}: {body}");
+        assert!(
+            body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+            "{sql}: {body}"
+        );
         let (status, body) = s.query_json("q.forbid", &json!({"sql": sql}));
         assert_eq!(status, 400, "{sql}: {body}");
     }
-    assert!(!attach_path.exists(), "ATTACH created {}", attach_path.display());
-    assert!(!vacuum_path.exists(), "VACUUM INTO created {}", vacuum_path.display());
+    assert!(
+        !attach_path.exists(),
+        "ATTACH created {}",
+        attach_path.display()
+    );
+    assert!(
+        !vacuum_path.exists(),
+        "VACUUM INTO created {}",
+        vacuum_path.display()
+    );
     assert_eq!(snapshot(&s, "q.forbid"), before);
 }
 
@@ -247,17 +343,32 @@ fn sql_errors_carry_sqlite_message() {
     let (status, body) = s.query_text("q.err", "SELEC 1");
     assert_error(status, &body, 400, "sql_error");
     let msg = body["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("near \"SELEC\": syntax error"), "message: {msg}");
+    assert!(
+        msg.contains("near \"SELEC\": syntax error"),
+        "message: {msg}"
+    );
     let (status, body) = s.query_json("q.err", &json!({"sql": "SELEC 1"}));
     assert_error(status, &body, 400, "sql_error");
 
     let (status, body) = s.query_text("q.err", "SELECT * FROM no_such_table");
     assert_error(status, &body, 400, "sql_error");
-    assert!(body["error"]["message"].as_str().unwrap().contains("no such table: no_such_table"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such table: no_such_table"),
+        "{body}"
+    );
 
     let (status, body) = s.query_text("q.err", "SELECT nope FROM t");
     assert_error(status, &body, 400, "sql_error");
-    assert!(body["error"]["message"].as_str().unwrap().contains("no such column: nope"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such column: nope"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -270,7 +381,12 @@ fn multiple_statements_rejected() {
     let (status, body) = s.query_json("q.multi", &json!({"sql": "SELECT 1; SELECT 2"}));
     assert_error(status, &body, 400, "multiple_statements");
     let (status, body) = s.query_text("q.multi", "SELECT 1; DELETE FROM t");
-    assert_error_any(status, &body, 400, &["multiple_statements", "not_read_only"]);
+    assert_error_any(
+        status,
+        &body,
+        400,
+        &["multiple_statements", "not_read_only"],
+    );
     assert_eq!(snapshot(&s, "q.multi"), before);
 }
 
@@ -283,13 +399,22 @@ fn bad_bodies_and_unknown_segment() {
         .client()
         .post(s.at("/segments/q.body/query"))
         .header("content-type", "text/plain")
-        .body(vec![b'S', b'E', b'L', b'E', b'C', b'T', b' ', b'\'', 0xff, 0xfe, b'\''])
+        .body(vec![
+            b'S', b'E', b'L', b'E', b'C', b'T', b' ', b'\'', 0xff, 0xfe, b'\'',
+        ])
         .send()
         .unwrap();
     let (status, body) = json_of(r);
     assert_error(status, &body, 400, "invalid_body");
     // Malformed JSON / JSON without sql / wrong params type.
-    for bad in ["{\"sql\": ", "{}", "{\"params\": [1]}", "{\"sql\": 5}", "[1,2]", "{\"sql\": \"SELECT ?\", \"params\": 7}"] {
+    for bad in [
+        "{\"sql\": ",
+        "{}",
+        "{\"params\": [1]}",
+        "{\"sql\": 5}",
+        "[1,2]",
+        "{\"sql\": \"SELECT ?\", \"params\": 7}",
+    ] {
         let r = s
             .client()
             .post(s.at("/segments/q.body/query"))
@@ -299,7 +424,10 @@ fn bad_bodies_and_unknown_segment() {
             .unwrap();
         let (status, body) = json_of(r);
         assert_eq!(status, 400, "JSON body {bad:?}: {body}");
-        assert!(body["error"]["code"].is_string(), "JSON body {bad:?}: {body}");
+        assert!(
+            body["error"]["code"].is_string(),
+            "JSON body {bad:?}: {body}"
+        );
     }
     // Unknown segment.
     let (status, body) = s.query_text("q.nope", "SELECT 1");
@@ -313,7 +441,8 @@ fn slow_query_times_out_while_others_are_served() {
     let s = TestServer::start_with(&[], &[("TROUGH_LIMITS__QUERY__TIMEOUT_MS", "300")]);
     let f = sample(&s, "q.slow");
     sample(&s, "q.fast");
-    let slow_sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 5000000000) \
+    let slow_sql =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 5000000000) \
                     SELECT count(*) AS n FROM c";
     let client = s.client().clone();
     let url = s.at("/segments/q.slow/query");
@@ -338,7 +467,10 @@ fn slow_query_times_out_while_others_are_served() {
     assert_eq!(body, json!([{"n": 5}]));
     let ((slow_status, slow_body), slow_done) = slow.join().unwrap();
     assert_error(slow_status, &slow_body, 504, "query_timeout");
-    assert!(slow_done < Duration::from_secs(10), "timeout took {slow_done:?}");
+    assert!(
+        slow_done < Duration::from_secs(10),
+        "timeout took {slow_done:?}"
+    );
     assert!(
         fast_done < slow_done,
         "the simple query ({fast_latency:?}) waited for the slow one ({slow_done:?})"
@@ -346,14 +478,48 @@ fn slow_query_times_out_while_others_are_served() {
     // Server keeps serving the same segment afterwards.
     let sql = "SELECT * FROM t ORDER BY id";
     assert_rows_eq(&s.query_ok("q.slow", sql), &f.rows(sql, &json!([])));
+
+    // The limit holds for every body form and on writable segments too.
+    let (status, body) = s.query_json("q.slow", &json!({"sql": slow_sql}));
+    assert_error(status, &body, 504, "query_timeout");
+    s.provision("q.live", &json!({"schema_sql": "CREATE TABLE t (a);"}));
+    let (status, body) = s.query_text("q.live", slow_sql);
+    assert_error(status, &body, 504, "query_timeout");
+    let r = s
+        .client()
+        .post(s.at("/?segment=q.live"))
+        .body(slow_sql)
+        .send()
+        .unwrap();
+    let (status, body) = json_of(r);
+    assert_error(status, &body, 504, "query_timeout");
+    let r = s
+        .client()
+        .post(s.at("/segments/q.slow/query"))
+        .header("accept", "application/x-ndjson")
+        .header("content-type", "text/plain")
+        .body(slow_sql)
+        .send()
+        .unwrap();
+    let (status, body) = json_of(r);
+    assert_error(status, &body, 504, "query_timeout");
+    assert_eq!(
+        s.query_ok("q.live", "SELECT count(*) AS n FROM t"),
+        vec![json!({"n": 0})]
+    );
 }
 
 #[test]
 fn more_rows_than_max_rows_is_result_too_large() {
     let s = TestServer::start_with(&[], &[("TROUGH_LIMITS__QUERY__MAX_ROWS", "10")]);
     let f = sample(&s, "q.max");
-    let rows = |n: u32| format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {n}) SELECT x FROM c");
-    assert_rows_eq(&s.query_ok("q.max", &rows(10)), &f.rows(&rows(10), &json!([])));
+    let rows = |n: u32| {
+        format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {n}) SELECT x FROM c")
+    };
+    assert_rows_eq(
+        &s.query_ok("q.max", &rows(10)),
+        &f.rows(&rows(10), &json!([])),
+    );
     let (status, body) = s.query_text("q.max", &rows(11));
     assert_error(status, &body, 400, "result_too_large");
     let (status, body) = s.query_text("q.max", &rows(1_000_000));
@@ -363,6 +529,18 @@ fn more_rows_than_max_rows_is_result_too_large() {
         .post(s.at("/segments/q.max/query"))
         .header("accept", "application/x-ndjson")
         .header("content-type", "text/plain")
+        .body(rows(11))
+        .send()
+        .unwrap();
+    let (status, body) = json_of(r);
+    assert_error(status, &body, 400, "result_too_large");
+    // Writable segments and the wire format obey the same limit.
+    s.provision("q.maxw", &json!({"schema_sql": "CREATE TABLE t (a);"}));
+    let (status, body) = s.query_text("q.maxw", &rows(11));
+    assert_error(status, &body, 400, "result_too_large");
+    let r = s
+        .client()
+        .post(s.at("/?segment=q.max"))
         .body(rows(11))
         .send()
         .unwrap();

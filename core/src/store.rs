@@ -292,6 +292,18 @@ mod tests {
         suite(SegmentStore::from_url("memory://", &[]).unwrap(), dir.path()).await;
     }
 
+    /// The same suite against a real S3 server (s3s-fs), through the same `object_store` code.
+    #[tokio::test]
+    async fn real_s3() {
+        let s3 = trough_testkit::S3Server::start();
+        let dir = tempfile::tempdir().unwrap();
+        let store = SegmentStore::from_url(&s3.url("prefix/a"), &s3.options()).unwrap();
+        suite(store, dir.path()).await;
+        // Another prefix in the same bucket sees nothing of the first.
+        let other = SegmentStore::from_url(&s3.url("prefix/b"), &s3.options()).unwrap();
+        assert!(other.list_manifests().await.unwrap().is_empty());
+    }
+
     #[test]
     fn rejects_unknown_scheme() {
         assert!(SegmentStore::from_url("ftp://x/y", &[]).is_err());

@@ -77,10 +77,12 @@ impl Reader {
             limits,
             table: RwLock::new(BTreeMap::new()),
             retired: Mutex::new(Vec::new()),
-            threads: Arc::new(ScheduledThreadPool::with_name(
-                "trough-reader-open-{}",
-                POOL_THREADS,
-            )),
+            threads: Arc::new(
+                ScheduledThreadPool::builder()
+                    .num_threads(POOL_THREADS)
+                    .thread_name_pattern("trough-reader-open-{}")
+                    .build(),
+            ),
         }
     }
 

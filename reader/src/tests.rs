@@ -36,7 +36,10 @@ fn make_db(path: &Path, rows: i64, label: &str) -> PathBuf {
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -81,7 +84,11 @@ async fn serves_a_stored_copy_in_both_formats() {
         serde_json::json!([{"x":1,"label":"one"},{"x":2,"label":"one"},{"x":3,"label":"one"}])
     );
     let s = reader
-        .query(&id("a"), SqlRequest::new("SELECT x FROM t"), RowFormat::Ndjson)
+        .query(
+            &id("a"),
+            SqlRequest::new("SELECT x FROM t"),
+            RowFormat::Ndjson,
+        )
         .await
         .unwrap();
     assert_eq!(s.content_type(), "application/x-ndjson");
@@ -90,7 +97,11 @@ async fn serves_a_stored_copy_in_both_formats() {
     assert_eq!(bytes, b"{\"x\":1}\n{\"x\":2}\n{\"x\":3}\n");
     // Empty ndjson answer: a clean, empty stream.
     let s = reader
-        .query(&id("a"), SqlRequest::new("SELECT x FROM t WHERE 0"), RowFormat::Ndjson)
+        .query(
+            &id("a"),
+            SqlRequest::new("SELECT x FROM t WHERE 0"),
+            RowFormat::Ndjson,
+        )
         .await
         .unwrap();
     assert_eq!(drain(s).await.0, b"");
@@ -127,17 +138,19 @@ async fn errors_before_output_are_errors_with_status() {
     assert!(e.to_string().contains("ATTACH is not allowed"), "{e}");
     let e = err("SELECT * FROM t").await;
     assert_eq!(e.code(), "result_too_large");
-    let e = err(
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c",
-    )
-    .await;
+    let e =
+        err("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c")
+            .await;
     assert_eq!((e.kind(), e.code()), (ErrorKind::Timeout, "query_timeout"));
     let e = reader
         .query(&id("zz"), SqlRequest::new("SELECT 1"), RowFormat::JsonArray)
         .await
         .unwrap_err();
     assert!(matches!(e, Error::SegmentUnavailable(_)));
-    assert_eq!((e.kind(), e.code()), (ErrorKind::Unavailable, "segment_unavailable"));
+    assert_eq!(
+        (e.kind(), e.code()),
+        (ErrorKind::Unavailable, "segment_unavailable")
+    );
     // The DELETE changed nothing.
     let n: i64 = Connection::open(&path)
         .unwrap()
@@ -146,7 +159,8 @@ async fn errors_before_output_are_errors_with_status() {
     assert_eq!(n, 20);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Default (current-thread) runtime on purpose: the blocking task's backpressure must work there too.
+#[tokio::test]
 async fn swap_keeps_queries_in_flight_and_deletes_old_file_after() {
     let dir = tempfile::tempdir().unwrap();
     let reader = Reader::new(QueryLimits::default());
@@ -157,7 +171,11 @@ async fn swap_keeps_queries_in_flight_and_deletes_old_file_after() {
         .install_stored(id("s"), 1, "11".repeat(32), v1.clone())
         .unwrap();
     let mut stream = reader
-        .query(&id("s"), SqlRequest::new("SELECT x, label FROM t"), RowFormat::Ndjson)
+        .query(
+            &id("s"),
+            SqlRequest::new("SELECT x, label FROM t"),
+            RowFormat::Ndjson,
+        )
         .await
         .unwrap();
     let first = stream.next().await.unwrap().unwrap();
@@ -184,7 +202,10 @@ async fn swap_keeps_queries_in_flight_and_deletes_old_file_after() {
     let (rest, err) = drain(stream).await;
     assert!(err.is_none(), "{err:?}");
     let all = [first.as_ref(), rest.as_slice()].concat();
-    let lines: Vec<&[u8]> = all.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = all
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(lines.len(), 60_000, "the in-flight query finished on v1");
     for line in [lines[0], lines[59_999]] {
         let row: serde_json::Value = serde_json::from_slice(line).unwrap();
@@ -217,15 +238,27 @@ async fn dropping_a_stream_cancels_and_returns_the_connection() {
     let start = Instant::now();
     let v = query_json(&reader, "c", "SELECT count(*) AS n FROM t").await;
     assert_eq!(v, serde_json::json!([{"n": 100}]));
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 
     // Same for a query dropped while it computes without output.
-    let counting = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c";
-    let q = reader.query(&id("c"), SqlRequest::new(counting), RowFormat::Ndjson);
-    assert!(tokio::time::timeout(Duration::from_millis(100), q).await.is_err());
+    let counting =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c";
+    let c = id("c");
+    let q = reader.query(&c, SqlRequest::new(counting), RowFormat::Ndjson);
+    assert!(tokio::time::timeout(Duration::from_millis(100), q)
+        .await
+        .is_err());
     let start = Instant::now();
     query_json(&reader, "c", "SELECT 1").await;
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 
     reader.remove_stored(&id("c"));
     assert!(!reader.has(&id("c")));
@@ -243,7 +276,11 @@ async fn mid_stream_error_ends_body_with_error_line_and_err() {
         .unwrap();
     // Directly as a stream.
     let s = reader
-        .query(&id("m"), SqlRequest::new(OVERFLOW_AT_5000), RowFormat::JsonArray)
+        .query(
+            &id("m"),
+            SqlRequest::new(OVERFLOW_AT_5000),
+            RowFormat::JsonArray,
+        )
         .await
         .expect("output started before the error");
     let (bytes, err) = drain(s).await;
@@ -254,12 +291,20 @@ async fn mid_stream_error_ends_body_with_error_line_and_err() {
     let last = text.trim_end().rsplit('\n').next().unwrap();
     let doc: trough_core::http::ErrorBody = serde_json::from_str(last).unwrap();
     assert_eq!(doc.error.code, "sql_error");
-    assert!(doc.error.message.contains("integer overflow"), "{}", doc.error.message);
+    assert!(
+        doc.error.message.contains("integer overflow"),
+        "{}",
+        doc.error.message
+    );
     assert!(serde_json::from_str::<serde_json::Value>(&text).is_err());
 
     // Through an axum body: the data stream ends in an Err.
     let s = reader
-        .query(&id("m"), SqlRequest::new(OVERFLOW_AT_5000), RowFormat::Ndjson)
+        .query(
+            &id("m"),
+            SqlRequest::new(OVERFLOW_AT_5000),
+            RowFormat::Ndjson,
+        )
         .await
         .unwrap();
     let mut body = axum::body::Body::from(s).into_data_stream();
@@ -276,7 +321,10 @@ async fn mid_stream_error_ends_body_with_error_line_and_err() {
     let text = String::from_utf8(data).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() > 1000);
-    assert!(lines.last().unwrap().starts_with("{\"error\":{\"code\":\"sql_error\""));
+    assert!(lines
+        .last()
+        .unwrap()
+        .starts_with("{\"error\":{\"code\":\"sql_error\""));
     assert_eq!(lines[lines.len() - 2], "{\"v\":5000}");
 }
 
@@ -292,7 +340,11 @@ async fn a_client_too_slow_for_the_time_limit_gets_a_timeout_trailer() {
         .install_stored(id("slow"), 1, "55".repeat(32), p)
         .unwrap();
     let mut s = reader
-        .query(&id("slow"), SqlRequest::new("SELECT * FROM t"), RowFormat::Ndjson)
+        .query(
+            &id("slow"),
+            SqlRequest::new("SELECT * FROM t"),
+            RowFormat::Ndjson,
+        )
         .await
         .unwrap();
     assert!(s.next().await.unwrap().is_ok());
@@ -300,7 +352,10 @@ async fn a_client_too_slow_for_the_time_limit_gets_a_timeout_trailer() {
     let (bytes, err) = drain(s).await;
     assert_eq!(err.expect("aborted").code(), "query_timeout");
     let text = String::from_utf8(bytes).unwrap();
-    assert!(text.trim_end().ends_with("\"}}"), "ends with the error line");
+    assert!(
+        text.trim_end().ends_with("\"}}"),
+        "ends with the error line"
+    );
     assert!(text.contains("{\"error\":{\"code\":\"query_timeout\""));
 }
 
@@ -325,12 +380,18 @@ async fn live_database_takes_precedence_and_is_never_deleted() {
     let v = query_json(&reader, "w", "SELECT label FROM t").await;
     assert_eq!(v, serde_json::json!([{"label": "live"}]));
     // Later commits are visible (not an immutable view).
-    writer.execute("INSERT INTO t VALUES (2, 'more')", []).unwrap();
+    writer
+        .execute("INSERT INTO t VALUES (2, 'more')", [])
+        .unwrap();
     let v = query_json(&reader, "w", "SELECT count(*) AS n FROM t").await;
     assert_eq!(v, serde_json::json!([{"n": 2}]));
     // And the live view is read-only too.
     let e = reader
-        .query(&id("w"), SqlRequest::new("UPDATE t SET label = 'x'"), RowFormat::JsonArray)
+        .query(
+            &id("w"),
+            SqlRequest::new("UPDATE t SET label = 'x'"),
+            RowFormat::JsonArray,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not_read_only");
@@ -340,7 +401,9 @@ async fn live_database_takes_precedence_and_is_never_deleted() {
     assert_eq!(v, serde_json::json!([{"label": "stored"}]));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(live.exists(), "the reader never deletes a live database");
-    let n: i64 = writer.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    let n: i64 = writer
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 2);
 }
 
@@ -367,13 +430,18 @@ async fn reinstalling_the_same_path_keeps_the_file() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(a.exists());
-    assert_eq!(query_json(&reader, "a", "SELECT label FROM t").await[0]["label"], "a");
+    assert_eq!(
+        query_json(&reader, "a", "SELECT label FROM t").await[0]["label"],
+        "a"
+    );
     assert_eq!(reader.held()[0].version, Some(2));
     // Removing then reinstalling the same path while a query still holds the old copy.
     let mut s = reader
         .query(
             &id("a"),
-            SqlRequest::new("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"),
+            SqlRequest::new(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c",
+            ),
             RowFormat::Ndjson,
         )
         .await
@@ -385,7 +453,10 @@ async fn reinstalling_the_same_path_keeps_the_file() {
         .unwrap();
     drop(s);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(a.exists(), "the retired copy did not delete the reinstalled file");
+    assert!(
+        a.exists(),
+        "the retired copy did not delete the reinstalled file"
+    );
     // Missing files are refused.
     let e = reader
         .install_stored(id("x"), 1, "00".repeat(32), dir.path().join("missing.db"))

@@ -16,6 +16,7 @@
 pub mod body;
 pub mod handlers;
 mod observe;
+pub mod scatter;
 pub mod serve;
 
 use std::path::PathBuf;

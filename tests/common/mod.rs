@@ -120,11 +120,26 @@ impl TestServer {
         self.child = Some(child);
         let url = match rx.recv_timeout(START_TIMEOUT) {
             Ok(url) => url,
-            Err(_) => {
-                let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("trough serve did not print its http:// URL within {START_TIMEOUT:?}; see stderr above");
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed without a URL: the process is exiting.
+                let mut status = None;
+                for _ in 0..100 {
+                    status = self
+                        .child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten());
+                    if status.is_some() {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
                 panic!(
-                    "trough serve did not print its http:// URL within {START_TIMEOUT:?} \
-                     (exit status: {status:?}); see stderr above"
+                    "trough serve {:?} closed stdout without printing its http:// URL \
+                     (exit status: {status:?}); see stderr above",
+                    self.args
                 );
             }
         };
@@ -133,7 +148,11 @@ impl TestServer {
         // Wait for /health to answer 200.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("trough serve exited during start-up: {status}");
             }
             if let Ok(r) = self.client.get(format!("{}/health", self.url)).send() {
@@ -332,9 +351,8 @@ impl TestServer {
             let (status, health) = self.get_json("/health");
             status == StatusCode::OK
                 && health["segments"].as_array().is_some_and(|segs| {
-                    segs.iter().any(|s| {
-                        s["id"] == id && s["version"] == version && s["verified"] == true
-                    })
+                    segs.iter()
+                        .any(|s| s["id"] == id && s["version"] == version && s["verified"] == true)
                 })
         });
         assert!(
@@ -362,18 +380,37 @@ pub fn json_of(r: Response) -> (StatusCode, Value) {
 /// Asserts the error document shape and code: `{"error": {"code": code, "message": "..."}}`.
 #[track_caller]
 pub fn assert_error(status: StatusCode, body: &Value, want_status: u16, want_code: &str) {
-    assert_eq!(status.as_u16(), want_status, "want {want_status} {want_code}, got: {body}");
+    assert_eq!(
+        status.as_u16(),
+        want_status,
+        "want {want_status} {want_code}, got: {body}"
+    );
     assert_eq!(body["error"]["code"], want_code, "wrong error code: {body}");
-    assert!(body["error"]["message"].is_string(), "error has no message: {body}");
+    assert!(
+        body["error"]["message"].is_string(),
+        "error has no message: {body}"
+    );
 }
 
 /// Like [`assert_error`] but any of `codes` is acceptable.
 #[track_caller]
 pub fn assert_error_any(status: StatusCode, body: &Value, want_status: u16, codes: &[&str]) {
-    assert_eq!(status.as_u16(), want_status, "want {want_status} {codes:?}, got: {body}");
-    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code: {body}"));
-    assert!(codes.contains(&code), "error code {code:?} not one of {codes:?}: {body}");
-    assert!(body["error"]["message"].is_string(), "error has no message: {body}");
+    assert_eq!(
+        status.as_u16(),
+        want_status,
+        "want {want_status} {codes:?}, got: {body}"
+    );
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code: {body}"));
+    assert!(
+        codes.contains(&code),
+        "error code {code:?} not one of {codes:?}: {body}"
+    );
+    assert!(
+        body["error"]["message"].is_string(),
+        "error has no message: {body}"
+    );
 }
 
 /// Polls `cond` every 50 ms until it is true (→ true) or `timeout` passes (→ false).
@@ -434,7 +471,9 @@ pub fn sqlite_rows(conn: &rusqlite::Connection, sql: &str, params: &Value) -> Ve
         let value = match params {
             Value::Array(list) => list.get(i - 1).cloned().unwrap_or(Value::Null),
             Value::Object(map) => {
-                let name = stmt.parameter_name(i).expect("positional param with named params");
+                let name = stmt
+                    .parameter_name(i)
+                    .expect("positional param with named params");
                 map.get(name)
                     .or_else(|| map.get(&name[1..]))
                     .cloned()
@@ -442,7 +481,8 @@ pub fn sqlite_rows(conn: &rusqlite::Connection, sql: &str, params: &Value) -> Ve
             }
             _ => Value::Null,
         };
-        stmt.raw_bind_parameter(i, json_to_sql(&value)).expect("bind");
+        stmt.raw_bind_parameter(i, json_to_sql(&value))
+            .expect("bind");
     }
     let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
     let mut rows = stmt.raw_query();
@@ -464,7 +504,9 @@ pub fn sql_to_json(v: ValueRef<'_>) -> Value {
         ValueRef::Integer(i) => json!(i),
         ValueRef::Real(f) => float_to_json(f),
         ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => json!({ "$blob": base64::engine::general_purpose::STANDARD.encode(b) }),
+        ValueRef::Blob(b) => {
+            json!({ "$blob": base64::engine::general_purpose::STANDARD.encode(b) })
+        }
     }
 }
 
@@ -477,7 +519,9 @@ pub fn float_to_json(f: f64) -> Value {
     } else if f == f64::NEG_INFINITY {
         json!({"$float": "-Infinity"})
     } else {
-        serde_json::Number::from_f64(f).map(Value::Number).expect("finite float")
+        serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .expect("finite float")
     }
 }
 
@@ -496,14 +540,14 @@ pub fn json_to_sql(v: &Value) -> SqlValue {
                 .decode(o["$blob"].as_str().expect("$blob string"))
                 .expect("base64"),
         ),
-        Value::Object(o) if o.contains_key("$float") => SqlValue::Real(
-            match o["$float"].as_str().expect("$float string") {
+        Value::Object(o) if o.contains_key("$float") => {
+            SqlValue::Real(match o["$float"].as_str().expect("$float string") {
                 "NaN" => f64::NAN,
                 "Infinity" => f64::INFINITY,
                 "-Infinity" => f64::NEG_INFINITY,
                 other => panic!("bad $float {other}"),
-            },
-        ),
+            })
+        }
         other => panic!("no SQLite form for param {other}"),
     }
 }
@@ -522,7 +566,10 @@ pub fn assert_rows_eq(got: &[Value], want: &[Value]) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let gk: Vec<&String> = g.as_object().expect("row is an object").keys().collect();
         let wk: Vec<&String> = w.as_object().expect("row is an object").keys().collect();
-        assert_eq!(gk, wk, "row {i}: keys / key order differ\n got: {g}\nwant: {w}");
+        assert_eq!(
+            gk, wk,
+            "row {i}: keys / key order differ\n got: {g}\nwant: {w}"
+        );
         for k in wk {
             assert!(
                 same_json(&g[k.as_str()], &w[k.as_str()]),
@@ -549,7 +596,9 @@ pub fn same_json(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
         }
         _ => a == b,
     }

@@ -8,8 +8,9 @@
 //! transaction early. Blocking code: call it from `spawn_blocking`.
 
 use rusqlite::fallible_iterator::FallibleIterator as _;
-use rusqlite::{Batch, Connection, TransactionBehavior};
+use rusqlite::{Batch, Connection};
 use serde::{Deserialize, Serialize};
+use trough_core::sql::guard::exec_trusted;
 use trough_core::sql::{bind, sqlite_error, Params};
 
 use crate::error::{Error, Result};
@@ -56,9 +57,35 @@ pub fn execute(conn: &mut Connection, req: &ExecuteRequest) -> Result<ExecuteRes
         ));
     }
     let before = conn.total_changes();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The transaction is opened and closed by trusted SQL: the guard refuses transaction control
+    // in client statements, so nothing in the request can end it early.
+    exec_trusted(conn, "BEGIN IMMEDIATE")?;
+    let ran = run_statements(conn, req, has_params);
+    let outcome = ran.and_then(|()| {
+        if conn.is_autocommit() {
+            // Defence in depth: the transaction ended under us; refuse to report success.
+            return Err(Error::InvalidRequest(
+                "the transaction ended inside the request".into(),
+            ));
+        }
+        let result = ExecuteResult {
+            rows_affected: conn.total_changes().saturating_sub(before),
+            last_insert_rowid: conn.last_insert_rowid(),
+        };
+        exec_trusted(conn, "COMMIT")?;
+        Ok(result)
+    });
+    if outcome.is_err() && !conn.is_autocommit() {
+        if let Err(e) = exec_trusted(conn, "ROLLBACK") {
+            tracing::error!(error = %e, "rollback failed");
+        }
+    }
+    outcome
+}
+
+fn run_statements(conn: &Connection, req: &ExecuteRequest, has_params: bool) -> Result<()> {
     if has_params || req.batch.is_some() {
-        let mut stmt = single_statement(&tx, &req.sql)?;
+        let mut stmt = single_statement(conn, &req.sql)?;
         let sets: Vec<&Params> = match &req.batch {
             Some(b) => b.iter().collect(),
             None => vec![&req.params],
@@ -69,7 +96,7 @@ pub fn execute(conn: &mut Connection, req: &ExecuteRequest) -> Result<ExecuteRes
             drain(&mut stmt)?;
         }
     } else {
-        let mut batch = Batch::new(&tx, &req.sql);
+        let mut batch = Batch::new(conn, &req.sql);
         let mut ran = 0usize;
         while let Some(mut stmt) = batch.next().map_err(sqlite_error)? {
             drain(&mut stmt)?;
@@ -79,13 +106,7 @@ pub fn execute(conn: &mut Connection, req: &ExecuteRequest) -> Result<ExecuteRes
             return Err(Error::InvalidRequest("no SQL statement in the body".into()));
         }
     }
-    let last_insert_rowid = tx.last_insert_rowid();
-    let rows_affected = tx.total_changes().saturating_sub(before);
-    tx.commit().map_err(sqlite_error)?;
-    Ok(ExecuteResult {
-        rows_affected,
-        last_insert_rowid,
-    })
+    Ok(())
 }
 
 /// Prepares exactly one statement; trailing whitespace, comments and `;` are allowed.

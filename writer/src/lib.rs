@@ -259,9 +259,15 @@ impl Writer {
     ) -> Result<()> {
         let tmp = self.dir.join(format!(".{}.provision", entry.id));
         let _ = tokio::fs::remove_file(&tmp).await;
-        if let Some(latest) = entry.latest() {
-            self.publisher.store().download(latest, &tmp).await?;
-        }
+        // Schema SQL applies to a new, empty segment only; an existing segment resumes from its
+        // latest stored version as it is.
+        let schema_sql = match entry.latest() {
+            Some(latest) => {
+                self.publisher.store().download(latest, &tmp).await?;
+                None
+            }
+            None => schema_sql,
+        };
         let sync = self.synchronous;
         let t = tmp.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -271,7 +277,7 @@ impl Writer {
                     .map_err(|e| Error::InvalidSchema(e.to_string()))?;
             }
             // Fold the WAL into the main file so the rename moves one complete database.
-            conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+            trough_core::sql::guard::exec_trusted(&conn, "PRAGMA wal_checkpoint(TRUNCATE)")?;
             Ok(())
         })
         .await

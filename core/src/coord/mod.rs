@@ -13,6 +13,7 @@
 //! does not decide assignments or what to publish, it only stores and notifies.
 
 pub mod conformance;
+pub mod consul;
 pub mod embedded;
 
 use std::collections::BTreeMap;

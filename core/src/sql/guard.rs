@@ -21,16 +21,16 @@
 //! `compile_options`, `function_list`, `pragma_list`, `database_list`, `collation_list`.
 //! [`Mode::Write`] additionally allows `user_version = N` and `foreign_keys` (read or set).
 //!
-//! `VACUUM` / `VACUUM INTO`: SQLite's authorizer reports **nothing** specific for them while
-//! preparing (the statement compiles to a single `OP_Vacuum`; only the internal `ATTACH` it performs
-//! when it *runs* would reach an authorizer, and that one runs with the authorizer switched off).
-//! They are refused by other SQLite-level mechanisms, covered by tests:
-//! - read path: `sqlite3_stmt_readonly()` is false for both (OP_Vacuum marks the statement as a
-//!   writer), so [`super::run_query`] refuses them as `not_read_only`;
-//! - write path: the writer runs every statement inside its own transaction, and SQLite refuses
-//!   "cannot VACUUM from within a transaction" (also for `VACUUM INTO`);
-//! - and on every connection `SQLITE_LIMIT_ATTACHED = 0` makes the temporary database VACUUM must
-//!   attach fail ("too many attached databases"), even outside a transaction.
+//! `VACUUM` / `VACUUM INTO` (found by testing, see `sql::tests`): SQLite's authorizer is **not
+//! called at all** while they are prepared, and `sqlite3_stmt_readonly()` is false for both. When
+//! they *run*, SQLite prepares internal statements through the authorizer, the first being
+//! `ATTACH '<target>'` (`''`, a temporary file, for plain VACUUM; the INTO file otherwise). So:
+//! - read path: [`super::run_query`] refuses them as `not_read_only` before running anything;
+//! - write path: inside the writer's transaction SQLite refuses them ("cannot VACUUM from within a
+//!   transaction"); outside one, the guard denies their internal ATTACH when they run
+//!   (`forbidden_statement`, "ATTACH is not allowed (…VACUUM…)"), before any file is created;
+//! - even trusted code cannot VACUUM: `SQLITE_LIMIT_ATTACHED = 0` makes the internal ATTACH fail
+//!   ("too many attached databases"); raise the limit temporarily if maintenance ever needs it.
 //!
 //! What the guard is *not*: the read-only enforcement. That comes from SQLite itself (read-only
 //! open flag, `PRAGMA query_only`, `sqlite3_stmt_readonly`), never from keyword matching, so
@@ -137,7 +137,9 @@ const READ_PRAGMAS: &[(&str, bool)] = &[
 /// Decides one authorizer call: `Err(reason)` to deny.
 fn check(mode: Mode, ctx: &AuthContext<'_>) -> Result<(), String> {
     match ctx.action {
-        AuthAction::Attach { .. } => Err("ATTACH is not allowed".into()),
+        AuthAction::Attach { .. } => Err("ATTACH is not allowed (VACUUM and VACUUM INTO are \
+                                           refused too: they attach a database internally)"
+            .into()),
         AuthAction::Detach { .. } => Err("DETACH is not allowed".into()),
         AuthAction::Function { function_name }
             if function_name.eq_ignore_ascii_case("load_extension") =>
@@ -174,10 +176,10 @@ fn check(mode: Mode, ctx: &AuthContext<'_>) -> Result<(), String> {
 
 fn check_pragma(mode: Mode, name: &str, value: Option<&str>) -> Result<(), String> {
     let lower = name.to_ascii_lowercase();
-    if mode == Mode::Write {
-        if lower == "foreign_keys" || (lower == "user_version" && value.is_some()) {
-            return Ok(());
-        }
+    if mode == Mode::Write
+        && (lower == "foreign_keys" || (lower == "user_version" && value.is_some()))
+    {
+        return Ok(());
     }
     match READ_PRAGMAS.iter().find(|(n, _)| *n == lower) {
         Some((_, true)) => Ok(()),

@@ -2,13 +2,13 @@
 //!
 //! - [`open`] / [`open_writable`] ([`open`](mod@open) module): hardened connections for each
 //!   [`Access`] (immutable stored copy, read-only view of a live database, the writer's own).
-//! - [`guard`]: the authorizer every connection gets (no ATTACH, extensions, dangerous PRAGMAs,
+//! - [`guard`] — the authorizer every connection gets (no ATTACH, extensions, dangerous PRAGMAs,
 //!   transaction control…), and the way trusted internal SQL bypasses it.
-//! - [`value`]: the lossless JSON encoding of SQLite values.
-//! - [`params`]: request parameters ([`Params`], [`SqlRequest`]) and [`bind`].
-//! - [`limits`]: [`QueryLimits`].
-//! - [`query`]: [`run_query`], blocking, streaming one read-only statement as JSON.
-//! - [`sqlite_error`]: the mapping of SQLite errors to trough errors (`sql_error`,
+//! - [`value`] — the lossless JSON encoding of SQLite values.
+//! - [`params`] — request parameters ([`Params`], [`SqlRequest`]) and [`bind`].
+//! - [`limits`] — [`QueryLimits`], the per-query resource limits.
+//! - [`query`] — [`run_query`], blocking, streaming one read-only statement as JSON.
+//! - [`sqlite_error`] — the mapping of SQLite errors to trough errors (`sql_error`,
 //!   `forbidden_statement`).
 //!
 //! Read-only enforcement comes from SQLite (read-only open flag, `PRAGMA query_only`,
@@ -43,14 +43,16 @@ use crate::error::{Error, ErrorKind};
 ///   with SQLite's message.
 pub fn sqlite_error(e: rusqlite::Error) -> Error {
     let denial = guard::take_denial();
-    match e.sqlite_error_code() {
+    match error_code(&e) {
         Some(ErrorCode::AuthorizationForStatementDenied) => Error::invalid(
             "forbidden_statement",
             denial.unwrap_or_else(|| "this statement is not allowed".to_owned()),
         ),
-        // A denial inside a nested prepare (e.g. a pragma_* table-valued function) surfaces as
-        // a generic error whose message is SQLite's "not authorized".
-        Some(ErrorCode::Unknown) if denial.is_some() && e.to_string().contains("not authorized") => {
+        // Some denials (a function, or anything inside the nested prepare of a pragma_*
+        // table-valued function) surface as a generic error saying "not authorized …".
+        Some(ErrorCode::Unknown)
+            if denial.is_some() && e.to_string().contains("not authorized") =>
+        {
             Error::invalid("forbidden_statement", denial.unwrap_or_default())
         }
         Some(
@@ -65,5 +67,14 @@ pub fn sqlite_error(e: rusqlite::Error) -> Error {
             | ErrorCode::FileLockingProtocolFailed,
         ) => Error::new(ErrorKind::Internal, "sqlite_error", e.to_string()),
         _ => Error::invalid("sql_error", e.to_string()),
+    }
+}
+
+/// The SQLite error code of `e`, including prepare errors that carry an SQL offset (for which
+/// `rusqlite::Error::sqlite_error_code` returns `None`).
+pub fn error_code(e: &rusqlite::Error) -> Option<ErrorCode> {
+    match e {
+        rusqlite::Error::SqlInputError { error, .. } => Some(error.code),
+        e => e.sqlite_error_code(),
     }
 }

@@ -106,7 +106,10 @@ fn bind_named(stmt: &mut Statement<'_>, map: &Map<String, Json>, count: usize) -
         let candidates: Vec<String> = if key.starts_with([':', '@', '$']) {
             vec![key.clone()]
         } else {
-            [':', '@', '$'].iter().map(|p| format!("{p}{key}")).collect()
+            [':', '@', '$']
+                .iter()
+                .map(|p| format!("{p}{key}"))
+                .collect()
         };
         let mut found = false;
         for name in &candidates {
@@ -163,7 +166,10 @@ mod tests {
     #[test]
     fn deserializes_all_forms() {
         assert_eq!(req(json!({"sql": "x"})).params, Params::None);
-        assert_eq!(req(json!({"sql": "x", "params": null})).params, Params::None);
+        assert_eq!(
+            req(json!({"sql": "x", "params": null})).params,
+            Params::None
+        );
         assert_eq!(
             req(json!({"sql": "x", "params": [1]})).params,
             Params::Positional(vec![json!(1)])

@@ -90,7 +90,10 @@ pub fn timeout_error(limits: &QueryLimits) -> Error {
     Error::new(
         ErrorKind::Timeout,
         "query_timeout",
-        format!("the query exceeded its time limit of {} ms", limits.timeout_ms),
+        format!(
+            "the query exceeded its time limit of {} ms",
+            limits.timeout_ms
+        ),
     )
 }
 
@@ -155,7 +158,7 @@ fn execute(
 ) -> Result<QueryStats> {
     // An interrupt is ours: tell the two reasons apart.
     let interrupted = |e: rusqlite::Error| -> Error {
-        if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
+        if super::error_code(&e) == Some(ErrorCode::OperationInterrupted) {
             if cancel.is_cancelled() {
                 return cancelled_error();
             }
@@ -199,7 +202,10 @@ fn execute(
     let mut stats = QueryStats::default();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + 1024);
     let mut flush = |buf: &mut Vec<u8>, stats: &mut QueryStats| -> Result<()> {
-        let chunk = Bytes::from(std::mem::replace(buf, Vec::with_capacity(CHUNK_SIZE + 1024)));
+        let chunk = Bytes::from(std::mem::replace(
+            buf,
+            Vec::with_capacity(CHUNK_SIZE + 1024),
+        ));
         stats.bytes += chunk.len() as u64;
         if sink(chunk) {
             Ok(())
@@ -212,8 +218,18 @@ fn execute(
     }
     let mut rows = stmt.raw_query();
     loop {
-        let Some(row) = rows.next().map_err(interrupted)? else {
-            break;
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => {
+                let e = interrupted(e);
+                // Once output has started, hand over the complete rows before the failing one,
+                // so the answer breaks exactly where the error happened.
+                if stats.bytes > 0 && e.kind() == ErrorKind::InvalidInput && !buf.is_empty() {
+                    let _ = flush(&mut buf, &mut stats);
+                }
+                return Err(e);
+            }
         };
         stats.rows += 1;
         if stats.rows > limits.max_rows {

@@ -79,13 +79,6 @@ fn assert_code(r: crate::Result<impl std::fmt::Debug>, code: &str, needle: &str,
     );
 }
 
-fn count_rows(path: &Path) -> i64 {
-    Connection::open(path)
-        .unwrap()
-        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-        .unwrap()
-}
-
 #[test]
 fn guard_refuses_on_read_connections() {
     let (dir, path) = fixture();
@@ -132,7 +125,11 @@ fn guard_refuses_on_read_connections() {
             run(&mut conn, "PRAGMA user_version", json!(null)).unwrap(),
             r#"[{"user_version":0}]"#
         );
-        let info = run(&mut conn, "SELECT name FROM pragma_table_info('t')", json!(null));
+        let info = run(
+            &mut conn,
+            "SELECT name FROM pragma_table_info('t')",
+            json!(null),
+        );
         assert_eq!(info.unwrap(), r#"[{"name":"id"},{"name":"name"}]"#);
         assert!(run(&mut conn, "PRAGMA main.table_info(t)", json!(null)).is_ok());
         assert!(run(&mut conn, "PRAGMA integrity_check", json!(null)).is_ok());
@@ -163,7 +160,11 @@ fn guard_refuses_on_write_connections() {
     ] {
         let err = conn.prepare(&sql).map(|_| ()).map_err(sqlite_error);
         assert_code(err, "forbidden_statement", needle, &sql);
-        let err = conn.prepare(&sql).map(|_| ()).map_err(sqlite_error).unwrap_err();
+        let err = conn
+            .prepare(&sql)
+            .map(|_| ())
+            .map_err(sqlite_error)
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     }
     // Write mode allows setting user_version and foreign_keys.
@@ -174,22 +175,33 @@ fn guard_refuses_on_write_connections() {
         .unwrap();
     assert_eq!(v, 3);
 
-    // VACUUM / VACUUM INTO: no authorizer callback. Inside the writer's transaction SQLite
-    // refuses them; outside one, the VACUUM's internal ATTACH hits SQLITE_LIMIT_ATTACHED = 0.
+    // VACUUM / VACUUM INTO: no authorizer callback while preparing. Inside the writer's
+    // transaction SQLite refuses them; outside one, the ATTACH they perform internally when they
+    // run is denied by the guard; and even trusted, SQLITE_LIMIT_ATTACHED = 0 stops them.
     guard::exec_trusted(&conn, "BEGIN IMMEDIATE").unwrap();
     for sql in [format!("VACUUM INTO '{target_sql}'"), "VACUUM".to_owned()] {
         let err = conn.execute_batch(&sql).map_err(sqlite_error).unwrap_err();
+        assert_eq!(err.code(), "sql_error", "{sql}");
         assert!(
-            err.message().contains("within a transaction"),
+            err.message()
+                .contains("cannot VACUUM from within a transaction"),
             "{sql}: {}",
             err.message()
         );
     }
     guard::exec_trusted(&conn, "ROLLBACK").unwrap();
     for sql in [format!("VACUUM INTO '{target_sql}'"), "VACUUM".to_owned()] {
+        let stmt = conn
+            .prepare(&sql)
+            .expect("VACUUM prepares: no authorizer callback");
+        assert!(!stmt.readonly());
+        drop(stmt);
         let err = conn.execute_batch(&sql).map_err(sqlite_error).unwrap_err();
+        assert_eq!(err.code(), "forbidden_statement", "{sql}");
+        assert!(err.message().contains("VACUUM"), "{sql}: {}", err.message());
+        let err = guard::exec_trusted(&conn, &sql).unwrap_err();
         assert!(
-            err.message().contains("attached"),
+            err.message().contains("too many attached databases"),
             "{sql}: {}",
             err.message()
         );
@@ -221,7 +233,6 @@ fn writes_on_the_read_path_are_not_read_only_and_change_nothing() {
             "REPLACE INTO t(id, name) VALUES (1, 'evil')",
             "WITH x AS (SELECT 1) INSERT INTO t(name) SELECT 'evil' FROM x",
             "ANALYZE",
-            "REINDEX",
         ] {
             assert_code(
                 run(&mut conn, sql, json!(null)),
@@ -266,8 +277,12 @@ fn encodes_every_type_and_keeps_duplicate_columns() {
         r#"[{"a":1,"a":2,"é":3}]"#
     );
     assert_eq!(
-        run(&mut conn, "SELECT t.name, u.name FROM t JOIN t AS u USING (id) WHERE id = 1", json!(null))
-            .unwrap(),
+        run(
+            &mut conn,
+            "SELECT t.name, u.name FROM t JOIN t AS u USING (id) WHERE id = 1",
+            json!(null)
+        )
+        .unwrap(),
         r#"[{"name":"a","name":"a"}]"#
     );
 }
@@ -277,7 +292,12 @@ fn params_round_trip_through_queries() {
     let (_dir, path) = fixture();
     let mut conn = open(&path, Access::ReadOnlyImmutable).unwrap();
     assert_eq!(
-        run(&mut conn, "SELECT name FROM t WHERE id = ? OR id = ?", json!([1, 3])).unwrap(),
+        run(
+            &mut conn,
+            "SELECT name FROM t WHERE id = ? OR id = ?",
+            json!([1, 3])
+        )
+        .unwrap(),
         r#"[{"name":"a"},{"name":"c"}]"#
     );
     assert_eq!(
@@ -317,9 +337,17 @@ fn one_statement_only() {
         "  /* c */ SELECT 1 AS x ;  -- trailing comment\n ; ",
         "SELECT 1 AS x -- no semicolon",
     ] {
-        assert_eq!(run(&mut conn, ok, json!(null)).unwrap(), r#"[{"x":1}]"#, "{ok}");
+        assert_eq!(
+            run(&mut conn, ok, json!(null)).unwrap(),
+            r#"[{"x":1}]"#,
+            "{ok}"
+        );
     }
-    for bad in ["SELECT 1; SELECT 2", "SELECT 1;SELECT 2;", "SELECT 1; DELETE FROM t"] {
+    for bad in [
+        "SELECT 1; SELECT 2",
+        "SELECT 1;SELECT 2;",
+        "SELECT 1; DELETE FROM t",
+    ] {
         assert_code(
             run(&mut conn, bad, json!(null)),
             "multiple_statements",
@@ -328,7 +356,12 @@ fn one_statement_only() {
         );
     }
     for empty in ["", "  ", "-- nothing", ";"] {
-        assert_code(run(&mut conn, empty, json!(null)), "sql_error", "no SQL", empty);
+        assert_code(
+            run(&mut conn, empty, json!(null)),
+            "sql_error",
+            "no SQL",
+            empty,
+        );
     }
     assert_code(
         run(&mut conn, "SELEC 1", json!(null)),
@@ -350,13 +383,31 @@ fn formats_and_empty_results() {
     let mut conn = open(&path, Access::ReadOnlyImmutable).unwrap();
     let limits = QueryLimits::default();
     let text = |chunks: Vec<Bytes>| String::from_utf8(chunks.concat()).unwrap();
-    let (c, r) = run_chunks(&mut conn, "SELECT id FROM t", json!(null), &limits, RowFormat::Ndjson);
+    let (c, r) = run_chunks(
+        &mut conn,
+        "SELECT id FROM t",
+        json!(null),
+        &limits,
+        RowFormat::Ndjson,
+    );
     assert_eq!(r.unwrap().rows, 3);
     assert_eq!(text(c), "{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n");
-    let (c, r) = run_chunks(&mut conn, "SELECT id FROM t WHERE 0", json!(null), &limits, RowFormat::Ndjson);
+    let (c, r) = run_chunks(
+        &mut conn,
+        "SELECT id FROM t WHERE 0",
+        json!(null),
+        &limits,
+        RowFormat::Ndjson,
+    );
     assert_eq!(r.unwrap(), QueryStats { rows: 0, bytes: 0 });
     assert_eq!(text(c), "");
-    let (c, r) = run_chunks(&mut conn, "SELECT id FROM t WHERE 0", json!(null), &limits, RowFormat::JsonArray);
+    let (c, r) = run_chunks(
+        &mut conn,
+        "SELECT id FROM t WHERE 0",
+        json!(null),
+        &limits,
+        RowFormat::JsonArray,
+    );
     assert_eq!(r.unwrap().rows, 0);
     assert_eq!(text(c), "[]");
 }
@@ -367,7 +418,13 @@ fn large_results_stream_in_bounded_chunks() {
     let mut conn = open(&path, Access::ReadOnlyImmutable).unwrap();
     let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 20000) \
                SELECT x, 'row' || x AS label FROM c";
-    let (chunks, r) = run_chunks(&mut conn, sql, json!(null), &QueryLimits::default(), RowFormat::JsonArray);
+    let (chunks, r) = run_chunks(
+        &mut conn,
+        sql,
+        json!(null),
+        &QueryLimits::default(),
+        RowFormat::JsonArray,
+    );
     let stats = r.unwrap();
     assert_eq!(stats.rows, 20000);
     assert!(chunks.len() > 5, "{} chunks", chunks.len());
@@ -390,15 +447,28 @@ fn timeout_interrupts_long_queries_and_does_not_stick() {
         ..QueryLimits::default()
     };
     let start = Instant::now();
-    let (chunks, r) = run_chunks(&mut conn, COUNT_FOREVER, json!(null), &limits, RowFormat::JsonArray);
+    let (chunks, r) = run_chunks(
+        &mut conn,
+        COUNT_FOREVER,
+        json!(null),
+        &limits,
+        RowFormat::JsonArray,
+    );
     let err = r.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
     assert_eq!(err.code(), "query_timeout");
     assert!(chunks.is_empty());
-    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
     // The same connection (as a pooled one would be) runs the next query normally.
     std::thread::sleep(Duration::from_millis(250));
-    assert_eq!(run(&mut conn, "SELECT 1 AS x", json!(null)).unwrap(), r#"[{"x":1}]"#);
+    assert_eq!(
+        run(&mut conn, "SELECT 1 AS x", json!(null)).unwrap(),
+        r#"[{"x":1}]"#
+    );
 }
 
 #[test]
@@ -430,24 +500,48 @@ fn row_and_byte_limits_are_errors_not_truncation() {
         max_rows: 3,
         ..QueryLimits::default()
     };
-    let (_, r) = run_chunks(&mut conn, "SELECT * FROM t", json!(null), &exact, RowFormat::JsonArray);
+    let (_, r) = run_chunks(
+        &mut conn,
+        "SELECT * FROM t",
+        json!(null),
+        &exact,
+        RowFormat::JsonArray,
+    );
     assert_eq!(r.unwrap().rows, 3);
     let small = QueryLimits {
         max_rows: 2,
         ..QueryLimits::default()
     };
-    let (chunks, r) = run_chunks(&mut conn, "SELECT * FROM t", json!(null), &small, RowFormat::JsonArray);
+    let (chunks, r) = run_chunks(
+        &mut conn,
+        "SELECT * FROM t",
+        json!(null),
+        &small,
+        RowFormat::JsonArray,
+    );
     assert_code(r, "result_too_large", "max_rows", "rows");
     assert!(chunks.is_empty(), "nothing was emitted before the error");
     let bytes = QueryLimits {
         max_response_bytes: 20,
         ..QueryLimits::default()
     };
-    let (_, r) = run_chunks(&mut conn, "SELECT * FROM t", json!(null), &bytes, RowFormat::Ndjson);
+    let (_, r) = run_chunks(
+        &mut conn,
+        "SELECT * FROM t",
+        json!(null),
+        &bytes,
+        RowFormat::Ndjson,
+    );
     assert_code(r, "result_too_large", "max_response_bytes", "bytes");
-    let err = run_chunks(&mut conn, "SELECT * FROM t", json!(null), &small, RowFormat::Ndjson)
-        .1
-        .unwrap_err();
+    let err = run_chunks(
+        &mut conn,
+        "SELECT * FROM t",
+        json!(null),
+        &small,
+        RowFormat::Ndjson,
+    )
+    .1
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -457,9 +551,20 @@ fn mid_stream_errors_come_after_output_and_sink_false_stops() {
     let mut conn = open(&path, Access::ReadOnlyImmutable).unwrap();
     let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 100000) \
                SELECT CASE WHEN x > 5000 THEN abs(-9223372036854775808) ELSE x END AS v FROM c";
-    let (chunks, r) = run_chunks(&mut conn, sql, json!(null), &QueryLimits::default(), RowFormat::JsonArray);
+    let (chunks, r) = run_chunks(
+        &mut conn,
+        sql,
+        json!(null),
+        &QueryLimits::default(),
+        RowFormat::JsonArray,
+    );
     assert_code(r, "sql_error", "integer overflow", "overflow");
     assert!(!chunks.is_empty(), "rows before the error were streamed");
+    let text = String::from_utf8(chunks.concat()).unwrap();
+    assert!(
+        text.ends_with(",{\"v\":5000}"),
+        "every row before the error was handed over"
+    );
 
     let mut calls = 0;
     let r = run_query(
@@ -474,4 +579,24 @@ fn mid_stream_errors_come_after_output_and_sink_false_stops() {
     );
     assert_eq!(r.unwrap_err().code(), "query_cancelled");
     assert_eq!(calls, 3);
+}
+
+#[test]
+fn immutable_open_reads_a_wal_mode_file_without_creating_sidecars() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let w = open_writable(&path, Synchronous::Full).unwrap();
+    w.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (42);")
+        .unwrap();
+    drop(w); // last connection: checkpoints and removes -wal/-shm
+    let mut conn = open(&path, Access::ReadOnlyImmutable).unwrap();
+    assert_eq!(
+        run(&mut conn, "SELECT x FROM t", json!(null)).unwrap(),
+        r#"[{"x":42}]"#
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["wal.db"], "no -wal/-shm created next to a stored copy");
 }

@@ -4,7 +4,7 @@
 //! |---------------------|------------------------------------------------------------|
 //! | `NULL`              | `null`                                                     |
 //! | `INTEGER`           | an integer, e.g. `42` (always without `.` or exponent)     |
-//! | `REAL` (finite)     | a number that always reads as a float: `1.0`, `-0.0`, `1.5e300` |
+//! | `REAL` (finite)     | a number that always reads as a float: `1.0`, `-0.0`, `1.5e+300` |
 //! | `REAL` NaN / ±∞     | `{"$float": "NaN"}`, `{"$float": "Infinity"}`, `{"$float": "-Infinity"}` |
 //! | `TEXT`              | a string                                                   |
 //! | `BLOB`              | `{"$blob": "<standard base64, with padding>"}`             |
@@ -54,7 +54,7 @@ fn write_real(out: &mut Vec<u8>, f: f64) {
         out.extend_from_slice(b"\"}");
     } else {
         // serde_json (ryu) always writes a finite f64 so that it reads back as a float:
-        // 1.0 → "1.0", 1e300 → "1e300", -0.0 → "-0.0".
+        // 1.0 → "1.0", 1e300 → "1e+300", -0.0 → "-0.0".
         let _ = serde_json::to_writer(&mut *out, &f);
     }
 }
@@ -158,9 +158,13 @@ mod tests {
         assert_eq!(enc(ValueRef::Real(1.0)), "1.0");
         assert_eq!(enc(ValueRef::Real(-0.0)), "-0.0");
         assert_eq!(enc(ValueRef::Real(2.5)), "2.5");
-        assert_eq!(enc(ValueRef::Real(1e300)), "1e300");
+        assert_eq!(enc(ValueRef::Real(1e300)), "1e+300");
+        assert_eq!(enc(ValueRef::Real(1e-7)), "1e-7");
         assert_eq!(enc(ValueRef::Real(f64::NAN)), r#"{"$float":"NaN"}"#);
-        assert_eq!(enc(ValueRef::Real(f64::INFINITY)), r#"{"$float":"Infinity"}"#);
+        assert_eq!(
+            enc(ValueRef::Real(f64::INFINITY)),
+            r#"{"$float":"Infinity"}"#
+        );
         assert_eq!(
             enc(ValueRef::Real(f64::NEG_INFINITY)),
             r#"{"$float":"-Infinity"}"#

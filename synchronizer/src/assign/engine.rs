@@ -14,6 +14,21 @@ const MAX_ROUNDS: usize = 16;
 /// No holder (a free slot in [`Tier::holders`]).
 const NONE: u32 = u32::MAX;
 
+/// Above this fill ratio (demand ÷ capacity), the fill places first copies of every segment
+/// before second copies.
+const ROUNDS_ABOVE_FILL: f64 = 0.9;
+
+/// Where [`Tier::pull`] may take a replica from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// A holder that did not have it when this run started: free to re-target.
+    Fresh,
+    /// A holder above its band.
+    OverBand,
+    /// Any holder.
+    Any,
+}
+
 /// One node of the tier, as the engine sees it.
 pub(super) struct TierNode<'a> {
     pub name: &'a NodeName,
@@ -32,6 +47,8 @@ pub(super) struct TierSegment<'a> {
 /// ties by index, so the result depends on the inputs' content, never on their order.
 struct Tier {
     rf: usize,
+    /// Demand ÷ capacity, at most 1.
+    fill_ratio: f64,
     size: Vec<u64>,
     seg_hash: Vec<u64>,
     node_key: Vec<u64>,
@@ -47,6 +64,10 @@ struct Tier {
     /// `rf` slots per segment, the first `count[s]` used, sorted ascending.
     holders: Vec<u32>,
     count: Vec<u32>,
+    /// The holders after phase 1, same layout: moving a replica its holder did not have then
+    /// costs no extra move.
+    initial: Vec<u32>,
+    initial_count: Vec<u32>,
     /// Scratch: one flag per node.
     mark: Vec<bool>,
     /// Scratch: one score per node.
@@ -69,8 +90,8 @@ pub(super) fn place_tier(
     tier.enforce_quotas();
     for _ in 0..MAX_ROUNDS {
         let mut changed = tier.fill();
-        changed |= tier.push();
         changed |= tier.pull();
+        changed |= tier.push();
         if !changed {
             break;
         }
@@ -119,6 +140,7 @@ impl Tier {
         }
         Self {
             rf,
+            fill_ratio,
             seg_hash: segments.iter().map(|s| name_hash(s.id)).collect(),
             node_key: nodes.iter().map(|node| node_key(node.name.as_str())).collect(),
             inv_weight: quota
@@ -128,6 +150,8 @@ impl Tier {
             load: vec![0; n],
             holders: vec![NONE; segments.len() * rf],
             count: vec![0; segments.len()],
+            initial: Vec::new(),
+            initial_count: Vec::new(),
             mark: vec![false; n],
             scores: vec![0.0; n],
             size,
@@ -223,6 +247,8 @@ impl Tier {
                 self.add(s, n);
             }
         }
+        self.initial = self.holders.clone();
+        self.initial_count = self.count.clone();
     }
 
     /// Phase 2: a node over its quota (it shrank, or segments grew) drops its least-wanted
@@ -290,26 +316,39 @@ impl Tier {
             .or(over_band.map(|(_, _, n)| n))
     }
 
-    /// Phase 3: give every under-replicated segment its missing replicas, one replica per
-    /// segment per round (so that under pressure every segment gets a first copy before any gets
-    /// a second), segments in order of decreasing size (big ones are the hardest to fit).
+    /// Phase 3: give every under-replicated segment its missing replicas, segments in order of
+    /// decreasing size (big ones are the hardest to fit). When the tier is nearly full, one
+    /// replica per segment per round, so that every segment gets a first copy before any gets a
+    /// second; otherwise all of a segment's replicas at once (cheaper, and evener: a hungry node
+    /// is a candidate for every segment, not only those whose first copy is elsewhere).
     fn fill(&mut self) -> bool {
-        let missing: Vec<usize> = (0..self.count.len())
+        let mut order: Vec<usize> = (0..self.count.len())
             .filter(|&s| (self.count[s] as usize) < self.rf)
             .collect();
-        if missing.is_empty() {
+        if order.is_empty() {
             return false;
         }
-        let mut order = missing;
         order.sort_unstable_by(|&a, &b| self.size[b].cmp(&self.size[a]).then(a.cmp(&b)));
         let mut changed = false;
-        for round in 1..=self.rf {
-            for &s in &order {
-                if (self.count[s] as usize) >= round {
-                    continue;
+        if self.fill_ratio > ROUNDS_ABOVE_FILL {
+            for round in 1..=self.rf {
+                for &s in &order {
+                    if (self.count[s] as usize) < round {
+                        self.compute_scores(s);
+                        if let Some(n) = self.choose(s, true) {
+                            self.add(s, n);
+                            changed = true;
+                        }
+                    }
                 }
+            }
+        } else {
+            for &s in &order {
                 self.compute_scores(s);
-                if let Some(n) = self.choose(s, true) {
+                while (self.count[s] as usize) < self.rf {
+                    let Some(n) = self.choose(s, true) else {
+                        break;
+                    };
                     self.add(s, n);
                     changed = true;
                 }
@@ -318,65 +357,92 @@ impl Tier {
         changed
     }
 
-    /// Phase 4a: a node above its push threshold hands its least-wanted replicas to nodes that
-    /// stay within their band, until it is back within its own.
+    /// Phase 4b: a node above its band hands replicas to nodes that stay within theirs (the
+    /// best-ranked, hungry ones first), least wanted first, until it is back within its band:
+    /// for free, the replicas placed on it during this run; then, only if it is above its push
+    /// threshold (its quota shrank, or a join lowered everyone's target), any.
     fn push(&mut self) -> bool {
         let mut changed = false;
         for o in 0..self.quota.len() {
-            if self.load[o] as f64 <= self.push_above[o] {
+            if self.load[o] as f64 <= self.upper[o] {
                 continue;
             }
-            for (_, s) in self.held_least_wanted_first(o) {
-                if self.load[o] as f64 <= self.upper[o] {
+            let costly = self.load[o] as f64 > self.push_above[o];
+            let held = self.held_least_wanted_first(o);
+            for fresh_only in [true, false] {
+                if !fresh_only && !costly {
                     break;
                 }
-                if ((self.load[o] - self.size[s]) as f64) < self.lower[o] {
-                    continue;
-                }
-                self.compute_scores(s);
-                if let Some(d) = self.choose(s, false) {
-                    self.remove(s, o);
-                    self.add(s, d);
-                    changed = true;
+                for &(_, s) in &held {
+                    if self.load[o] as f64 <= self.upper[o] {
+                        break;
+                    }
+                    if !self.holds(s, o) || (fresh_only && self.initially_held(s, o)) {
+                        continue;
+                    }
+                    if ((self.load[o] - self.size[s]) as f64) < self.lower[o] {
+                        continue;
+                    }
+                    self.compute_scores(s);
+                    if let Some(d) = self.choose(s, false) {
+                        self.remove(s, o);
+                        self.add(s, d);
+                        changed = true;
+                    }
                 }
             }
         }
         changed
     }
 
-    /// Phase 4b: a node below its pull threshold (typically one that just joined) takes the
-    /// replicas it ranks best, up to its target, from holders that stay within their band
-    /// (preferring a holder above its band, then the holder that ranks the segment worst).
+    /// Phase 4a: a hungry node (below its band) takes the replicas it ranks best, up to its
+    /// target, from holders that stay within their band, taking each from the holder that ranks
+    /// the segment worst. First, for free, replicas placed during this run (re-targeting them
+    /// costs no extra move): this evens out what the greedy fill left uneven. Then, only if the
+    /// node is below its pull threshold (it just joined, came back, or its quota grew), replicas
+    /// the holders already had: first from holders above their band (relieving them, so they
+    /// need not push), then from any.
     fn pull(&mut self) -> bool {
         let mut changed = false;
         for u in 0..self.quota.len() {
-            if self.load[u] as f64 >= self.pull_below[u] {
+            if self.load[u] as f64 >= self.lower[u] {
                 continue;
             }
+            let costly = (self.load[u] as f64) < self.pull_below[u];
             let mut candidates: Vec<(f64, usize)> = (0..self.count.len())
                 .filter(|&s| self.count[s] > 0 && !self.holds(s, u))
                 .map(|s| (self.score(s, u), s))
                 .collect();
             candidates.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            for (_, s) in candidates {
-                if self.load[u] as f64 >= self.target[u] {
+            for source in [Source::Fresh, Source::OverBand, Source::Any] {
+                if source != Source::Fresh && !costly {
                     break;
                 }
-                match self.would_fit(u, s) {
-                    Some(after) if after as f64 <= self.upper[u] => {}
-                    _ => continue,
-                }
-                if let Some(h) = self.pick_source(s) {
-                    self.remove(s, h);
-                    self.add(s, u);
-                    changed = true;
+                for &(_, s) in &candidates {
+                    if self.load[u] as f64 >= self.target[u] {
+                        break;
+                    }
+                    if self.holds(s, u) {
+                        continue; // taken in an earlier pass
+                    }
+                    match self.would_fit(u, s) {
+                        Some(after) if after as f64 <= self.upper[u] => {}
+                        _ => continue,
+                    }
+                    if let Some(h) = self.pick_source(s, source) {
+                        self.remove(s, h);
+                        self.add(s, u);
+                        changed = true;
+                    }
                 }
             }
         }
         changed
     }
 
-    fn pick_source(&self, s: usize) -> Option<usize> {
+    /// The holder of `s` to take it from: one that stays within its band, of the kind `source`
+    /// asks for, preferring one above its band, then the one that ranks `s` worst.
+    fn pick_source(&self, s: usize, source: Source) -> Option<usize> {
         let size = self.size[s];
         let mut best: Option<(bool, f64, usize)> = None;
         for &h in self.holders_of(s) {
@@ -385,11 +451,25 @@ impl Tier {
                 continue;
             }
             let over = self.load[h] as f64 > self.upper[h];
+            let eligible = match source {
+                Source::Fresh => !self.initially_held(s, h),
+                Source::OverBand => over,
+                Source::Any => true,
+            };
+            if !eligible {
+                continue;
+            }
             let score = self.score(s, h);
             if best.is_none_or(|(bo, bs, _)| (over, score) > (bo, bs)) {
                 best = Some((over, score, h));
             }
         }
         best.map(|(_, _, h)| h)
+    }
+
+    /// Whether node `n` held `s` when this run started (after phase 1).
+    fn initially_held(&self, s: usize, n: usize) -> bool {
+        let start = s * self.rf;
+        self.initial[start..start + self.initial_count[s] as usize].contains(&(n as u32))
     }
 }

@@ -1,0 +1,1 @@
+//! Scatter-gather planning (being written).

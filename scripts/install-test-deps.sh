@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently, under $TROUGH_TOOLS_DIR
+# (default ~/.cache/trough-tools, outside the checkout so fresh clones reuse it):
+#   - consul 1.8.7 (Debian bullseye's package, unpacked; the system's apt sources are not changed)
+#   - s3s-fs 0.14.1 (a real S3 server over a local directory), built with cargo
+# Re-running it is cheap: everything already present is kept.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TOOLS="${TROUGH_TOOLS_DIR:-$HOME/.cache/trough-tools}"
+mkdir -p "$TOOLS/bin"
+
+log() { echo "install-test-deps: $*" >&2; }
+
+install_consul() {
+  if [ -x "$TOOLS/bin/consul" ] && "$TOOLS/bin/consul" version >/dev/null 2>&1; then
+    return
+  fi
+  if command -v consul >/dev/null 2>&1; then
+    ln -sf "$(command -v consul)" "$TOOLS/bin/consul"
+    return
+  fi
+  log "fetching consul from Debian bullseye (private apt config)"
+  local apt="$TOOLS/apt"
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/etc/preferences.d" "$apt/etc/apt.conf.d"
+  # Signed by the bullseye archive key that Debian ships in /etc/apt/trusted.gpg.d.
+  echo "deb [signed-by=/etc/apt/trusted.gpg.d/debian-archive-bullseye-stable.asc] http://deb.debian.org/debian bullseye main" > "$apt/etc/sources.list"
+  touch "$apt/status"
+  local opts=(-o "Dir::Etc=$apt/etc" -o "Dir::Etc::sourcelist=$apt/etc/sources.list"
+    -o "Dir::Etc::sourceparts=-" -o "Dir::State=$apt" -o "Dir::State::Lists=$apt/lists"
+    -o "Dir::State::status=$apt/status" -o "Dir::Cache=$apt/cache"
+    -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+  apt-get "${opts[@]}" update -qq >/dev/null
+  (cd "$apt" && apt-get "${opts[@]}" download -qq consul >/dev/null)
+  local deb
+  deb="$(ls "$apt"/consul_*.deb | head -n1)"
+  rm -rf "$apt/unpacked" && dpkg-deb -x "$deb" "$apt/unpacked"
+  cp "$apt/unpacked/usr/bin/consul" "$TOOLS/bin/consul"
+  "$TOOLS/bin/consul" version | head -n1 >&2
+}
+
+install_s3s_fs() {
+  if [ -x "$TOOLS/bin/s3s-fs" ]; then
+    return
+  fi
+  log "building s3s-fs 0.14.1 (a few minutes, once)"
+  cargo install --quiet --locked s3s-fs@0.14.1 --features binary --root "$TOOLS/cargo" >&2
+  ln -sf "$TOOLS/cargo/bin/s3s-fs" "$TOOLS/bin/s3s-fs"
+}
+
+install_consul
+install_s3s_fs
+log "ready: $TOOLS/bin"
