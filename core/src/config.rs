@@ -32,6 +32,8 @@ pub struct Config {
     pub object_store: Option<String>,
     /// Extra object-store options (e.g. `aws_endpoint`, `aws_region`, `aws_allow_http`), in the
     /// key names `object_store` uses. Credentials are best left to the usual `AWS_*` variables.
+    /// Values may be given as strings, numbers or booleans.
+    #[serde(deserialize_with = "scalar_map")]
     pub object_store_options: BTreeMap<String, String>,
     /// Request and query limits.
     pub limits: Limits,
@@ -204,13 +206,41 @@ impl Config {
         }
     }
 
-    /// Object-store options as pairs.
+    /// Object-store options as pairs, keys lower-cased (environment variables arrive in upper case).
     pub fn object_store_option_pairs(&self) -> Vec<(String, String)> {
         self.object_store_options
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect()
     }
+}
+
+/// Deserializes a map whose values may be any scalar (environment variables like `true` or `9000`
+/// arrive typed) into strings.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        B(bool),
+        I(i64),
+        U(u64),
+        F(f64),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::S(s) => s,
+                Scalar::B(b) => b.to_string(),
+                Scalar::I(i) => i.to_string(),
+                Scalar::U(u) => u.to_string(),
+                Scalar::F(f) => f.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 /// `path` made absolute against the current directory (without touching the file system).
@@ -233,11 +263,16 @@ mod tests {
         .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("TROUGH_NODE_NAME", "from-env");
+            jail.set_env("TROUGH_OBJECT_STORE_OPTIONS__AWS_ALLOW_HTTP", "true");
             let c = Config::from_figment(&Config::figment(Some(&file))).unwrap();
             assert_eq!(c.listen, "0.0.0.0:1");
             assert_eq!(c.node_name, "from-env");
             assert_eq!(c.limits.query.timeout_ms, 7);
             assert_eq!(c.sync.download_concurrency, 4);
+            assert_eq!(
+                c.object_store_option_pairs(),
+                vec![("aws_allow_http".to_owned(), "true".to_owned())]
+            );
             let f = Config::figment(Some(&file)).merge(("listen", "1.2.3.4:5"));
             assert_eq!(Config::from_figment(&f).unwrap().listen, "1.2.3.4:5");
             Ok(())

@@ -464,3 +464,19 @@ async fn reinstalling_the_same_path_keeps_the_file() {
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(!reader.has(&id("x")));
 }
+
+#[test]
+fn reader_and_query_future_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send + 'static>(_: &T) {}
+    let reader = std::sync::Arc::new(Reader::new(QueryLimits::default()));
+    send_sync(&reader);
+    let r = reader.clone();
+    // An axum handler's future must be Send.
+    let fut = async move {
+        let _ = r
+            .query(&id("a"), SqlRequest::new("SELECT 1"), RowFormat::JsonArray)
+            .await;
+    };
+    send(&fut);
+}

@@ -23,6 +23,16 @@ pub struct ServeArgs {
     /// Object store URL (file:///dir or s3://bucket/prefix); default: <data-dir>/objects.
     #[arg(long)]
     object_store: Option<String>,
+    /// Largest SQL or JSON request body in bytes (413 above it); `limits.max_body_bytes`.
+    #[arg(long)]
+    max_body_bytes: Option<u64>,
+    /// Largest segment file accepted by `PUT /segments/{id}` in bytes (413 above it);
+    /// `limits.max_upload_bytes`.
+    #[arg(long)]
+    max_upload_bytes: Option<u64>,
+    /// Per-query timeout in milliseconds (504 past it); `limits.query.timeout_ms`.
+    #[arg(long)]
+    query_timeout_ms: Option<u64>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -41,6 +51,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(o) = &args.object_store {
         figment = figment.merge(("object_store", o));
+    }
+    if let Some(n) = args.max_body_bytes {
+        figment = figment.merge(("limits.max_body_bytes", n));
+    }
+    if let Some(n) = args.max_upload_bytes {
+        figment = figment.merge(("limits.max_upload_bytes", n));
+    }
+    if let Some(n) = args.query_timeout_ms {
+        figment = figment.merge(("limits.query.timeout_ms", n));
     }
     if args.log_json {
         figment = figment.merge(("log.json", true));

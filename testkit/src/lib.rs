@@ -6,6 +6,8 @@
 //! `~/.cache/trough-tools/bin`, filled by `scripts/install-test-deps.sh`) or the `PATH`.
 //! Not a mock of anything: if a tool is missing, the test fails and says how to install it.
 
+pub mod dns;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

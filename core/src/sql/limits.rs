@@ -1,4 +1,4 @@
-//! Per-query resource limits of the read path (configurable, `[reader]`-style section).
+//! Per-query resource limits of the read path (part of the node configuration).
 //!
 //! Only the numbers and their defaults live here; [`super::run_query`] enforces them and the
 //! reader sizes its connection pools with `pool_size`.

@@ -598,5 +598,9 @@ fn immutable_open_reads_a_wal_mode_file_without_creating_sidecars() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["wal.db"], "no -wal/-shm created next to a stored copy");
+    assert_eq!(
+        names,
+        ["wal.db"],
+        "no -wal/-shm created next to a stored copy"
+    );
 }

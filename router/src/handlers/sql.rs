@@ -151,7 +151,16 @@ pub async fn trough_wire(
         params: Params::None,
     };
     match run_query(&node, &id, req, RowFormat::JsonArray).await {
-        Err(e) if e.body.error.code == "not_read_only" => {
+        // A write, or several statements (a read path runs exactly one): on a writable segment
+        // the whole body runs as one write transaction, as Trough's writer did; elsewhere the
+        // reader's error stands.
+        Err(e)
+            if matches!(e.body.error.code.as_str(), "not_read_only" | "multiple_statements")
+                || (e.kind == ErrorKind::InvalidInput && node.writer.holds(&id)) =>
+        {
+            if e.body.error.code != "not_read_only" && !node.writer.holds(&id) {
+                return Err(e);
+            }
             run_execute(&node, &id, ExecuteRequest::text(sql)).await?;
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response())
         }
