@@ -84,7 +84,12 @@ fn help_everywhere() {
         );
     }
     let serve_help = stdout(&trough(&["serve", "--help"]));
-    for flag in ["--data-dir", "--listen", "--max-body-bytes", "--max-upload-bytes"] {
+    for flag in [
+        "--data-dir",
+        "--listen",
+        "--max-body-bytes",
+        "--max-upload-bytes",
+    ] {
         assert!(
             serve_help.contains(flag),
             "serve --help lacks {flag}: {serve_help}"

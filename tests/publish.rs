@@ -295,7 +295,10 @@ fn put_limit_checks(s: &TestServer) {
     let (status, body) = s.put_bytes("/segments/small", big.bytes());
     assert_error(status, &body, 413, "body_too_large");
     let (_, after) = s.get_json("/segments/small");
-    assert_eq!(after["versions"], before["versions"], "a refused upload adds no version");
+    assert_eq!(
+        after["versions"], before["versions"],
+        "a refused upload adds no version"
+    );
 }
 
 /// SQL bodies over the limit: 413.

@@ -24,7 +24,14 @@ fn serve_on_s3_publishes_syncs_and_rebuilds_catalog_from_the_bucket() {
         manifest = server.publish("s3seg", file.bytes());
         assert_eq!(manifest["version"], 1);
         let rows = server.query_ok("s3seg", "SELECT name FROM t ORDER BY id");
-        assert_eq!(rows, vec![json!({"name": "one"}), json!({"name": "two"}), json!({"name": "three"})]);
+        assert_eq!(
+            rows,
+            vec![
+                json!({"name": "one"}),
+                json!({"name": "two"}),
+                json!({"name": "three"})
+            ]
+        );
     }
 
     // A brand-new node with an empty data directory and the same bucket: the catalog is rebuilt

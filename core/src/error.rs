@@ -123,7 +123,8 @@ impl From<object_store::Error> for Error {
             object_store::Error::NotFound { .. } => {
                 Error::new(ErrorKind::NotFound, "object_not_found", e.to_string())
             }
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => {
                 Error::new(ErrorKind::Conflict, "object_exists", e.to_string())
             }
             _ => Error::new(ErrorKind::Unavailable, "object_store_error", e.to_string()),

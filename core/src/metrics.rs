@@ -20,10 +20,7 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Suffix("_seconds".into()),
-                    LATENCY_BUCKETS_SECONDS,
-                )
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_SECONDS)
                 .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();

@@ -38,7 +38,9 @@ pub struct SegmentStore {
 
 impl std::fmt::Debug for SegmentStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SegmentStore").field("url", &self.url).finish()
+        f.debug_struct("SegmentStore")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -289,7 +291,11 @@ mod tests {
     #[tokio::test]
     async fn in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        suite(SegmentStore::from_url("memory://", &[]).unwrap(), dir.path()).await;
+        suite(
+            SegmentStore::from_url("memory://", &[]).unwrap(),
+            dir.path(),
+        )
+        .await;
     }
 
     /// The same suite against a real S3 server (s3s-fs), through the same `object_store` code.

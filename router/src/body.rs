@@ -25,7 +25,11 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result
         if is_limit {
             too_large(limit)
         } else {
-            HttpError::new(ErrorKind::InvalidInput, "invalid_body", format!("could not read the body: {e}"))
+            HttpError::new(
+                ErrorKind::InvalidInput,
+                "invalid_body",
+                format!("could not read the body: {e}"),
+            )
         }
     })
 }
@@ -62,7 +66,10 @@ pub fn utf8(bytes: Bytes) -> Result<String, HttpError> {
         HttpError::new(
             ErrorKind::InvalidInput,
             "invalid_body",
-            format!("the body is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+            format!(
+                "the body is not valid UTF-8 (byte {})",
+                e.utf8_error().valid_up_to()
+            ),
         )
     })
 }
@@ -70,7 +77,11 @@ pub fn utf8(bytes: Bytes) -> Result<String, HttpError> {
 /// Parses a JSON body into `T`.
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        HttpError::new(ErrorKind::InvalidInput, "invalid_json", format!("invalid JSON body: {e}"))
+        HttpError::new(
+            ErrorKind::InvalidInput,
+            "invalid_json",
+            format!("invalid JSON body: {e}"),
+        )
     })
 }
 

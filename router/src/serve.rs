@@ -47,8 +47,9 @@ pub async fn run(
         &config.object_store_url()?,
         &config.object_store_option_pairs(),
     )?;
-    let coordinator: Arc<dyn Coordinator> =
-        Arc::new(EmbeddedCoordinator::open(&data_dir.join("coordinator.sqlite"))?);
+    let coordinator: Arc<dyn Coordinator> = Arc::new(EmbeddedCoordinator::open(
+        &data_dir.join("coordinator.sqlite"),
+    )?);
     reconcile(&store, coordinator.as_ref()).await?;
 
     let reader = Arc::new(Reader::new(config.limits.query.clone()));
@@ -72,7 +73,12 @@ pub async fn run(
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|e| Error::invalid("listen_failed", format!("cannot listen on {}: {e}", config.listen)))?;
+        .map_err(|e| {
+            Error::invalid(
+                "listen_failed",
+                format!("cannot listen on {}: {e}", config.listen),
+            )
+        })?;
     let addr = listener.local_addr()?;
     let identity = NodeIdentity {
         name: name.clone(),
@@ -83,7 +89,9 @@ pub async fn run(
             .unwrap_or_else(|| format!("http://{addr}")),
         tier: config.node.tier.clone(),
         quota_bytes: config.node.quota_bytes,
-        roles: ["reader", "writer", "sync", "router"].map(String::from).to_vec(),
+        roles: ["reader", "writer", "sync", "router"]
+            .map(String::from)
+            .to_vec(),
     };
     let sync = Arc::new(LocalSync::new(
         identity,

@@ -88,7 +88,9 @@ pub async fn round(
     if !lease.is_held() {
         return Ok(false);
     }
-    coordinator.put_assignment(&plan.assignment.replicas).await?;
+    coordinator
+        .put_assignment(&plan.assignment.replicas)
+        .await?;
     Ok(true)
 }
 

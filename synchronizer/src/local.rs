@@ -219,16 +219,19 @@ impl LocalSync {
         self.reader
             .install_stored(m.id.clone(), m.version, m.sha256.clone(), path)
             .map_err(|e| trough_core::Error::internal(e.to_string()))?;
-        self.state.write().unwrap_or_else(|p| p.into_inner()).insert(
-            m.id.clone(),
-            CopyState {
-                version: m.version,
-                sha256: m.sha256.clone(),
-                size: m.size,
-                verified: true,
-                error: None,
-            },
-        );
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                m.id.clone(),
+                CopyState {
+                    version: m.version,
+                    sha256: m.sha256.clone(),
+                    size: m.size,
+                    verified: true,
+                    error: None,
+                },
+            );
         Ok(())
     }
 
@@ -527,7 +530,10 @@ mod tests {
         assert!(plan(&me, &assignment, &catalog, &held, &BTreeMap::new()).is_empty());
         // n2 holds an old version: keep ours.
         let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
-        holders.entry(sid("a")).or_default().insert(other.clone(), 1);
+        holders
+            .entry(sid("a"))
+            .or_default()
+            .insert(other.clone(), 1);
         assert!(plan(&me, &assignment, &catalog, &held, &holders).is_empty());
         // n2 holds the latest: drop ours.
         holders.entry(sid("a")).or_default().insert(other, 2);

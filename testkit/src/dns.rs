@@ -125,7 +125,9 @@ fn decode_answer(buf: &[u8], id: u16) -> io::Result<Answer> {
             .get(rdata..rdata + rdlen)
             .ok_or_else(|| bad("truncated record"))?;
         match rtype {
-            TYPE_A if rdlen == 4 => out.a.push(Ipv4Addr::new(data[0], data[1], data[2], data[3])),
+            TYPE_A if rdlen == 4 => out
+                .a
+                .push(Ipv4Addr::new(data[0], data[1], data[2], data[3])),
             TYPE_SRV if rdlen >= 7 => out.srv.push(Srv {
                 priority: u16_at(buf, rdata)?,
                 weight: u16_at(buf, rdata + 2)?,

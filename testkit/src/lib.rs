@@ -79,9 +79,9 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let (head, body) = buf.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned()).or_else(|| {
-        head.starts_with("HTTP/1.0 200").then(|| body.to_owned())
-    })
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
 }
 
 /// A real S3 server (s3s-fs) serving one bucket from a temp directory.
@@ -105,7 +105,10 @@ impl S3Server {
         let bucket = "trough-test".to_owned();
         std::fs::create_dir_all(dir.path().join(&bucket)).expect("bucket dir");
         let port = free_port();
-        let (access_key, secret_key) = ("trough-test-key".to_owned(), "trough-test-secret".to_owned());
+        let (access_key, secret_key) = (
+            "trough-test-key".to_owned(),
+            "trough-test-secret".to_owned(),
+        );
         let mut child = Command::new(tool("s3s-fs"))
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", &access_key, "--secret-key", &secret_key])
@@ -147,7 +150,12 @@ impl S3Server {
     pub fn env(&self) -> Vec<(String, String)> {
         self.options()
             .into_iter()
-            .map(|(k, v)| (format!("TROUGH_OBJECT_STORE_OPTIONS__{}", k.to_uppercase()), v))
+            .map(|(k, v)| {
+                (
+                    format!("TROUGH_OBJECT_STORE_OPTIONS__{}", k.to_uppercase()),
+                    v,
+                )
+            })
             .collect()
     }
 }
@@ -175,10 +183,27 @@ impl ConsulAgent {
         let dir = tempfile::tempdir().expect("temp dir");
         let [http, dns, server, lan, wan] = [(); 5].map(|_| free_port());
         let mut child = Command::new(tool("consul"))
-            .args(["agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1"])
-            .args(["-http-port", &http.to_string(), "-dns-port", &dns.to_string()])
+            .args([
+                "agent",
+                "-dev",
+                "-bind",
+                "127.0.0.1",
+                "-client",
+                "127.0.0.1",
+            ])
+            .args([
+                "-http-port",
+                &http.to_string(),
+                "-dns-port",
+                &dns.to_string(),
+            ])
             .args(["-server-port", &server.to_string()])
-            .args(["-serf-lan-port", &lan.to_string(), "-serf-wan-port", &wan.to_string()])
+            .args([
+                "-serf-lan-port",
+                &lan.to_string(),
+                "-serf-wan-port",
+                &wan.to_string(),
+            ])
             .args(["-grpc-port", "-1"])
             .args(["-data-dir", &dir.path().display().to_string()])
             .stdout(Stdio::null())

@@ -161,7 +161,11 @@ mod tests {
     #[test]
     fn all_or_nothing() {
         let (_d, mut c) = db();
-        execute(&mut c, &ExecuteRequest::text("CREATE TABLE t(x INTEGER NOT NULL)")).unwrap();
+        execute(
+            &mut c,
+            &ExecuteRequest::text("CREATE TABLE t(x INTEGER NOT NULL)"),
+        )
+        .unwrap();
         let r = execute(
             &mut c,
             &ExecuteRequest::text("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);"),
@@ -174,8 +178,15 @@ mod tests {
             &ExecuteRequest::text("INSERT INTO t VALUES (3); INSERT INTO t VALUES (NULL);"),
         )
         .unwrap_err();
-        assert_eq!(trough_core::ApiError::kind(&err), trough_core::ErrorKind::InvalidInput);
-        assert_eq!(count(&c), 2, "the first statement of the failed batch is rolled back");
+        assert_eq!(
+            trough_core::ApiError::kind(&err),
+            trough_core::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            count(&c),
+            2,
+            "the first statement of the failed batch is rolled back"
+        );
     }
 
     #[test]
@@ -208,7 +219,10 @@ mod tests {
             "INSERT INTO t VALUES (1); PRAGMA writable_schema = 1",
             "INSERT INTO t VALUES (1); VACUUM",
         ] {
-            assert!(execute(&mut c, &ExecuteRequest::text(sql)).is_err(), "{sql}");
+            assert!(
+                execute(&mut c, &ExecuteRequest::text(sql)).is_err(),
+                "{sql}"
+            );
             assert_eq!(count(&c), 0, "{sql} changed nothing");
         }
     }

@@ -93,7 +93,9 @@ impl Writer {
             dbs: Mutex::new(HashMap::new()),
         };
         for entry in w.coordinator.list_segments().await? {
-            let Some(info) = &entry.writable else { continue };
+            let Some(info) = &entry.writable else {
+                continue;
+            };
             if info.writer != w.node {
                 continue;
             }
@@ -116,7 +118,10 @@ impl Writer {
     /// The (id, path) of every live database.
     pub fn live(&self) -> Vec<(SegmentId, PathBuf)> {
         let dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = dbs.values().map(|d| (d.id.clone(), d.path.clone())).collect();
+        let mut v: Vec<_> = dbs
+            .values()
+            .map(|d| (d.id.clone(), d.path.clone()))
+            .collect();
         v.sort();
         v
     }
@@ -131,7 +136,12 @@ impl Writer {
         dbs.get(id).cloned()
     }
 
-    async fn attach(&self, id: &SegmentId, schema: Option<SchemaName>, path: PathBuf) -> Result<()> {
+    async fn attach(
+        &self,
+        id: &SegmentId,
+        schema: Option<SchemaName>,
+        path: PathBuf,
+    ) -> Result<()> {
         let lease = self
             .coordinator
             .try_lock(&write_lease_key(id), &self.node)
@@ -212,10 +222,12 @@ impl Writer {
         };
         self.materialize(existing.as_ref().unwrap_or(&empty), schema_sql, &path)
             .await?;
-        let schema = req
-            .schema
-            .clone()
-            .or_else(|| existing.as_ref().and_then(|e| e.latest()).and_then(|m| m.schema.clone()));
+        let schema = req.schema.clone().or_else(|| {
+            existing
+                .as_ref()
+                .and_then(|e| e.latest())
+                .and_then(|m| m.schema.clone())
+        });
         let info = WritableInfo {
             writer: self.node.clone(),
             schema: schema.clone(),
@@ -318,7 +330,8 @@ impl Writer {
         .map_err(|e| trough_core::Error::internal(e.to_string()))?;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!("trough_writer_executes_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("trough_writer_execute_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("trough_writer_execute_seconds")
+            .record(started.elapsed().as_secs_f64());
         result
     }
 

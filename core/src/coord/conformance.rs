@@ -96,10 +96,7 @@ pub async fn writable(c: &dyn Coordinator) {
         writer: node("w2"),
         ..info
     };
-    let err = c
-        .set_writable(&sid("wr-a"), Some(other))
-        .await
-        .unwrap_err();
+    let err = c.set_writable(&sid("wr-a"), Some(other)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     let e = c.set_writable(&sid("wr-a"), None).await.unwrap();
     assert!(e.writable.is_none());
@@ -142,7 +139,10 @@ pub async fn nodes_and_assignment(c: &dyn Coordinator) {
     };
     c.register_node(&info).await.unwrap();
     let nodes = c.list_nodes().await.unwrap();
-    let n1 = nodes.iter().find(|n| n.name == node("n1")).expect("n1 listed");
+    let n1 = nodes
+        .iter()
+        .find(|n| n.name == node("n1"))
+        .expect("n1 listed");
     assert_eq!(n1.held.get(&sid("cat-a")), Some(&2));
     assert_eq!(n1.quota_bytes, 1000);
 
@@ -157,21 +157,33 @@ pub async fn locks(c: &dyn Coordinator) {
     let l = c.try_lock("test-lock", &node("h1")).await.unwrap();
     let l = l.expect("free lock is taken");
     assert!(l.is_held());
-    assert!(c.try_lock("test-lock", &node("h1")).await.unwrap().is_some());
-    assert!(c.try_lock("test-lock", &node("h2")).await.unwrap().is_none());
-    assert_eq!(
-        c.lock_holder("test-lock").await.unwrap(),
-        Some(node("h1"))
-    );
+    assert!(c
+        .try_lock("test-lock", &node("h1"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(c
+        .try_lock("test-lock", &node("h2"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(c.lock_holder("test-lock").await.unwrap(), Some(node("h1")));
     c.unlock("test-lock", &node("h1")).await.unwrap();
     assert_eq!(c.lock_holder("test-lock").await.unwrap(), None);
-    assert!(c.try_lock("test-lock", &node("h2")).await.unwrap().is_some());
+    assert!(c
+        .try_lock("test-lock", &node("h2"))
+        .await
+        .unwrap()
+        .is_some());
     c.unlock("test-lock", &node("h2")).await.unwrap();
 }
 
 /// `wait_for_change` returns early on a change and times out otherwise.
 pub async fn change_notification(c: &dyn Coordinator) {
-    let idx = c.wait_for_change(0, Duration::from_millis(10)).await.unwrap();
+    let idx = c
+        .wait_for_change(0, Duration::from_millis(10))
+        .await
+        .unwrap();
     // Nothing changes: the wait times out and returns an index no newer than a change would.
     let same = c
         .wait_for_change(idx, Duration::from_millis(200))

@@ -26,9 +26,9 @@ pub async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
         );
     }
     for (id, _) in node.writer.live() {
-        let entry = segments.entry(id.to_string()).or_insert_with(|| {
-            json!({ "id": id, "version": null, "sha256": null, "verified": false })
-        });
+        let entry = segments.entry(id.to_string()).or_insert_with(
+            || json!({ "id": id, "version": null, "sha256": null, "verified": false }),
+        );
         entry["live"] = Value::Bool(true);
     }
     Json(json!({
@@ -41,20 +41,29 @@ pub async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         trough_core::metrics::render(),
     )
 }
 
 /// Unknown route: a JSON 404.
 pub async fn not_found() -> HttpError {
-    HttpError::new(ErrorKind::NotFound, "no_such_route", "no such endpoint; see docs/api.md")
+    HttpError::new(
+        ErrorKind::NotFound,
+        "no_such_route",
+        "no such endpoint; see docs/api.md",
+    )
 }
 
 /// Known route, wrong method: a JSON 405.
 pub async fn method_not_allowed() -> impl IntoResponse {
     (
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this endpoint; see docs/api.md"}})),
+        Json(
+            json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this endpoint; see docs/api.md"}}),
+        ),
     )
 }

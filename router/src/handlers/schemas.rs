@@ -29,7 +29,11 @@ pub async fn put(
         .await
         .map_err(|e| HttpError::new(ErrorKind::Internal, "internal", e.to_string()))??;
     let created = node.coordinator.put_schema(&name, &sql).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(json!({ "name": name, "sql": sql }))).into_response())
 }
 
@@ -40,7 +44,11 @@ pub async fn show(
 ) -> Result<Json<Value>, HttpError> {
     let name = SchemaName::new(&name)?;
     let sql = node.coordinator.get_schema(&name).await?.ok_or_else(|| {
-        HttpError::new(ErrorKind::NotFound, "schema_not_found", format!("schema {name} not found"))
+        HttpError::new(
+            ErrorKind::NotFound,
+            "schema_not_found",
+            format!("schema {name} not found"),
+        )
     })?;
     Ok(Json(json!({ "name": name, "sql": sql })))
 }

@@ -105,7 +105,10 @@ pub async fn publish(
             return Err(HttpError::new(
                 ErrorKind::Conflict,
                 "segment_writable",
-                format!("{id} is writable (on node {}); promote it instead of uploading", w.writer),
+                format!(
+                    "{id} is writable (on node {}); promote it instead of uploading",
+                    w.writer
+                ),
             ));
         }
     }
@@ -158,14 +161,20 @@ async fn receive_file(
     let mut stream = request_body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            HttpError::new(ErrorKind::InvalidInput, "invalid_body", format!("upload interrupted: {e}"))
+            HttpError::new(
+                ErrorKind::InvalidInput,
+                "invalid_body",
+                format!("upload interrupted: {e}"),
+            )
         })?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(body::too_large(limit));
         }
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(trough_core::Error::from)?;
+        file.write_all(&chunk)
+            .await
+            .map_err(trough_core::Error::from)?;
     }
     file.sync_all().await.map_err(trough_core::Error::from)?;
     Ok(Upload {
@@ -192,7 +201,11 @@ pub async fn provision(
     node.reader
         .install_live(id.clone(), node.writer.db_path(&id))
         .map_err(HttpError::from)?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(document(&node, &entry).await?)).into_response())
 }
 

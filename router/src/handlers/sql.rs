@@ -26,7 +26,11 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON)))
+        .any(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON))
+        })
 }
 
 /// Runs a read query and streams its answer.
@@ -67,13 +71,14 @@ pub async fn query(
     request_body: Body,
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
-    let req: SqlRequest = body::sql_body(&headers, request_body, node.limits.max_body_bytes, |sql| {
-        SqlRequest {
-            sql,
-            params: Params::None,
-        }
-    })
-    .await?;
+    let req: SqlRequest =
+        body::sql_body(&headers, request_body, node.limits.max_body_bytes, |sql| {
+            SqlRequest {
+                sql,
+                params: Params::None,
+            }
+        })
+        .await?;
     let format = if wants_ndjson(&headers) {
         RowFormat::Ndjson
     } else {
@@ -155,8 +160,10 @@ pub async fn trough_wire(
         // the whole body runs as one write transaction, as Trough's writer did; elsewhere the
         // reader's error stands.
         Err(e)
-            if matches!(e.body.error.code.as_str(), "not_read_only" | "multiple_statements")
-                || (e.kind == ErrorKind::InvalidInput && node.writer.holds(&id)) =>
+            if matches!(
+                e.body.error.code.as_str(),
+                "not_read_only" | "multiple_statements"
+            ) || (e.kind == ErrorKind::InvalidInput && node.writer.holds(&id)) =>
         {
             if e.body.error.code != "not_read_only" && !node.writer.holds(&id) {
                 return Err(e);

@@ -118,7 +118,8 @@ impl Tier {
         } else {
             (demand as f64 / capacity as f64).min(1.0)
         };
-        let mean_size = size.iter().map(|&s| u128::from(s)).sum::<u128>() as f64 / size.len() as f64;
+        let mean_size =
+            size.iter().map(|&s| u128::from(s)).sum::<u128>() as f64 / size.len() as f64;
         let tolerance = if tolerance.is_finite() {
             tolerance.max(0.0)
         } else {
@@ -142,10 +143,19 @@ impl Tier {
             rf,
             fill_ratio,
             seg_hash: segments.iter().map(|s| name_hash(s.id)).collect(),
-            node_key: nodes.iter().map(|node| node_key(node.name.as_str())).collect(),
+            node_key: nodes
+                .iter()
+                .map(|node| node_key(node.name.as_str()))
+                .collect(),
             inv_weight: quota
                 .iter()
-                .map(|&q| if q == 0 { f64::INFINITY } else { 1.0 / q as f64 })
+                .map(|&q| {
+                    if q == 0 {
+                        f64::INFINITY
+                    } else {
+                        1.0 / q as f64
+                    }
+                })
                 .collect(),
             load: vec![0; n],
             holders: vec![NONE; segments.len() * rf],
@@ -239,7 +249,9 @@ impl Tier {
             kept.dedup();
             if kept.len() > self.rf {
                 kept.sort_unstable_by(|&a, &b| {
-                    self.score(s, a).total_cmp(&self.score(s, b)).then(a.cmp(&b))
+                    self.score(s, a)
+                        .total_cmp(&self.score(s, b))
+                        .then(a.cmp(&b))
                 });
                 kept.truncate(self.rf);
             }

@@ -102,7 +102,10 @@ fn check_rules(
     };
     let ids: BTreeSet<&SegmentId> = segments.iter().map(|s| &s.id).collect();
     let keys: BTreeSet<&SegmentId> = plan.assignment.replicas.keys().collect();
-    assert_eq!(ids, keys, "every input segment, and only those, has an entry");
+    assert_eq!(
+        ids, keys,
+        "every input segment, and only those, has an entry"
+    );
 
     let mut stored: BTreeMap<NodeName, u64> = nodes.iter().map(|n| (n.name.clone(), 0)).collect();
     let mut under = Vec::new();
@@ -118,7 +121,11 @@ fn check_rules(
         for h in holders {
             let spec = by_name.get(h).unwrap_or_else(|| panic!("unknown node {h}"));
             assert!(spec.healthy, "{} on unhealthy {h}", segment.id);
-            assert_eq!(spec.tier, segment.tier, "{} on {h} of another tier", segment.id);
+            assert_eq!(
+                spec.tier, segment.tier,
+                "{} on {h} of another tier",
+                segment.id
+            );
             *stored.get_mut(h).unwrap() += segment.size_bytes;
         }
         if holders.len() < rf {
@@ -153,7 +160,11 @@ fn ratio(plan: &Plan, n: &NodeSpec) -> f64 {
 }
 
 fn spread(plan: &Plan, nodes: &[NodeSpec]) -> f64 {
-    let ratios: Vec<f64> = nodes.iter().filter(|n| n.healthy).map(|n| ratio(plan, n)).collect();
+    let ratios: Vec<f64> = nodes
+        .iter()
+        .filter(|n| n.healthy)
+        .map(|n| ratio(plan, n))
+        .collect();
     let max = ratios.iter().copied().fold(f64::MIN, f64::max);
     let min = ratios.iter().copied().fold(f64::MAX, f64::min);
     max - min
@@ -163,7 +174,10 @@ fn spread(plan: &Plan, nodes: &[NodeSpec]) -> f64 {
 fn assert_within_band(plan: &Plan, nodes: &[NodeSpec], segments: &[SegmentSpec], rf: usize) {
     let healthy: Vec<&NodeSpec> = nodes.iter().filter(|n| n.healthy).collect();
     let rf = rf.min(healthy.len());
-    let demand: f64 = segments.iter().map(|s| s.size_bytes as f64 * rf as f64).sum();
+    let demand: f64 = segments
+        .iter()
+        .map(|s| s.size_bytes as f64 * rf as f64)
+        .sum();
     let capacity: f64 = healthy.iter().map(|n| n.quota_bytes as f64).sum();
     let r = (demand / capacity).min(1.0);
     let mean = segments.iter().map(|s| s.size_bytes as f64).sum::<f64>() / segments.len() as f64;
@@ -228,10 +242,18 @@ fn tiers_are_isolated_and_unknown_tiers_use_default_rf() {
     let tiers = [tier("hot", 3), tier("cold", 1), tier("default", 2)];
     let plan = assign(&ns, &ss, &tiers, &Assignment::default());
     check_rules(&ns, &ss, &tiers, &Assignment::default(), &plan);
-    assert_eq!(plan.assignment.holders(&sid("h1")), &[nn("hot-1"), nn("hot-2"), nn("hot-3")]);
+    assert_eq!(
+        plan.assignment.holders(&sid("h1")),
+        &[nn("hot-1"), nn("hot-2"), nn("hot-3")]
+    );
     assert_eq!(plan.assignment.holders(&sid("c1")).len(), 1);
-    assert!(plan.assignment.holders(&sid("c1"))[0].as_str().starts_with("cold-"));
-    assert_eq!(plan.assignment.holders(&sid("d1")), &[nn("def-1"), nn("def-2")]);
+    assert!(plan.assignment.holders(&sid("c1"))[0]
+        .as_str()
+        .starts_with("cold-"));
+    assert_eq!(
+        plan.assignment.holders(&sid("d1")),
+        &[nn("def-1"), nn("def-2")]
+    );
     // "mystery" has no nodes; it wants the default RF (2) and is reported, never placed elsewhere.
     assert!(plan.assignment.holders(&sid("x1")).is_empty());
     assert_eq!(
@@ -274,7 +296,10 @@ fn not_enough_nodes_is_reported_with_what_was_placed() {
     let plan = assign(&ns, &ss, &tiers, &Assignment::default());
     check_rules(&ns, &ss, &tiers, &Assignment::default(), &plan);
     assert_eq!(plan.under_replicated.len(), 3);
-    assert!(plan.under_replicated.iter().all(|u| u.placed == 2 && u.wanted == 3));
+    assert!(plan
+        .under_replicated
+        .iter()
+        .all(|u| u.placed == 2 && u.wanted == 3));
 }
 
 #[test]
@@ -296,7 +321,9 @@ fn under_pressure_every_segment_gets_a_first_copy_first() {
     let tiers = [tier("default", 2)];
     let plan = assign(&ns, &ss, &tiers, &Assignment::default());
     check_rules(&ns, &ss, &tiers, &Assignment::default(), &plan);
-    assert!(ss.iter().all(|s| !plan.assignment.holders(&s.id).is_empty()));
+    assert!(ss
+        .iter()
+        .all(|s| !plan.assignment.holders(&s.id).is_empty()));
     assert_eq!(plan.assignment.replica_count(), 12);
     assert_eq!(plan.under_replicated.len(), 8);
     assert_eq!(plan.stored_bytes.values().sum::<u64>(), 120);
@@ -310,7 +337,11 @@ fn a_full_node_gets_nothing_more() {
     let tiers = [tier("default", 1)];
     let first = assign(&ns, &ss, &tiers, &Assignment::default());
     assert!(first.under_replicated.is_empty());
-    assert!(first.stored_bytes.values().all(|&b| b == 100), "{:?}", first.stored_bytes);
+    assert!(
+        first.stored_bytes.values().all(|&b| b == 100),
+        "{:?}",
+        first.stored_bytes
+    );
     let mut more = ss.clone();
     more.extend((0..5).map(|i| seg(&format!("new-{i}"), "default", 20)));
     let second = assign(&ns, &more, &tiers, &first.assignment);
@@ -322,9 +353,14 @@ fn a_full_node_gets_nothing_more() {
     // One node at its quota while the others have room: new segments go to the others.
     let mut ns = nodes(3, 1_000);
     ns[0].quota_bytes = 100;
-    let full: Vec<SegmentSpec> = (0..5).map(|i| seg(&format!("f-{i}"), "default", 20)).collect();
+    let full: Vec<SegmentSpec> = (0..5)
+        .map(|i| seg(&format!("f-{i}"), "default", 20))
+        .collect();
     let previous = Assignment {
-        replicas: full.iter().map(|s| (s.id.clone(), vec![ns[0].name.clone()])).collect(),
+        replicas: full
+            .iter()
+            .map(|s| (s.id.clone(), vec![ns[0].name.clone()]))
+            .collect(),
     };
     let mut all = full.clone();
     all.extend(segments(60, 20));
@@ -396,10 +432,16 @@ fn previous_garbage_is_cleaned_and_counted() {
     let previous = Assignment {
         replicas: [
             // duplicate holder and an unknown node
-            (ss[0].id.clone(), vec![ns[0].name.clone(), ns[0].name.clone(), nn("ghost")]),
+            (
+                ss[0].id.clone(),
+                vec![ns[0].name.clone(), ns[0].name.clone(), nn("ghost")],
+            ),
             // a segment that no longer exists, before and after the real ones
             (sid("aaa-gone"), vec![ns[1].name.clone()]),
-            (sid("zzz-gone"), vec![ns[1].name.clone(), ns[2].name.clone()]),
+            (
+                sid("zzz-gone"),
+                vec![ns[1].name.clone(), ns[2].name.clone()],
+            ),
         ]
         .into_iter()
         .collect(),
@@ -471,18 +513,32 @@ fn one_join_moves_about_its_fair_share_only_to_the_new_node() {
     check_rules(&ns, &ss, &tiers, &first.assignment, &second);
     let ideal = 6_000.0 / 11.0;
     assert!(second.moves > 0);
-    assert!((second.moves as f64) <= 2.0 * ideal, "{} moves", second.moves);
-    assert!((second.moves as f64) >= 0.5 * ideal, "{} moves", second.moves);
+    assert!(
+        (second.moves as f64) <= 2.0 * ideal,
+        "{} moves",
+        second.moves
+    );
+    assert!(
+        (second.moves as f64) >= 0.5 * ideal,
+        "{} moves",
+        second.moves
+    );
     let new = nn("node-new");
     let before = pairs(&first.assignment);
     for pair in pairs(&second.assignment).difference(&before) {
-        assert_eq!(pair.1, new, "a replica moved elsewhere than the new node: {pair:?}");
+        assert_eq!(
+            pair.1, new,
+            "a replica moved elsewhere than the new node: {pair:?}"
+        );
     }
     assert_eq!(second.moves, second.drops);
     // The new node is filled about as much as the others.
     let r_new = ratio(&second, ns.last().unwrap());
     let mean: f64 = ns.iter().map(|n| ratio(&second, n)).sum::<f64>() / ns.len() as f64;
-    assert!((r_new - mean).abs() <= 0.05 * mean, "{r_new} vs mean {mean}");
+    assert!(
+        (r_new - mean).abs() <= 0.05 * mean,
+        "{r_new} vs mean {mean}"
+    );
 }
 
 #[test]
@@ -498,7 +554,11 @@ fn a_returning_node_gets_its_share_back() {
     let third = assign(&ns, &ss, &tiers, &second.assignment);
     check_rules(&ns, &ss, &tiers, &second.assignment, &third);
     let ideal = 4_000.0 / 8.0;
-    assert!(third.moves > 0 && (third.moves as f64) <= 1.2 * ideal, "{}", third.moves);
+    assert!(
+        third.moves > 0 && (third.moves as f64) <= 1.2 * ideal,
+        "{}",
+        third.moves
+    );
     assert_within_band(&third, &ns, &ss, 2);
 }
 
@@ -584,9 +644,17 @@ const PINNED: [&str; 6] = ["", "", "", "", "", ""];
 
 #[test]
 fn types_round_trip_and_deserialize_from_config() {
-    let plan = assign(&nodes(3, 100), &segments(5, 10), &[], &Assignment::default());
+    let plan = assign(
+        &nodes(3, 100),
+        &segments(5, 10),
+        &[],
+        &Assignment::default(),
+    );
     let json = serde_json::to_string(&plan.assignment).unwrap();
-    assert!(json.starts_with("{\"replicas\":{\"seg-000000\":[\"node-"), "{json}");
+    assert!(
+        json.starts_with("{\"replicas\":{\"seg-000000\":[\"node-"),
+        "{json}"
+    );
     let back: Assignment = serde_json::from_str(&json).unwrap();
     assert_eq!(back, plan.assignment);
     // Invalid names are rejected on the way in.
@@ -603,7 +671,9 @@ fn types_round_trip_and_deserialize_from_config() {
     .unwrap();
     assert_eq!(config.tiers, vec![tier("hot", 3), tier("default", 2)]);
     assert!(toml::from_str::<Config>("[[tiers]]\nname = \"x\"\nrf = 3\n").is_err());
-    assert!(toml::from_str::<Config>("[[tiers]]\nname = \"x\"\nreplication_factor = -1\n").is_err());
+    assert!(
+        toml::from_str::<Config>("[[tiers]]\nname = \"x\"\nreplication_factor = -1\n").is_err()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -801,4 +871,3 @@ proptest! {
         assert_within_band(&plan, &ns, &ss, rf);
     }
 }
-

@@ -243,7 +243,11 @@ impl<'a> Parser<'a> {
         match self.peek() {
             None => Ok(ast),
             Some(b')') => Err(format!("unopened ')' at offset {}", self.pos)),
-            Some(c) => Err(format!("unexpected {:?} at offset {}", char::from(c), self.pos)),
+            Some(c) => Err(format!(
+                "unexpected {:?} at offset {}",
+                char::from(c),
+                self.pos
+            )),
         }
     }
 
@@ -338,7 +342,10 @@ impl<'a> Parser<'a> {
             Some(min)
         };
         if !self.eat(b'}') {
-            return Err(format!("unclosed counted repetition at offset {}", self.pos));
+            return Err(format!(
+                "unclosed counted repetition at offset {}",
+                self.pos
+            ));
         }
         if max.is_some_and(|max| max < min) {
             return Err(format!("invalid repetition {{{min},{max:?}}}"));
@@ -476,7 +483,12 @@ impl<'a> Parser<'a> {
                     _ => unreachable!("escape yields a literal or a set"),
                 },
                 c if c.is_ascii() => c,
-                _ => return Err(format!("non-ASCII byte in a class at offset {}", self.pos - 1)),
+                _ => {
+                    return Err(format!(
+                        "non-ASCII byte in a class at offset {}",
+                        self.pos - 1
+                    ))
+                }
             };
             first = false;
             // A range `lo-hi`, unless the `-` is the last character before `]`.
@@ -565,7 +577,9 @@ impl Program {
 
 fn emit(ast: &Ast, out: &mut Vec<Inst>) -> Result<(), String> {
     if out.len() > MAX_PROGRAM_LEN {
-        return Err(format!("pattern too large (over {MAX_PROGRAM_LEN} instructions)"));
+        return Err(format!(
+            "pattern too large (over {MAX_PROGRAM_LEN} instructions)"
+        ));
     }
     match ast {
         Ast::Empty => {}
@@ -630,7 +644,9 @@ fn emit(ast: &Ast, out: &mut Vec<Inst>) -> Result<(), String> {
         }
     }
     if out.len() > MAX_PROGRAM_LEN {
-        return Err(format!("pattern too large (over {MAX_PROGRAM_LEN} instructions)"));
+        return Err(format!(
+            "pattern too large (over {MAX_PROGRAM_LEN} instructions)"
+        ));
     }
     Ok(())
 }
@@ -748,8 +764,20 @@ mod tests {
     #[test]
     fn unsupported_regex_syntax_is_rejected() {
         for bad in [
-            "(?i)abc", "a(?=b)", "\\bword", "\\1", "a**", "*a", "a{2,1}", "a{1001}", "[a", "[z-a]",
-            "a)", "\\", "[[:alpha:]]", "x{2",
+            "(?i)abc",
+            "a(?=b)",
+            "\\bword",
+            "\\1",
+            "a**",
+            "*a",
+            "a{2,1}",
+            "a{1001}",
+            "[a",
+            "[z-a]",
+            "a)",
+            "\\",
+            "[[:alpha:]]",
+            "x{2",
         ] {
             assert!(
                 rule(&format!("regex:{bad}"), "t").validate().is_err(),
@@ -808,11 +836,19 @@ mod tests {
             ("^$", "", true),
             ("", "anything", true),
             ("a|", "b", true),
-            ("^(a*)*$", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", false),
+            (
+                "^(a*)*$",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab",
+                false,
+            ),
             ("a+?b", "aab", true),
         ];
         for &(pattern, text, want) in cases {
-            assert_eq!(re(pattern).is_match(text.as_bytes()), want, "{pattern} on {text}");
+            assert_eq!(
+                re(pattern).is_match(text.as_bytes()),
+                want,
+                "{pattern} on {text}"
+            );
         }
     }
 

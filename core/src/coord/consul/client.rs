@@ -128,8 +128,9 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
 impl Client {
     /// A client for the agent at `url` (e.g. `http://127.0.0.1:8500`).
     pub fn new(url: &str, token: Option<String>, timeout: Duration) -> Result<Self> {
-        let mut base = Url::parse(url)
-            .map_err(|e| Error::invalid("invalid_consul_url", format!("consul url {url:?}: {e}")))?;
+        let mut base = Url::parse(url).map_err(|e| {
+            Error::invalid("invalid_consul_url", format!("consul url {url:?}: {e}"))
+        })?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(Error::invalid(
                 "invalid_consul_url",
@@ -243,7 +244,11 @@ impl Client {
     /// The current Raft leader's address (empty when there is none).
     pub async fn leader(&self) -> Result<String> {
         let resp = self
-            .send("leader", self.http.get(self.url("status/leader")), self.timeout)
+            .send(
+                "leader",
+                self.http.get(self.url("status/leader")),
+                self.timeout,
+            )
             .await?;
         let resp = self.ok("leader", resp).await?;
         resp.json::<String>()
@@ -257,7 +262,11 @@ impl Client {
     pub async fn kv_get(&self, key: &str) -> Result<Option<KvPair>> {
         let what = "kv get";
         let resp = self
-            .send(what, self.http.get(self.url(&format!("kv/{key}"))), self.timeout)
+            .send(
+                what,
+                self.http.get(self.url(&format!("kv/{key}"))),
+                self.timeout,
+            )
             .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);

@@ -294,8 +294,7 @@ fn valid_path(s: &str) -> bool {
             !c.is_empty()
                 && c != "."
                 && c != ".."
-                && c
-                    .bytes()
+                && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
 }
@@ -313,10 +312,11 @@ fn parse_address(address: &str) -> Result<(String, u16)> {
         _ => url::Url::parse(&format!("http://{address}")).map_err(|e| bad(&e.to_string()))?,
     };
     let host = url.host_str().ok_or_else(|| bad("no host"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| bad("no port"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
     Ok((host, port))
 }
 
@@ -515,9 +515,8 @@ impl ConsulCoordinator {
                         return Ok(e);
                     }
                     // Lost a race: re-read and decide again.
-                    let cap = Duration::from_millis(5 * u64::from(attempt + 1)).min(
-                        Duration::from_millis(200),
-                    );
+                    let cap = Duration::from_millis(5 * u64::from(attempt + 1))
+                        .min(Duration::from_millis(200));
                     tokio::time::sleep(jitter(cap)).await;
                 }
             }
@@ -774,11 +773,7 @@ impl Coordinator for ConsulCoordinator {
         if first > csince {
             return Ok(self.settle(since, first));
         }
-        let second = if kv_first {
-            health.await?
-        } else {
-            kv.await?
-        };
+        let second = if kv_first { health.await? } else { kv.await? };
         Ok(self.settle(since, first.max(second)))
     }
 

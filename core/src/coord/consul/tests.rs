@@ -121,7 +121,10 @@ fn addresses_split_into_host_and_port() {
         parse_address("https://node-1.example").unwrap(),
         ("node-1.example".into(), 443)
     );
-    assert_eq!(parse_address("10.0.0.5:80").unwrap(), ("10.0.0.5".into(), 80));
+    assert_eq!(
+        parse_address("10.0.0.5:80").unwrap(),
+        ("10.0.0.5".into(), 80)
+    );
     assert_eq!(parse_address("http://[::1]:9").unwrap(), ("::1".into(), 9));
     assert_eq!(
         parse_address("not a url").unwrap_err().kind(),
@@ -218,7 +221,10 @@ async fn locks_contend_and_session_loss_fences_the_holder() {
         if let Some(l) = b.try_lock("leader", &node("b")).await.unwrap() {
             break l;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "b never got the lock");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "b never got the lock"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(lb.is_held());
@@ -226,7 +232,11 @@ async fn locks_contend_and_session_loss_fences_the_holder() {
 
     // a starts a new session for new locks; the old lease stays lost.
     assert!(a.try_lock("leader", &node("a")).await.unwrap().is_none());
-    let la2 = a.try_lock("other", &node("a")).await.unwrap().expect("free");
+    let la2 = a
+        .try_lock("other", &node("a"))
+        .await
+        .unwrap()
+        .expect("free");
     assert_ne!(a.session_id().as_deref(), Some(old.as_str()));
     assert!(la2.is_held());
     assert!(!la.is_held());
@@ -263,7 +273,10 @@ async fn fenced_before_anyone_else_acquires() {
         if b.try_lock("leader", &node("b")).await.unwrap().is_some() {
             break Instant::now();
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "b never got the lock");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "b never got the lock"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let flipped = flipped.await.unwrap();
@@ -291,7 +304,10 @@ async fn wait_for_change_wakes_across_coordinators() {
     a.add_version(&manifest("seg", 1)).await.unwrap();
     let new = waiter.await.unwrap().unwrap();
     assert!(new > idx);
-    assert!(start.elapsed() < Duration::from_secs(10), "woke on the change");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "woke on the change"
+    );
 
     // No change: the same index after the timeout.
     let t = Instant::now();
@@ -306,7 +322,10 @@ async fn wait_for_change_wakes_across_coordinators() {
     // An idempotent add and an unchanged assignment write nothing, so they wake nobody.
     a.add_version(&manifest("seg", 1)).await.unwrap();
     a.put_assignment(&AssignmentMap::new()).await.unwrap();
-    let now = b.wait_for_change(new, Duration::from_millis(300)).await.unwrap();
+    let now = b
+        .wait_for_change(new, Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(now > new, "the first assignment is a change");
     a.put_assignment(&AssignmentMap::new()).await.unwrap();
     assert_eq!(
@@ -369,7 +388,10 @@ async fn dns_resolves_segments_to_the_nodes_holding_them() {
     ports.sort();
     assert_eq!(ports, vec![6444, 6445]);
     let none = dns_a(&agent, "c.trough-read.service.consul").await;
-    assert!(none.a.is_empty(), "a segment nobody holds resolves to nothing: {none:?}");
+    assert!(
+        none.a.is_empty(),
+        "a segment nobody holds resolves to nothing: {none:?}"
+    );
     let writers = dns_srv(&agent, "trough-write.service.consul").await;
     assert_eq!(
         writers.srv.iter().map(|s| s.port).collect::<Vec<_>>(),
@@ -398,7 +420,10 @@ async fn dns_resolves_segments_to_the_nodes_holding_them() {
         if left.srv.is_empty() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "still in DNS: {left:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still in DNS: {left:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -417,7 +442,11 @@ async fn a_silent_node_drops_out_after_its_ttl() {
     c.register_node(&node_info("chatty", 7002, &["reader"], &[]))
         .await
         .unwrap();
-    let names = |v: Vec<NodeInfo>| v.into_iter().map(|n| n.name.to_string()).collect::<Vec<_>>();
+    let names = |v: Vec<NodeInfo>| {
+        v.into_iter()
+            .map(|n| n.name.to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(c.list_nodes().await.unwrap()), ["chatty", "quiet"]);
 
     // Watchers wake when a node turns critical (health blocking query).
@@ -442,7 +471,10 @@ async fn a_silent_node_drops_out_after_its_ttl() {
         names(c.list_nodes().await.unwrap()) == ["chatty"]
     })
     .await;
-    assert!(dns_a(&agent, "x.trough-read.service.consul").await.a.is_empty());
+    assert!(dns_a(&agent, "x.trough-read.service.consul")
+        .await
+        .a
+        .is_empty());
 
     // A heartbeat brings it back.
     c.register_node(&node_info("quiet", 7001, &["reader"], &[("x", 1)]))
@@ -477,7 +509,10 @@ async fn node_kv_is_written_only_when_static_facts_change() {
     info.quota_bytes *= 2;
     c.register_node(&info).await.unwrap();
     assert!(c.client.kv_get(&key).await.unwrap().unwrap().modify_index > first);
-    assert_eq!(c.list_nodes().await.unwrap()[0].quota_bytes, info.quota_bytes);
+    assert_eq!(
+        c.list_nodes().await.unwrap()[0].quota_bytes,
+        info.quota_bytes
+    );
     // Dropping the reader role removes the read service.
     info.roles = vec!["router".into()];
     c.register_node(&info).await.unwrap();
@@ -494,9 +529,9 @@ async fn concurrent_catalog_writers_never_lose_an_update() {
     let mut tasks = Vec::new();
     for v in 1..=20u64 {
         let c = if v % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(
-            async move { c.add_version(&manifest("hot", v)).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            c.add_version(&manifest("hot", v)).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -513,9 +548,10 @@ async fn concurrent_catalog_writers_never_lose_an_update() {
         schema: None,
         provisioned_at: Utc::now(),
     };
+    let contested = sid("contested");
     let (ra, rb) = tokio::join!(
-        a.set_writable(&sid("contested"), Some(w("a"))),
-        b.set_writable(&sid("contested"), Some(w("b")))
+        a.set_writable(&contested, Some(w("a"))),
+        b.set_writable(&contested, Some(w("b")))
     );
     let oks = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
     assert_eq!(oks, 1, "{ra:?} {rb:?}");
