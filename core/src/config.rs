@@ -35,6 +35,13 @@ pub struct Config {
     /// Values may be given as strings, numbers or booleans.
     #[serde(deserialize_with = "scalar_map")]
     pub object_store_options: BTreeMap<String, String>,
+    /// Consul HTTP API URL (e.g. `http://127.0.0.1:8500`). Unset: embedded coordination in a
+    /// SQLite file under `data_dir` (one process only).
+    pub consul: Option<String>,
+    /// Prefix of trough's keys in Consul KV. Default `trough`.
+    pub consul_prefix: String,
+    /// Tiers and replication factors used by the synchronizer leader.
+    pub assignment: AssignmentConfig,
     /// Request and query limits.
     pub limits: Limits,
     /// Local synchronization of segment copies.
@@ -55,6 +62,9 @@ impl Default for Config {
             node_name: "local".into(),
             object_store: None,
             object_store_options: BTreeMap::new(),
+            consul: None,
+            consul_prefix: "trough".into(),
+            assignment: AssignmentConfig::default(),
             limits: Limits::default(),
             sync: SyncConfig::default(),
             writer: WriterConfig::default(),
@@ -62,6 +72,46 @@ impl Default for Config {
             log: LogConfig::default(),
         }
     }
+}
+
+/// Tiers and how segments map to them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AssignmentConfig {
+    /// Tiers with their replication factors. Default: one tier `default` with factor 1.
+    pub tiers: Vec<TierConfig>,
+    /// Rules mapping a segment id to a tier; first match wins, no match means `default`.
+    pub tier_rules: Vec<TierRuleConfig>,
+}
+
+impl Default for AssignmentConfig {
+    fn default() -> Self {
+        Self {
+            tiers: vec![TierConfig {
+                name: "default".into(),
+                replication_factor: 1,
+            }],
+            tier_rules: Vec::new(),
+        }
+    }
+}
+
+/// One tier.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TierConfig {
+    /// Tier name (nodes declare theirs with `node.tier`).
+    pub name: String,
+    /// Distinct nodes of this tier that must hold each of its segments.
+    pub replication_factor: usize,
+}
+
+/// A rule mapping segment ids to a tier.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TierRuleConfig {
+    /// `prefix*`, an exact id, or `regex:<pattern>`.
+    pub pattern: String,
+    /// The tier matching segments belong to.
+    pub tier: String,
 }
 
 /// Request and query limits.

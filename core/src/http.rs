@@ -91,7 +91,16 @@ impl IntoResponse for HttpError {
         if self.kind == ErrorKind::Internal {
             tracing::error!(code = %self.body.error.code, message = %self.body.error.message, "internal error");
         }
-        (self.status(), axum::Json(self.body)).into_response()
+        let mut resp = (self.status(), axum::Json(self.body)).into_response();
+        if self.kind == ErrorKind::PayloadTooLarge {
+            // The rest of the body was not read; the server will drop the connection, so tell the
+            // client not to reuse it for its next request.
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        resp
     }
 }
 

@@ -86,13 +86,11 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
 }
 
 /// A SQL request from either body form: JSON `T`, or text becoming `from_text(sql)`.
-pub async fn sql_body<T: DeserializeOwned>(
+pub fn parse_sql<T: DeserializeOwned>(
     headers: &HeaderMap,
-    body: Body,
-    limit: u64,
+    bytes: Bytes,
     from_text: impl FnOnce(String) -> T,
 ) -> Result<T, HttpError> {
-    let bytes = read_limited(headers, body, limit).await?;
     if is_json(headers) {
         // Check UTF-8 first so a non-UTF-8 body gets the same error whatever its type claims.
         let _ = std::str::from_utf8(&bytes).map_err(|_| utf8(bytes.clone()).unwrap_err())?;

@@ -14,6 +14,8 @@
 //! Not here: SQL execution (reader, writer), sync (synchronizer), storage (core).
 
 pub mod body;
+pub mod cluster;
+pub mod forward;
 pub mod handlers;
 mod observe;
 pub mod scatter;
@@ -31,7 +33,8 @@ use trough_reader::Reader;
 use trough_synchronizer::local::LocalSync;
 use trough_writer::Writer;
 
-/// Every local part of a node, shared by the handlers.
+/// Every part of a node, shared by the handlers. A part is `None` when this process does not run
+/// that role; requests it cannot answer locally are forwarded to a node that can.
 pub struct Node {
     /// This node's name.
     pub name: NodeName,
@@ -39,12 +42,16 @@ pub struct Node {
     pub coordinator: Arc<dyn Coordinator>,
     /// Publishes new stored versions.
     pub publisher: Publisher,
-    /// Serves read queries from local copies.
-    pub reader: Arc<Reader>,
-    /// Holds writable segments.
-    pub writer: Arc<Writer>,
-    /// Keeps local copies in line with the assignment.
-    pub sync: Arc<LocalSync>,
+    /// Serves read queries from local copies (the `reader` role).
+    pub reader: Option<Arc<Reader>>,
+    /// Holds writable segments (the `writer` role).
+    pub writer: Option<Arc<Writer>>,
+    /// Keeps local copies in line with the assignment (runs with the reader).
+    pub sync: Option<Arc<LocalSync>>,
+    /// What this node knows of the others.
+    pub cluster: Arc<cluster::ClusterView>,
+    /// Sends requests to the others.
+    pub forwarder: forward::Forwarder,
     /// Request limits.
     pub limits: Limits,
     /// Scratch directory for uploads.

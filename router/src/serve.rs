@@ -1,36 +1,105 @@
-//! `trough serve`: every part of trough in one process, on the embedded defaults.
+//! Running a node: any set of roles, on embedded or Consul coordination.
 //!
-//! Builds a [`Node`] from a [`Config`]: the object store (local files under the data directory
-//! unless configured), the embedded coordinator (a SQLite file), the reader, the writer (which
-//! re-opens its writable segments), the local synchronizer (which re-verifies and adopts the
-//! copies already on disk), and the synchronizer leader (trivially this process). Then it serves
-//! the HTTP contract until `shutdown`. Startup order matters: the catalog is reconciled with the
-//! object store before anything reads it, and the node registers before the leader assigns.
+//! [`run`] builds a [`Node`] from a [`Config`] and a set of [`Roles`]. The object store is local
+//! files under the data directory unless configured, and coordination is embedded (a SQLite
+//! file) unless `consul` is set. The roles decide what else runs: the reader with its local
+//! synchronizer, the writer (which reopens its writable segments), the synchronizer leader
+//! candidate, and always the HTTP front door, which answers locally where it can and forwards
+//! otherwise. `trough serve` is every role on embedded coordination.
 //!
-//! The data directory is locked (an exclusive `flock` on `<data_dir>/.lock`) so two processes
-//! cannot share it.
+//! Startup order matters. The catalog is reconciled with the object store before anything reads
+//! it, local copies are re-verified before they are served, and the node registers before the
+//! leader assigns. The data directory is locked (an exclusive `flock` on `<data_dir>/.lock`) so
+//! that two processes cannot share it.
+//!
+//! The reader and the local synchronizer always run in one process. The synchronizer hands
+//! verified copies straight to the reader's pools, which makes the swap atomic and lets the
+//! reader delete a superseded file only after its last query finished (decision 0007).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use trough_core::config::Config;
 use trough_core::coord::embedded::EmbeddedCoordinator;
-use trough_core::coord::Coordinator;
+use trough_core::coord::{Coordinator, NodeInfo};
 use trough_core::publish::{reconcile, Publisher};
 use trough_core::store::SegmentStore;
 use trough_core::{Error, NodeName, Result};
 use trough_reader::Reader;
+use trough_synchronizer::assign::{TierRule, TierSpec};
 use trough_synchronizer::leader::{self, LeaderConfig};
 use trough_synchronizer::local::{LocalSync, NodeIdentity};
 use trough_writer::Writer;
 
+use crate::cluster::ClusterView;
+use crate::forward::Forwarder;
 use crate::Node;
 
-/// Runs everything until `shutdown` turns `true`. Calls `ready` with the bound address once the
-/// server accepts connections.
+/// How often a node re-registers itself (Consul's TTL check is a few times longer).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Which parts a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// Serve reads from local copies (with the local synchronizer that keeps them).
+    pub reader: bool,
+    /// Hold writable segments.
+    pub writer: bool,
+    /// Be a candidate for synchronizer leader (computes assignments while leading).
+    pub sync_server: bool,
+}
+
+impl Roles {
+    /// Every role: what `trough serve` runs.
+    pub const ALL: Roles = Roles {
+        reader: true,
+        writer: true,
+        sync_server: true,
+    };
+
+    /// Role names as published in the node registry.
+    pub fn names(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.reader {
+            v.push("reader".to_owned());
+            v.push("sync".to_owned());
+        }
+        if self.writer {
+            v.push("writer".to_owned());
+        }
+        if self.sync_server {
+            v.push("sync-server".to_owned());
+        }
+        v.push("router".to_owned());
+        v
+    }
+}
+
+/// Opens the coordinator the configuration asks for.
+pub fn coordinator(config: &Config, data_dir: &std::path::Path) -> Result<Arc<dyn Coordinator>> {
+    match &config.consul {
+        Some(url) => {
+            let name = NodeName::new(&config.node_name)?;
+            let c = trough_core::coord::consul::ConsulCoordinator::connect(
+                url,
+                &config.consul_prefix,
+                &name,
+            )?;
+            Ok(Arc::new(c))
+        }
+        None => Ok(Arc::new(EmbeddedCoordinator::open(
+            &data_dir.join("coordinator.sqlite"),
+        )?)),
+    }
+}
+
+/// Runs the given roles until `shutdown` turns `true`. Calls `ready` with the bound address once
+/// the server accepts connections.
 pub async fn run(
     config: Config,
+    roles: Roles,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
@@ -47,15 +116,15 @@ pub async fn run(
         &config.object_store_url()?,
         &config.object_store_option_pairs(),
     )?;
-    let coordinator: Arc<dyn Coordinator> = Arc::new(EmbeddedCoordinator::open(
-        &data_dir.join("coordinator.sqlite"),
-    )?);
+    let coordinator = coordinator(&config, &data_dir)?;
     reconcile(&store, coordinator.as_ref()).await?;
-
-    let reader = Arc::new(Reader::new(config.limits.query.clone()));
     let publisher = Publisher::new(store.clone(), coordinator.clone());
-    let writer = Arc::new(
-        Writer::open(
+
+    let reader = roles
+        .reader
+        .then(|| Arc::new(Reader::new(config.limits.query.clone())));
+    let writer = if roles.writer {
+        let w = Writer::open(
             name.clone(),
             data_dir.join("writable"),
             coordinator.clone(),
@@ -63,12 +132,16 @@ pub async fn run(
             config.writer.synchronous,
         )
         .await
-        .map_err(|e| Error::internal(format!("opening writable segments: {e}")))?,
-    );
-    for (id, path) in writer.live() {
-        reader
-            .install_live(id, path)
-            .map_err(|e| Error::internal(e.to_string()))?;
+        .map_err(|e| Error::internal(format!("opening writable segments: {e}")))?;
+        Some(Arc::new(w))
+    } else {
+        None
+    };
+    if let (Some(r), Some(w)) = (&reader, &writer) {
+        for (id, path) in w.live() {
+            r.install_live(id, path)
+                .map_err(|e| Error::internal(e.to_string()))?;
+        }
     }
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -89,35 +162,52 @@ pub async fn run(
             .unwrap_or_else(|| format!("http://{addr}")),
         tier: config.node.tier.clone(),
         quota_bytes: config.node.quota_bytes,
-        roles: ["reader", "writer", "sync", "router"]
-            .map(String::from)
-            .to_vec(),
+        roles: roles.names(),
     };
-    let sync = Arc::new(LocalSync::new(
-        identity,
-        data_dir.join("copies"),
-        store.clone(),
-        coordinator.clone(),
-        reader.clone(),
-        config.sync.clone(),
-    ));
-    let adopted = sync.adopt_existing().await?;
-    sync.report().await?;
-    tracing::info!(adopted, node = %name, data_dir = %data_dir.display(), store = store.url(), "node ready");
+    let sync = match &reader {
+        Some(r) => {
+            let s = Arc::new(LocalSync::new(
+                identity.clone(),
+                data_dir.join("copies"),
+                store.clone(),
+                coordinator.clone(),
+                r.clone(),
+                config.sync.clone(),
+            ));
+            let adopted = s.adopt_existing().await?;
+            tracing::info!(adopted, "re-verified local copies");
+            Some(s)
+        }
+        None => None,
+    };
+    heartbeat(coordinator.as_ref(), &identity, sync.as_deref()).await?;
+    tracing::info!(node = %name, roles = ?roles.names(), data_dir = %data_dir.display(), store = store.url(), consul = ?config.consul, "node ready");
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(leader::run(
-        name.clone(),
-        coordinator.clone(),
-        LeaderConfig {
-            interval: config.sync.interval(),
-            ..Default::default()
-        },
-        shutdown.clone(),
-    )));
-    tasks.push(tokio::spawn(sync.clone().run(shutdown.clone())));
-    if config.writer.auto_promote_secs > 0 {
-        tasks.push(tokio::spawn(writer.clone().auto_promote(
+    let cluster = Arc::new(ClusterView::new());
+    cluster.refresh(coordinator.as_ref()).await?;
+
+    let mut tasks = vec![
+        tokio::spawn(cluster.clone().run(coordinator.clone(), shutdown.clone())),
+        tokio::spawn(heartbeat_loop(
+            coordinator.clone(),
+            identity.clone(),
+            sync.clone(),
+            shutdown.clone(),
+        )),
+    ];
+    if roles.sync_server {
+        tasks.push(tokio::spawn(leader::run(
+            name.clone(),
+            coordinator.clone(),
+            leader_config(&config),
+            shutdown.clone(),
+        )));
+    }
+    if let Some(s) = &sync {
+        tasks.push(tokio::spawn(s.clone().run(shutdown.clone())));
+    }
+    if let (Some(w), true) = (&writer, config.writer.auto_promote_secs > 0) {
+        tasks.push(tokio::spawn(w.clone().auto_promote(
             Duration::from_secs(config.writer.auto_promote_secs),
             shutdown.clone(),
         )));
@@ -130,6 +220,8 @@ pub async fn run(
         reader,
         writer,
         sync,
+        cluster,
+        forwarder: Forwarder::new(),
         limits: config.limits.clone(),
         tmp_dir,
     });
@@ -143,6 +235,73 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     served.map_err(|e| Error::internal(format!("server failed: {e}")))
+}
+
+/// The leader's tier configuration.
+fn leader_config(config: &Config) -> LeaderConfig {
+    LeaderConfig {
+        tiers: config
+            .assignment
+            .tiers
+            .iter()
+            .map(|t| TierSpec {
+                name: t.name.clone(),
+                replication_factor: t.replication_factor,
+            })
+            .collect(),
+        tier_rules: config
+            .assignment
+            .tier_rules
+            .iter()
+            .map(|r| TierRule {
+                pattern: r.pattern.clone(),
+                tier: r.tier.clone(),
+            })
+            .collect(),
+        interval: config.sync.interval(),
+    }
+}
+
+/// Registers this node once: with its holdings if it has a local synchronizer.
+async fn heartbeat(
+    coordinator: &dyn Coordinator,
+    identity: &NodeIdentity,
+    sync: Option<&LocalSync>,
+) -> Result<()> {
+    match sync {
+        Some(s) => s.report().await,
+        None => {
+            coordinator
+                .register_node(&NodeInfo {
+                    name: identity.name.clone(),
+                    address: identity.address.clone(),
+                    tier: identity.tier.clone(),
+                    quota_bytes: identity.quota_bytes,
+                    stored_bytes: 0,
+                    roles: identity.roles.clone(),
+                    held: Default::default(),
+                    updated_at: Utc::now(),
+                })
+                .await
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    coordinator: Arc<dyn Coordinator>,
+    identity: NodeIdentity,
+    sync: Option<Arc<LocalSync>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = heartbeat(coordinator.as_ref(), &identity, sync.as_deref()).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
 }
 
 /// Takes an exclusive lock on the data directory, held until the returned file is dropped.

@@ -20,6 +20,31 @@ enum Command {
     /// Run router, reader, writer and synchronizer in one process on the embedded defaults
     /// (local object store and coordination under --data-dir).
     Serve(serve::ServeArgs),
+    /// Run a cluster node with the given roles (needs --consul).
+    Node {
+        /// Comma-separated roles: reader (with its local sync), writer, sync-server.
+        /// Every node also answers the HTTP API and forwards what it cannot serve.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<RoleArg>,
+        #[command(flatten)]
+        args: serve::ServeArgs,
+    },
+    /// Run a read node: verified local copies answering read queries, kept in line with the
+    /// assignment by the node's local synchronizer (needs --consul).
+    Reader(serve::ServeArgs),
+    /// Run a write node: holds write leases and live writable segments (needs --consul).
+    Writer(serve::ServeArgs),
+    /// Run a synchronizer. With --server: a leader candidate that computes assignments. Without:
+    /// local mode, which runs inside the read node that serves the copies (same as `reader`).
+    Sync {
+        /// Server mode: compete for leadership and assign segments to nodes.
+        #[arg(long)]
+        server: bool,
+        #[command(flatten)]
+        args: serve::ServeArgs,
+    },
+    /// Run a router only: holds no data, forwards every request to the nodes (needs --consul).
+    Router(serve::ServeArgs),
     /// Manage segments on a running trough (upload, list, show, promote).
     #[command(subcommand)]
     Segment(SegmentCommand),
@@ -37,6 +62,31 @@ pub struct Target {
     #[arg(long, env = "TROUGH_URL", default_value = "http://127.0.0.1:6444")]
     url: String,
 }
+
+/// A node role on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RoleArg {
+    /// Serve reads from verified local copies (includes local sync).
+    Reader,
+    /// Hold writable segments.
+    Writer,
+    /// Compete for synchronizer leadership.
+    SyncServer,
+}
+
+fn roles(list: &[RoleArg]) -> serve::Roles {
+    serve::Roles {
+        reader: list.contains(&RoleArg::Reader),
+        writer: list.contains(&RoleArg::Writer),
+        sync_server: list.contains(&RoleArg::SyncServer),
+    }
+}
+
+const NO_ROLES: serve::Roles = serve::Roles {
+    reader: false,
+    writer: false,
+    sync_server: false,
+};
 
 #[derive(Debug, Subcommand)]
 enum SegmentCommand {
@@ -117,7 +167,17 @@ struct QueryArgs {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(args, serve::Roles::ALL).await,
+        Command::Node { roles: r, args } => serve::run(args, roles(&r)).await,
+        Command::Reader(args) | Command::Sync {
+            server: false,
+            args,
+        } => serve::run(args, roles(&[RoleArg::Reader])).await,
+        Command::Writer(args) => serve::run(args, roles(&[RoleArg::Writer])).await,
+        Command::Sync { server: true, args } => {
+            serve::run(args, roles(&[RoleArg::SyncServer])).await
+        }
+        Command::Router(args) => serve::run(args, NO_ROLES).await,
         Command::Segment(cmd) => match cmd {
             SegmentCommand::Upload { id, file, target } => {
                 client::upload(&target.url, &id, &file).await

@@ -1,11 +1,13 @@
-//! `trough serve`: configuration layering (file, environment, flags), logging, signals.
+//! Node processes (`trough serve`, `node`, `reader`, `writer`, `sync`, `router`): configuration
+//! layering (file, environment, flags), logging, signals.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use trough_core::config::Config;
 
-/// Flags of `trough serve`. Each overrides the same setting from the config file and `TROUGH_*`.
+/// Flags shared by every node process. Each overrides the same setting from the config file and
+/// `TROUGH_*` environment variables.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TOML configuration file (see docs/operations.md for every field).
@@ -21,8 +23,23 @@ pub struct ServeArgs {
     #[arg(long)]
     node_name: Option<String>,
     /// Object store URL (file:///dir or s3://bucket/prefix); default: <data-dir>/objects.
+    /// S3 endpoint, region and credentials come from the usual AWS_* variables or
+    /// `object_store_options` in the config file.
     #[arg(long)]
     object_store: Option<String>,
+    /// Consul HTTP API URL (e.g. http://127.0.0.1:8500). Required for every process of a
+    /// cluster; without it coordination is embedded in this one process.
+    #[arg(long)]
+    consul: Option<String>,
+    /// The URL other processes reach this node at (default: http://<listen address>).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// This node's tier.
+    #[arg(long)]
+    tier: Option<String>,
+    /// Bytes of segment copies this node may hold (0: no limit).
+    #[arg(long)]
+    quota_bytes: Option<u64>,
     /// Largest SQL or JSON request body in bytes (413 above it); `limits.max_body_bytes`.
     #[arg(long)]
     max_body_bytes: Option<u64>,
@@ -38,7 +55,12 @@ pub struct ServeArgs {
     log_json: bool,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Which roles a node process runs.
+pub use trough_router::serve::Roles;
+
+/// Runs a node process with `roles`. Anything short of every role is a cluster member and
+/// needs Consul.
+pub async fn run(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
     let mut figment = Config::figment(args.config.as_deref());
     if let Some(d) = &args.data_dir {
         figment = figment.merge(("data_dir", d));
@@ -51,6 +73,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(o) = &args.object_store {
         figment = figment.merge(("object_store", o));
+    }
+    if let Some(c) = &args.consul {
+        figment = figment.merge(("consul", c));
+    }
+    if let Some(a) = &args.advertise {
+        figment = figment.merge(("node.advertise", a));
+    }
+    if let Some(t) = &args.tier {
+        figment = figment.merge(("node.tier", t));
+    }
+    if let Some(q) = args.quota_bytes {
+        figment = figment.merge(("node.quota_bytes", q));
     }
     if let Some(n) = args.max_body_bytes {
         figment = figment.merge(("limits.max_body_bytes", n));
@@ -65,6 +99,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         figment = figment.merge(("log.json", true));
     }
     let config = Config::from_figment(&figment)?;
+    if roles != Roles::ALL && config.consul.is_none() {
+        anyhow::bail!(
+            "this process runs only some roles, so it is part of a cluster and needs --consul \
+             (embedded coordination works within one `trough serve` process only)"
+        );
+    }
     init_logging(config.log.json);
 
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -73,7 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = tx.send(true);
     });
-    trough_router::serve::run(config, rx, |addr| {
+    trough_router::serve::run(config, roles, rx, |addr| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "trough serving on http://{addr}");

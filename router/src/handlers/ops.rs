@@ -16,7 +16,8 @@ use crate::Node;
 /// `GET /health`: the node and, per segment, whether its local copy is verified.
 pub async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
     let mut segments: BTreeMap<String, Value> = BTreeMap::new();
-    for (id, s) in node.sync.status() {
+    let copies = node.sync.as_ref().map(|s| s.status()).unwrap_or_default();
+    for (id, s) in copies {
         segments.insert(
             id.to_string(),
             json!({
@@ -25,15 +26,24 @@ pub async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
             }),
         );
     }
-    for (id, _) in node.writer.live() {
+    let live = node.writer.as_ref().map(|w| w.live()).unwrap_or_default();
+    for (id, _) in live {
         let entry = segments.entry(id.to_string()).or_insert_with(
             || json!({ "id": id, "version": null, "sha256": null, "verified": false }),
         );
         entry["live"] = Value::Bool(true);
     }
+    let mut roles = Vec::new();
+    if node.reader.is_some() {
+        roles.push("reader");
+    }
+    if node.writer.is_some() {
+        roles.push("writer");
+    }
     Json(json!({
         "status": "ok",
         "node": node.name,
+        "roles": roles,
         "segments": segments.into_values().collect::<Vec<_>>(),
     }))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
@@ -17,8 +17,9 @@ use trough_core::publish::PublishOptions;
 use trough_core::{ErrorKind, SegmentEntry, SegmentId};
 use trough_writer::ProvisionRequest;
 
-use super::{segment_id, segment_not_found};
+use super::{segment_id, segment_not_found, sql};
 use crate::body;
+use crate::forward::{Attempt, Retry};
 use crate::Node;
 
 /// `GET /segments`: the latest version of every segment.
@@ -183,7 +184,8 @@ async fn receive_file(
     })
 }
 
-/// `POST /segments/{id}/provision`: make a segment writable on this node.
+/// `POST /segments/{id}/provision`: make a segment writable, on the least-loaded writer node
+/// (or on the node that already writes it: provisioning is idempotent).
 pub async fn provision(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
@@ -192,15 +194,48 @@ pub async fn provision(
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
+    if !sql::forwarded(&headers) {
+        let path = format!("/segments/{id}/provision");
+        let target = node
+            .cluster
+            .writer_of(&id)
+            .or_else(|| node.cluster.pick_writer());
+        match target {
+            Some(t) if t.name != node.name => {
+                return match node
+                    .forwarder
+                    .send(&t, Method::POST, &path, &headers, bytes, Retry::NotSent)
+                    .await
+                {
+                    Attempt::Done(r) => Ok(r),
+                    Attempt::Retry(reason) => Err(HttpError::new(
+                        ErrorKind::Unavailable,
+                        "writer_unavailable",
+                        format!("writer node {} cannot be reached: {reason}", t.name),
+                    )),
+                };
+            }
+            _ => {}
+        }
+    }
+    let Some(writer) = &node.writer else {
+        return Err(HttpError::new(
+            ErrorKind::Unavailable,
+            "no_writer",
+            "no writer node is available to provision a writable segment",
+        ));
+    };
     let req: ProvisionRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         ProvisionRequest::default()
     } else {
         body::json(&bytes)?
     };
-    let (entry, created) = node.writer.provision(&id, req).await?;
-    node.reader
-        .install_live(id.clone(), node.writer.db_path(&id))
-        .map_err(HttpError::from)?;
+    let (entry, created) = writer.provision(&id, req).await?;
+    if let Some(reader) = &node.reader {
+        reader
+            .install_live(id.clone(), writer.db_path(&id))
+            .map_err(HttpError::from)?;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -213,16 +248,24 @@ pub async fn provision(
 pub async fn promote(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    request_body: Body,
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
+    let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
+    let local = node.writer.as_ref().is_some_and(|w| w.holds(&id));
+    if !local && !sql::forwarded(&headers) {
+        let path = format!("/segments/{id}/promote");
+        return sql::forward_to_writer(&node, &id, &path, &headers, bytes).await;
+    }
     let entry = node
         .coordinator
         .get_segment(&id)
         .await?
         .ok_or_else(|| segment_not_found(&id))?;
-    if entry.writable.is_none() {
+    let Some(writer) = node.writer.as_ref().filter(|_| entry.writable.is_some()) else {
         return Err(trough_writer::Error::NotWritable(id).into());
-    }
-    let manifest = node.writer.promote(&id).await?;
+    };
+    let manifest = writer.promote(&id).await?;
     Ok(Json(manifest).into_response())
 }

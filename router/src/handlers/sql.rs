@@ -1,14 +1,16 @@
 //! SQL endpoints: `/segments/{id}/query`, `/segments/{id}/execute`, and Trough's wire format
-//! `POST /?segment={id}`.
+//! `POST /?segment={id}`. Each answers locally when this node holds what is needed, and
+//! otherwise forwards to a node that does (readers for reads, the lease holder for writes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use trough_core::http::HttpError;
 use trough_core::sql::{Params, RowFormat, SqlRequest};
 use trough_core::{ApiError, ErrorKind, SegmentId};
@@ -16,6 +18,7 @@ use trough_writer::ExecuteRequest;
 
 use super::{segment_id, segment_not_found};
 use crate::body;
+use crate::forward::{Attempt, Retry, FORWARDED_HEADER};
 use crate::Node;
 
 const NDJSON: &str = "application/x-ndjson";
@@ -33,14 +36,117 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Runs a read query and streams its answer.
-async fn run_query(
+fn is_forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+impl Node {
+    /// Whether a read of `id` must be answered here: this node's reader holds it, and the segment
+    /// is not writable on another node (whose live database would be newer).
+    fn reads_locally(&self, id: &SegmentId) -> bool {
+        let Some(reader) = &self.reader else {
+            return false;
+        };
+        if !reader.has(id) {
+            return false;
+        }
+        let snap = self.cluster.snapshot();
+        match snap.catalog.get(id).and_then(|e| e.writable.as_ref()) {
+            Some(w) => w.writer == self.name,
+            None => true,
+        }
+    }
+
+    /// Whether this node holds `id`'s write lease.
+    fn writes_locally(&self, id: &SegmentId) -> bool {
+        self.writer.as_ref().is_some_and(|w| w.holds(id))
+    }
+
+    /// 404 if the segment is unknown, else the given error.
+    async fn unknown_or(&self, id: &SegmentId, err: HttpError) -> HttpError {
+        let known = self.cluster.snapshot().catalog.contains_key(id)
+            || matches!(self.coordinator.get_segment(id).await, Ok(Some(_)));
+        if known {
+            err
+        } else {
+            segment_not_found(id)
+        }
+    }
+
+    /// Sends a read to the replicas of `id` in turn until one answers.
+    async fn forward_read(
+        &self,
+        id: &SegmentId,
+        path: &str,
+        headers: &HeaderMap,
+        bytes: Bytes,
+    ) -> Result<Response, HttpError> {
+        let targets: Vec<_> = self
+            .cluster
+            .read_targets(id)
+            .into_iter()
+            .filter(|t| t.name != self.name)
+            .collect();
+        let mut failures = Vec::new();
+        for t in &targets {
+            match self
+                .forwarder
+                .send(
+                    t,
+                    Method::POST,
+                    path,
+                    headers,
+                    bytes.clone(),
+                    Retry::Idempotent,
+                )
+                .await
+            {
+                Attempt::Done(r) => return Ok(r),
+                Attempt::Retry(reason) => {
+                    tracing::warn!(segment = %id, node = %t.name, %reason, "replica failed; trying the next");
+                    metrics::counter!("trough_router_retries_total").increment(1);
+                    self.cluster.penalize(&t.name);
+                    failures.push(reason);
+                }
+            }
+        }
+        let msg = if failures.is_empty() {
+            format!("no healthy replica holds segment {id}")
+        } else {
+            format!(
+                "no healthy replica could answer for segment {id}: {}",
+                failures.join("; ")
+            )
+        };
+        Err(self
+            .unknown_or(
+                id,
+                HttpError::new(ErrorKind::Unavailable, "no_healthy_replica", msg),
+            )
+            .await)
+    }
+}
+
+/// Runs a read query on this node and streams its answer.
+async fn local_query(
     node: &Node,
     id: &SegmentId,
     req: SqlRequest,
     format: RowFormat,
 ) -> Result<Response, HttpError> {
-    match node.reader.query(id, req, format).await {
+    let Some(reader) = &node.reader else {
+        return Err(node
+            .unknown_or(
+                id,
+                HttpError::new(
+                    ErrorKind::Unavailable,
+                    "segment_unavailable",
+                    format!("this node does not serve reads of {id}"),
+                ),
+            )
+            .await);
+    };
+    match reader.query(id, req, format).await {
         Ok(stream) => {
             let content_type = match format {
                 RowFormat::JsonArray => "application/json",
@@ -51,14 +157,7 @@ async fn run_query(
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             Ok(resp)
         }
-        Err(e) if e.kind() == ErrorKind::Unavailable => {
-            // No local copy: an unknown segment is a 404; a known one is not served yet (503).
-            if node.coordinator.get_segment(id).await?.is_none() {
-                Err(segment_not_found(id))
-            } else {
-                Err(e.into())
-            }
-        }
+        Err(e) if e.kind() == ErrorKind::Unavailable => Err(node.unknown_or(id, e.into()).await),
         Err(e) => Err(e.into()),
     }
 }
@@ -71,29 +170,35 @@ pub async fn query(
     request_body: Body,
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
-    let req: SqlRequest =
-        body::sql_body(&headers, request_body, node.limits.max_body_bytes, |sql| {
-            SqlRequest {
-                sql,
-                params: Params::None,
-            }
-        })
-        .await?;
+    let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
+    if !node.reads_locally(&id) && !is_forwarded(&headers) {
+        let path = format!("/segments/{id}/query");
+        return node.forward_read(&id, &path, &headers, bytes).await;
+    }
+    let req: SqlRequest = body::parse_sql(&headers, bytes, |sql| SqlRequest {
+        sql,
+        params: Params::None,
+    })?;
     let format = if wants_ndjson(&headers) {
         RowFormat::Ndjson
     } else {
         RowFormat::JsonArray
     };
-    run_query(&node, &id, req, format).await
+    local_query(&node, &id, req, format).await
 }
 
-/// Runs a write request, explaining why a segment cannot take it.
-async fn run_execute(
+/// Runs a write request here, or explains why this node cannot take it.
+async fn local_execute(
     node: &Node,
     id: &SegmentId,
     req: ExecuteRequest,
 ) -> Result<trough_writer::ExecuteResult, HttpError> {
-    match node.writer.execute(id, req).await {
+    let not_writable = || trough_writer::Error::NotWritable(id.clone());
+    let result = match &node.writer {
+        Some(w) => w.execute(id, req).await,
+        None => Err(not_writable()),
+    };
+    match result {
         Ok(r) => Ok(r),
         Err(trough_writer::Error::NotWritable(_)) => {
             let entry = node
@@ -107,10 +212,53 @@ async fn run_execute(
                     writer: w.writer,
                 }
                 .into()),
-                _ => Err(trough_writer::Error::NotWritable(id.clone()).into()),
+                _ => Err(not_writable().into()),
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends a write to the lease holder of `id`.
+async fn forward_write(
+    node: &Node,
+    id: &SegmentId,
+    path: &str,
+    headers: &HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, HttpError> {
+    match node.cluster.writer_of(id) {
+        Some(t) if t.name != node.name => match node
+            .forwarder
+            .send(&t, Method::POST, path, headers, bytes, Retry::NotSent)
+            .await
+        {
+            Attempt::Done(r) => Ok(r),
+            Attempt::Retry(reason) => Err(HttpError::new(
+                ErrorKind::Unavailable,
+                "writer_unavailable",
+                format!("the writer of {id} cannot be reached: {reason}"),
+            )),
+        },
+        _ => {
+            // Not writable, unknown, or its writer is not alive: explain precisely.
+            let entry = node
+                .coordinator
+                .get_segment(id)
+                .await?
+                .ok_or_else(|| segment_not_found(id))?;
+            match entry.writable {
+                Some(w) => Err(HttpError::new(
+                    ErrorKind::Unavailable,
+                    "writer_unavailable",
+                    format!(
+                        "{id} is writable on node {}, which is not available; writes resume when it returns",
+                        w.writer
+                    ),
+                )),
+                None => Err(trough_writer::Error::NotWritable(id.clone()).into()),
+            }
+        }
     }
 }
 
@@ -122,14 +270,13 @@ pub async fn execute(
     request_body: Body,
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
-    let req: ExecuteRequest = body::sql_body(
-        &headers,
-        request_body,
-        node.limits.max_body_bytes,
-        ExecuteRequest::text,
-    )
-    .await?;
-    let r = run_execute(&node, &id, req).await?;
+    let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
+    if !node.writes_locally(&id) && !is_forwarded(&headers) {
+        let path = format!("/segments/{id}/execute");
+        return forward_write(&node, &id, &path, &headers, bytes).await;
+    }
+    let req: ExecuteRequest = body::parse_sql(&headers, bytes, ExecuteRequest::text)?;
+    let r = local_execute(&node, &id, req).await?;
     Ok(Json(r).into_response())
 }
 
@@ -150,27 +297,47 @@ pub async fn trough_wire(
     })?;
     let id = segment_id(raw)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
+    let local = node.reads_locally(&id) || node.writes_locally(&id);
+    if !local && !is_forwarded(&headers) {
+        let path = format!("/?segment={id}");
+        return match node.cluster.writer_of(&id) {
+            Some(_) => forward_write(&node, &id, &path, &headers, bytes).await,
+            None => node.forward_read(&id, &path, &headers, bytes).await,
+        };
+    }
     let sql = body::utf8(bytes)?;
     let req = SqlRequest {
         sql: sql.clone(),
         params: Params::None,
     };
-    match run_query(&node, &id, req, RowFormat::JsonArray).await {
-        // A write, or several statements (a read path runs exactly one): on a writable segment
-        // the whole body runs as one write transaction, as Trough's writer did; elsewhere the
+    let holds_writer = node.writes_locally(&id);
+    match local_query(&node, &id, req, RowFormat::JsonArray).await {
+        // A write, or several statements (a read runs exactly one): on a writable segment the
+        // whole body runs as one write transaction, as Trough's writer did; elsewhere the
         // reader's error stands.
         Err(e)
-            if matches!(
-                e.body.error.code.as_str(),
-                "not_read_only" | "multiple_statements"
-            ) || (e.kind == ErrorKind::InvalidInput && node.writer.holds(&id)) =>
+            if e.body.error.code == "not_read_only"
+                || (e.kind == ErrorKind::InvalidInput && holds_writer) =>
         {
-            if e.body.error.code != "not_read_only" && !node.writer.holds(&id) {
-                return Err(e);
-            }
-            run_execute(&node, &id, ExecuteRequest::text(sql)).await?;
+            local_execute(&node, &id, ExecuteRequest::text(sql)).await?;
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response())
         }
         other => other,
     }
+}
+
+/// Forwards a write-side request (provision, promote) to `path` on the writer of `id`.
+pub(crate) async fn forward_to_writer(
+    node: &Node,
+    id: &SegmentId,
+    path: &str,
+    headers: &HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, HttpError> {
+    forward_write(node, id, path, headers, bytes).await
+}
+
+/// Whether `headers` mark a request forwarded by another node.
+pub(crate) fn forwarded(headers: &HeaderMap) -> bool {
+    is_forwarded(headers)
 }

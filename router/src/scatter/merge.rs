@@ -596,7 +596,7 @@ fn sql_merge(
         let mut rows = stmt.raw_query();
         while let Some(r) = rows.next().map_err(merge_error)? {
             for i in 0..width {
-                let v: ValueRef<'_> = r.get_ref(i).map_err(merge_error)?;
+                let v: Value = r.get(i).map_err(merge_error)?;
                 insert.raw_bind_parameter(i + 1, v).map_err(merge_error)?;
             }
             insert.raw_execute().map_err(merge_error)?;

@@ -441,7 +441,7 @@ impl Tier {
                         Some(after) if after as f64 <= self.upper[u] => {}
                         _ => continue,
                     }
-                    if let Some(h) = self.pick_source(s, source) {
+                    if let Some(h) = self.pick_source(s, source, u) {
                         self.remove(s, h);
                         self.add(s, u);
                         changed = true;
@@ -452,21 +452,25 @@ impl Tier {
         changed
     }
 
-    /// The holder of `s` to take it from: one that stays within its band, of the kind `source`
-    /// asks for, preferring one above its band, then the one that ranks `s` worst.
-    fn pick_source(&self, s: usize, source: Source) -> Option<usize> {
+    /// The holder of `s` that node `u` takes it from, of the kind `source` asks for: one that
+    /// stays within its band — or, for a free re-target, one that stays at least as far above
+    /// its target as `u` will be — preferring one above its band, then the one that ranks `s`
+    /// worst.
+    fn pick_source(&self, s: usize, source: Source, u: usize) -> Option<usize> {
         let size = self.size[s];
+        let u_after = (self.load[u] + size) as f64 - self.target[u];
         let mut best: Option<(bool, f64, usize)> = None;
         for &h in self.holders_of(s) {
             let h = h as usize;
-            if ((self.load[h] - size) as f64) < self.lower[h] {
-                continue;
-            }
+            let h_after = (self.load[h] - size) as f64;
             let over = self.load[h] as f64 > self.upper[h];
             let eligible = match source {
-                Source::Fresh => !self.initially_held(s, h),
-                Source::OverBand => over,
-                Source::Any => true,
+                Source::Fresh => {
+                    !self.initially_held(s, h)
+                        && (h_after >= self.lower[h] || h_after - self.target[h] >= u_after)
+                }
+                Source::OverBand => over && h_after >= self.lower[h],
+                Source::Any => h_after >= self.lower[h],
             };
             if !eligible {
                 continue;

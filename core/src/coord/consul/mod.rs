@@ -101,7 +101,10 @@
 //! still only grows. Wake-ups are a superset of what the trait promises (a lock taken, a schema
 //! added, a node reconfigured also wake), never a subset: callers re-read state, so an extra
 //! wake-up costs one read. It is not tight polling: an idle watcher makes one pair of requests
-//! per `timeout`.
+//! per `timeout`. One known source of extra wake-ups: while no `<svc>-node` instance exists at
+//! all, Consul 1.8 reports for the missing service the index of the last service extinction,
+//! or, on a cluster where no service was ever deregistered, the index of the whole catalog, so
+//! watchers then also wake on unrelated catalog writes. A cluster with nodes never sees this.
 //!
 //! ## Locks and write leases: sessions + `?acquire`
 //!

@@ -293,6 +293,11 @@ async fn wait_for_change_wakes_across_coordinators() {
     let a = coordinator(&agent, "a", opts("watch"));
     let b = Arc::new(coordinator(&agent, "b", opts("watch")));
     a.add_version(&manifest("seed", 1)).await.unwrap();
+    // A cluster has nodes. (With no node service at all, Consul reports the whole catalog's
+    // index for it on a fresh agent, so unrelated catalog writes would wake watchers.)
+    a.register_node(&node_info("watcher", 7009, &["reader"], &[]))
+        .await
+        .unwrap();
     let idx = b.wait_for_change(0, Duration::ZERO).await.unwrap();
     assert!(idx > 0);
     let start = Instant::now();
