@@ -120,8 +120,9 @@ pub async fn run(
     reconcile(&store, coordinator.as_ref()).await?;
     let publisher = Publisher::new(store.clone(), coordinator.clone());
 
-    let reader = roles
-        .reader
+    // A writer serves the reads of its writable segments from their live databases, so it has a
+    // reader too (without a local synchronizer unless it is also a read node).
+    let reader = (roles.reader || roles.writer)
         .then(|| Arc::new(Reader::new(config.limits.query.clone())));
     let writer = if roles.writer {
         let w = Writer::open(
@@ -164,7 +165,7 @@ pub async fn run(
         quota_bytes: config.node.quota_bytes,
         roles: roles.names(),
     };
-    let sync = match &reader {
+    let sync = match reader.as_ref().filter(|_| roles.reader) {
         Some(r) => {
             let s = Arc::new(LocalSync::new(
                 identity.clone(),
@@ -205,6 +206,12 @@ pub async fn run(
     }
     if let Some(s) = &sync {
         tasks.push(tokio::spawn(s.clone().run(shutdown.clone())));
+    }
+    if let Some(w) = &writer {
+        tasks.push(tokio::spawn(
+            w.clone()
+                .maintain_leases(Duration::from_secs(1), shutdown.clone()),
+        ));
     }
     if let (Some(w), true) = (&writer, config.writer.auto_promote_secs > 0) {
         tasks.push(tokio::spawn(w.clone().auto_promote(

@@ -19,8 +19,9 @@ pub enum Error {
         /// Who holds its write lease.
         writer: NodeName,
     },
-    /// This node lost the write lease; it refuses writes until it holds it again.
-    #[error("write lease for {0} was lost; writes are refused")]
+    /// This node does not hold the write lease right now (lost, or a previous session of this
+    /// node still holds it after a restart); it refuses writes until it holds it again.
+    #[error("this node does not hold the write lease of {0} right now; writes are refused until it is reacquired (retry later)")]
     LeaseLost(SegmentId),
     /// The named schema is not registered.
     #[error("schema {0} not found")]

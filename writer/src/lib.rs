@@ -17,7 +17,7 @@
 pub mod error;
 pub mod exec;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,7 +68,12 @@ pub struct Writer {
     coordinator: Arc<dyn Coordinator>,
     publisher: Publisher,
     synchronous: Synchronous,
+    /// Segments whose write lease this node holds, with their open databases.
     dbs: Mutex<HashMap<SegmentId, Arc<WritableDb>>>,
+    /// Segments the catalog says this node writes, whose lease it does not hold right now (after a
+    /// restart, until the old session's lock expires; or after losing the lease). Writes to them
+    /// are refused until [`Writer::maintain_leases`] takes the lease again.
+    pending: Mutex<BTreeMap<SegmentId, Option<SchemaName>>>,
 }
 
 impl Writer {
@@ -91,6 +96,7 @@ impl Writer {
             publisher,
             synchronous,
             dbs: Mutex::new(HashMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
         };
         for entry in w.coordinator.list_segments().await? {
             let Some(info) = &entry.writable else {
@@ -105,9 +111,66 @@ impl Writer {
                 tracing::error!(segment = %entry.id, "live database missing; restoring from the latest stored version");
                 w.materialize(&entry, None, &path).await?;
             }
-            w.attach(&entry.id, info.schema.clone(), path).await?;
+            match w.attach(&entry.id, info.schema.clone(), path).await {
+                Ok(()) => {}
+                Err(Error::LeaseElsewhere { .. }) => {
+                    // Our previous session still holds it (we restarted): take it over once that
+                    // session expires. Reads keep working from the live database meanwhile.
+                    tracing::warn!(segment = %entry.id, "write lease still held by a previous session; writes wait until it expires");
+                    w.pending_lock()
+                        .insert(entry.id.clone(), info.schema.clone());
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(w)
+    }
+
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SegmentId, Option<SchemaName>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps write leases: segments whose lease was lost stop taking writes at once and are
+    /// retried, as are segments still waiting for a lease, every `interval` until `shutdown`.
+    pub async fn maintain_leases(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            let lost: Vec<Arc<WritableDb>> = {
+                let mut dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner());
+                let ids: Vec<SegmentId> = dbs
+                    .values()
+                    .filter(|d| !d.lease.is_held())
+                    .map(|d| d.id.clone())
+                    .collect();
+                ids.iter().filter_map(|id| dbs.remove(id)).collect()
+            };
+            for db in lost {
+                tracing::error!(segment = %db.id, "write lease lost; writes refused until it is reacquired");
+                self.pending_lock().insert(db.id.clone(), db.schema.clone());
+            }
+            let pending: Vec<(SegmentId, Option<SchemaName>)> = self
+                .pending_lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (id, schema) in pending {
+                match self.attach(&id, schema, self.db_path(&id)).await {
+                    Ok(()) => {
+                        self.pending_lock().remove(&id);
+                        tracing::info!(segment = %id, "write lease acquired; accepting writes");
+                    }
+                    Err(Error::LeaseElsewhere { .. }) => {}
+                    Err(e) => tracing::warn!(segment = %id, error = %e, "reacquiring write lease failed"),
+                }
+            }
+        }
     }
 
     /// Where a segment's live database lives.
@@ -189,6 +252,8 @@ impl Writer {
             if self.holds(id) {
                 return Ok((existing.expect("checked"), false));
             }
+            // The catalog names us but we do not have it open (e.g. the live file was lost):
+            // fall through and rebuild it from the latest stored version.
         }
         let schema_sql = match (&req.schema, &req.schema_sql) {
             (Some(_), Some(_)) => {
@@ -305,6 +370,9 @@ impl Writer {
     }
 
     fn writable_db(&self, id: &SegmentId) -> Result<Arc<WritableDb>> {
+        if self.pending_lock().contains_key(id) {
+            return Err(Error::LeaseLost(id.clone()));
+        }
         let db = self.get(id).ok_or_else(|| Error::NotWritable(id.clone()))?;
         // Fencing: never write without the lease.
         if !db.lease.is_held() {

@@ -34,7 +34,7 @@ pub async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
         entry["live"] = Value::Bool(true);
     }
     let mut roles = Vec::new();
-    if node.reader.is_some() {
+    if node.sync.is_some() {
         roles.push("reader");
     }
     if node.writer.is_some() {

@@ -570,11 +570,25 @@ impl Planner {
         }
         let mut items = Vec::new();
         let mut has_star = false;
+        let mut synthesized: Vec<String> = Vec::new();
         for (item, text) in projection.into_iter().zip(item_texts) {
             let printed = item.to_string();
             match item {
                 SelectItem::UnnamedExpr(e) => {
                     validate(&e, Clause::Aggregates)?;
+                    // The segment SQL is printed from the parsed tree, which may spell the
+                    // expression differently (`SUBSTR` for `substr`…); SQLite names such a column
+                    // after its text, so name it explicitly after the original text. (A plain
+                    // column is named after its declared name: leave it.)
+                    let printed = if matches!(
+                        strip_nested(&e),
+                        Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+                    ) {
+                        printed
+                    } else {
+                        synthesized.push(text.to_ascii_lowercase());
+                        format!("{e} AS {}", quote_ident(&text))
+                    };
                     items.push(Item {
                         expr: Some(e),
                         alias: None,
@@ -632,6 +646,24 @@ impl Planner {
             }
         }
 
+        // The synthesized names must not capture a name the query uses.
+        if !synthesized.is_empty() {
+            let mut names = BTreeSet::new();
+            for e in [&selection, &having].into_iter().flatten() {
+                collect_idents(e, &mut names);
+            }
+            if let GroupByExpr::Expressions(list, _) = &group_by {
+                list.iter().for_each(|e| collect_idents(e, &mut names));
+            }
+            if let Some(ob) = &query.order_by {
+                if let OrderByKind::Expressions(list) = &ob.kind {
+                    list.iter().for_each(|o| collect_idents(&o.expr, &mut names));
+                }
+            }
+            if let Some(n) = synthesized.iter().find(|s| names.contains(*s)) {
+                return refuse(format!("the name {n:?} is ambiguous in this query"));
+            }
+        }
         let mut planner = Planner {
             items,
             has_star,
@@ -1614,6 +1646,20 @@ impl AggBuilder {
                 format!("{func}({})", self.col_ref(i))
             }
         })
+    }
+}
+
+fn collect_idents(e: &Expr, out: &mut BTreeSet<String>) {
+    match e {
+        Expr::Identifier(id) => {
+            out.insert(id.value.to_ascii_lowercase());
+        }
+        Expr::CompoundIdentifier(parts) => {
+            for p in parts {
+                out.insert(p.value.to_ascii_lowercase());
+            }
+        }
+        _ => children(e).into_iter().for_each(|c| collect_idents(c, out)),
     }
 }
 
