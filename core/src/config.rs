@@ -40,6 +40,14 @@ pub struct Config {
     pub consul: Option<String>,
     /// Prefix of trough's keys in Consul KV. Default `trough`.
     pub consul_prefix: String,
+    /// TTL of this process's Consul session, which holds its locks (leader lock, write leases),
+    /// in seconds (Consul accepts 10 to 86400). Default 10.
+    pub consul_session_ttl_secs: u64,
+    /// How long a lock stays unavailable after its holder's session ends, in seconds: the fencing
+    /// margin (keep it at least half the session TTL). Default 15.
+    pub consul_lock_delay_secs: u64,
+    /// How long a node stays listed (and in DNS) without a heartbeat, in seconds. Default 30.
+    pub consul_node_ttl_secs: u64,
     /// Tiers and replication factors used by the synchronizer leader.
     pub assignment: AssignmentConfig,
     /// Request and query limits.
@@ -64,6 +72,9 @@ impl Default for Config {
             object_store_options: BTreeMap::new(),
             consul: None,
             consul_prefix: "trough".into(),
+            consul_session_ttl_secs: 10,
+            consul_lock_delay_secs: 15,
+            consul_node_ttl_secs: 30,
             assignment: AssignmentConfig::default(),
             limits: Limits::default(),
             sync: SyncConfig::default(),
@@ -125,6 +136,36 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// Per-query limits: timeout, rows, response bytes, connections per segment.
     pub query: QueryLimits,
+    /// Cluster-wide queries (`POST /query`).
+    pub scatter: ScatterLimits,
+}
+
+/// Limits of cluster-wide queries.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScatterLimits {
+    /// Segments queried at the same time by one cluster-wide query. Default 16.
+    pub concurrency: usize,
+    /// Time one segment may take to answer, in milliseconds; a slower segment counts as failed.
+    /// Default 30000.
+    pub segment_timeout_ms: u64,
+    /// Memory the merge of grouped/aggregated answers may use before spilling to disk, in bytes.
+    /// Default 64 MiB.
+    pub merge_memory_budget_bytes: u64,
+    /// A segment's answer is kept in memory up to this size, then spooled to a temporary file,
+    /// in bytes. Default 64 KiB.
+    pub spool_memory_bytes: usize,
+}
+
+impl Default for ScatterLimits {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            segment_timeout_ms: 30_000,
+            merge_memory_budget_bytes: 64 << 20,
+            spool_memory_bytes: 64 << 10,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -133,6 +174,7 @@ impl Default for Limits {
             max_body_bytes: 64 << 20,
             max_upload_bytes: 64 << 30,
             query: QueryLimits::default(),
+            scatter: ScatterLimits::default(),
         }
     }
 }

@@ -68,6 +68,11 @@ impl Forwarder {
         Self { client }
     }
 
+    /// The underlying HTTP client (for callers that consume answers themselves).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Sends `method path` with `body` to `target`, copying the content type and accept headers.
     pub async fn send(
         &self,

@@ -15,6 +15,7 @@
 
 pub mod body;
 pub mod cluster;
+pub mod fanout;
 pub mod forward;
 pub mod handlers;
 mod observe;
@@ -63,6 +64,7 @@ pub fn app(node: Arc<Node>) -> axum::Router {
     use handlers::{ops, schemas, segments, sql};
     axum::Router::new()
         .route("/", post(sql::trough_wire))
+        .route("/query", post(handlers::scatter::query))
         .route("/segments", get(segments::list))
         .route("/segments/{id}", get(segments::show).put(segments::publish))
         .route("/segments/{id}/query", post(sql::query))

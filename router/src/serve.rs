@@ -81,13 +81,16 @@ impl Roles {
 pub fn coordinator(config: &Config, data_dir: &std::path::Path) -> Result<Arc<dyn Coordinator>> {
     match &config.consul {
         Some(url) => {
+            use trough_core::coord::consul::{ConsulCoordinator, ConsulOptions};
             let name = NodeName::new(&config.node_name)?;
-            let c = trough_core::coord::consul::ConsulCoordinator::connect(
-                url,
-                &config.consul_prefix,
-                &name,
-            )?;
-            Ok(Arc::new(c))
+            let opts = ConsulOptions {
+                prefix: config.consul_prefix.clone(),
+                session_ttl: Duration::from_secs(config.consul_session_ttl_secs),
+                lock_delay: Duration::from_secs(config.consul_lock_delay_secs),
+                node_ttl: Duration::from_secs(config.consul_node_ttl_secs),
+                ..ConsulOptions::default()
+            };
+            Ok(Arc::new(ConsulCoordinator::connect_with(url, &name, opts)?))
         }
         None => Ok(Arc::new(EmbeddedCoordinator::open(
             &data_dir.join("coordinator.sqlite"),

@@ -23,7 +23,7 @@ use crate::Node;
 
 const NDJSON: &str = "application/x-ndjson";
 
-fn wants_ndjson(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_ndjson(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -43,7 +43,7 @@ fn is_forwarded(headers: &HeaderMap) -> bool {
 impl Node {
     /// Whether a read of `id` must be answered here: this node's reader holds it, and the segment
     /// is not writable on another node (whose live database would be newer).
-    fn reads_locally(&self, id: &SegmentId) -> bool {
+    pub(crate) fn reads_locally(&self, id: &SegmentId) -> bool {
         let Some(reader) = &self.reader else {
             return false;
         };

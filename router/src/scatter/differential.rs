@@ -336,7 +336,11 @@ fn gen_data(rng: &mut Rng, nseg: usize) -> Vec<(usize, String)> {
     ];
     let mut rows = Vec::new();
     for id in 1..=2600i64 {
-        let g = if rng.chance(10) { "NULL" } else { *rng.pick(&gs) };
+        let g = if rng.chance(10) {
+            "NULL"
+        } else {
+            *rng.pick(&gs)
+        };
         let h = if rng.chance(8) {
             "NULL".to_owned()
         } else {
@@ -358,7 +362,7 @@ fn gen_data(rng: &mut Rng, nseg: usize) -> Vec<(usize, String)> {
             1 => format!("{}.0", rng.range(0, 3)),
             2 => rng.range(0, 3).to_string(),
             3 => "2.5".to_owned(),
-            4 => sql_text(*rng.pick(&["1", "x", "y", "X"])),
+            4 => sql_text(rng.pick::<&str>(&["1", "x", "y", "X"])),
             5 => "X'01'".to_owned(),
             6 => "X'0102'".to_owned(),
             _ => rng.range(-3, 3).to_string(),
@@ -377,7 +381,10 @@ fn gen_data(rng: &mut Rng, nseg: usize) -> Vec<(usize, String)> {
             format!("{:.3}", rng.range(-5000, 5000) as f64 / 1000.0)
         };
         let w = rng.range(0, 50);
-        rows.push((pick_seg(rng), format!("INSERT INTO u VALUES ({id}, {k}, {v}, {w});")));
+        rows.push((
+            pick_seg(rng),
+            format!("INSERT INTO u VALUES ({id}, {k}, {v}, {w});"),
+        ));
     }
     rows
 }
@@ -395,16 +402,50 @@ pub(super) struct Generated {
 }
 
 const SCALAR_EXPRS: &[&str] = &[
-    "id", "g", "h", "a", "b", "c", "a + h", "b * 2", "abs(a)", "lower(g)", "length(c)",
-    "coalesce(a, 0)", "a % 7", "round(b, 1)", "c || g", "CASE WHEN a > 0 THEN 'pos' ELSE 'neg' END",
-    "substr(c, 1, 2)", "CAST(a AS TEXT)", "b IS NULL", "iif(h > 0, a, b)", "upper(c)", "-a",
-    "a / 3", "(a + 1) * h", "t.b",
+    "id",
+    "g",
+    "h",
+    "a",
+    "b",
+    "c",
+    "a + h",
+    "b * 2",
+    "abs(a)",
+    "lower(g)",
+    "length(c)",
+    "coalesce(a, 0)",
+    "a % 7",
+    "round(b, 1)",
+    "c || g",
+    "CASE WHEN a > 0 THEN 'pos' ELSE 'neg' END",
+    "substr(c, 1, 2)",
+    "CAST(a AS TEXT)",
+    "b IS NULL",
+    "iif(h > 0, a, b)",
+    "upper(c)",
+    "-a",
+    "a / 3",
+    "(a + 1) * h",
+    "t.b",
 ];
 
 const PREDICATES: &[&str] = &[
-    "a > 100", "a BETWEEN -200 AND 300", "g = 'a'", "g IN ('a', 'b', 'A')", "c LIKE 'a%'",
-    "b IS NULL", "h <> 0", "b > 10.5", "c > 'b'", "a % 2 = 0", "g IS NOT NULL", "m = 1",
-    "length(c) > 3", "h = 1 OR a < 0", "NOT (a > 0)", "c GLOB '*a*'",
+    "a > 100",
+    "a BETWEEN -200 AND 300",
+    "g = 'a'",
+    "g IN ('a', 'b', 'A')",
+    "c LIKE 'a%'",
+    "b IS NULL",
+    "h <> 0",
+    "b > 10.5",
+    "c > 'b'",
+    "a % 2 = 0",
+    "g IS NOT NULL",
+    "m = 1",
+    "length(c) > 3",
+    "h = 1 OR a < 0",
+    "NOT (a > 0)",
+    "c GLOB '*a*'",
 ];
 
 const GROUP_KEYS: &[(&str, bool)] = &[
@@ -477,7 +518,10 @@ fn limit_clause(rng: &mut Rng) -> (String, bool) {
             format!(" LIMIT {} OFFSET {}", rng.range(1, 25), rng.range(0, 40)),
             true,
         ),
-        2 => (format!(" LIMIT {}, {}", rng.range(0, 10), rng.range(1, 10)), true),
+        2 => (
+            format!(" LIMIT {}, {}", rng.range(0, 10), rng.range(1, 10)),
+            true,
+        ),
         _ => (String::new(), false),
     }
 }
@@ -528,12 +572,20 @@ fn gen_sorted(rng: &mut Rng) -> Generated {
     };
     let wh = where_clause(rng, &mut params);
     let (limit, limited) = limit_clause(rng);
-    let dir = |rng: &mut Rng| {
-        *rng.pick(&["", " DESC", " ASC", " DESC NULLS FIRST", " NULLS LAST"])
-    };
+    let dir = |rng: &mut Rng| *rng.pick(&["", " DESC", " ASC", " DESC NULLS FIRST", " NULLS LAST"]);
     let keys_pool = [
-        "a", "b", "c", "g", "h", "m", "c COLLATE NOCASE", "length(c)", "b * h", "c COLLATE RTRIM",
-        "lower(g)", "m DESC",
+        "a",
+        "b",
+        "c",
+        "g",
+        "h",
+        "m",
+        "c COLLATE NOCASE",
+        "length(c)",
+        "b * h",
+        "c COLLATE RTRIM",
+        "lower(g)",
+        "m DESC",
     ];
     if limited || rng.chance(60) {
         // Fully determined order: any keys, then the unique id.
@@ -653,12 +705,20 @@ fn gen_aggregate(rng: &mut Rng) -> Generated {
         // Result aliases used by GROUP BY, HAVING and ORDER BY.
         let key = keys[0];
         items[0] = format!("{key} AS k1");
-        let select = format!("SELECT {distinct}{}, count(*) AS n1 FROM t", items.join(", "));
+        let select = format!(
+            "SELECT {distinct}{}, count(*) AS n1 FROM t",
+            items.join(", ")
+        );
         let sql = format!("{select}{wh} GROUP BY k1 HAVING n1 > 0 ORDER BY n1 DESC, k1{limit}");
         return Generated {
             sql,
             unlimited: None,
-            params: Params::Positional(params.into_iter().take(usize::from(!wh.is_empty() && wh.contains('?'))).collect()),
+            params: Params::Positional(
+                params
+                    .into_iter()
+                    .take(usize::from(!wh.is_empty() && wh.contains('?')))
+                    .collect(),
+            ),
             cmp: Compare {
                 ordered: !loose,
                 loose,
@@ -684,7 +744,17 @@ fn gen_aggregate(rng: &mut Rng) -> Generated {
 
 fn gen_distinct(rng: &mut Rng) -> Generated {
     let mut params = Vec::new();
-    let pool = ["g", "h", "c", "a % 3", "m", "lower(g)", "b > 0", "substr(c, 1, 1)", "g COLLATE NOCASE"];
+    let pool = [
+        "g",
+        "h",
+        "c",
+        "a % 3",
+        "m",
+        "lower(g)",
+        "b > 0",
+        "substr(c, 1, 1)",
+        "g COLLATE NOCASE",
+    ];
     let n = 1 + rng.below(3);
     let mut cols = Vec::new();
     let mut loose = false;
@@ -726,8 +796,14 @@ fn gen_distinct(rng: &mut Rng) -> Generated {
 
 fn gen_u(rng: &mut Rng) -> Generated {
     let qs = [
-        ("SELECT k, sum(v), count(*), avg(w) FROM u GROUP BY k ORDER BY 1", true),
-        ("SELECT w % 5 AS r, total(v), max(k) FROM u WHERE v > 0 GROUP BY r ORDER BY r", true),
+        (
+            "SELECT k, sum(v), count(*), avg(w) FROM u GROUP BY k ORDER BY 1",
+            true,
+        ),
+        (
+            "SELECT w % 5 AS r, total(v), max(k) FROM u WHERE v > 0 GROUP BY r ORDER BY r",
+            true,
+        ),
         ("SELECT * FROM u WHERE w > 40 ORDER BY v DESC, id", true),
         ("SELECT count(*), sum(w), min(v), max(v) FROM u", true),
         ("SELECT DISTINCT k FROM u ORDER BY k", true),
@@ -776,7 +852,9 @@ fn differential_scatter_matches_monolith() {
     for i in 0..QUERIES {
         let q = generate(&mut rng);
         if let Ok(p) = plan(&q.sql) {
-            *by_strategy.entry(format!("{:?}", p.strategy())).or_insert(0) += 1;
+            *by_strategy
+                .entry(format!("{:?}", p.strategy()))
+                .or_insert(0) += 1;
         }
         let expected = run_one(&mono, &q.sql, &q.params);
         let got = run_scatter(&segs, &q.sql, &q.params, &opts);
@@ -788,12 +866,16 @@ fn differential_scatter_matches_monolith() {
             (Err(e), Scatter::Failed(f)) => {
                 both_failed += 1;
                 if e != f {
-                    failures.push(format!("#{i} {}\n    monolith error: {e}\n    scatter error: {f}", q.sql));
+                    failures.push(format!(
+                        "#{i} {}\n    monolith error: {e}\n    scatter error: {f}",
+                        q.sql
+                    ));
                 }
             }
-            (Err(e), Scatter::Rows(..)) => {
-                failures.push(format!("#{i} {}\n    monolith failed ({e}) but scatter answered", q.sql))
-            }
+            (Err(e), Scatter::Rows(..)) => failures.push(format!(
+                "#{i} {}\n    monolith failed ({e}) but scatter answered",
+                q.sql
+            )),
             (Ok(_), Scatter::Failed(f)) => {
                 failures.push(format!("#{i} {}\n    scatter failed: {f}", q.sql))
             }
@@ -827,7 +909,12 @@ fn differential_scatter_matches_monolith() {
         failures.is_empty(),
         "{} of {QUERIES} queries differ:\n{}",
         failures.len(),
-        failures.iter().take(25).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(25)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(
         refused * 10 <= QUERIES,

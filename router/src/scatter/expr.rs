@@ -77,18 +77,99 @@ const NON_DETERMINISTIC: &[&str] = &[
 /// Deterministic scalar functions of SQLite (core, math, JSON). Date and time functions are
 /// handled separately (they are deterministic unless given `'now'` or a time-zone modifier).
 const SCALARS: &[&str] = &[
-    "abs", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "if", "ifnull",
-    "iif", "instr", "length", "like", "likelihood", "likely", "lower", "ltrim", "max", "min",
-    "nullif", "octet_length", "printf", "quote", "replace", "round", "rtrim", "sign", "soundex",
-    "substr", "substring", "trim", "typeof", "unhex", "unicode", "unistr", "unistr_quote",
-    "unlikely", "upper", "zeroblob", // math
-    "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "ceiling", "cos", "cosh",
-    "degrees", "exp", "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow", "power",
-    "radians", "sin", "sinh", "sqrt", "tan", "tanh", "trunc", // JSON
-    "json", "jsonb", "json_array", "jsonb_array", "json_array_length", "json_error_position",
-    "json_extract", "jsonb_extract", "json_insert", "jsonb_insert", "json_object", "jsonb_object",
-    "json_patch", "jsonb_patch", "json_pretty", "json_quote", "json_remove", "jsonb_remove",
-    "json_replace", "jsonb_replace", "json_set", "jsonb_set", "json_type", "json_valid",
+    "abs",
+    "char",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "format",
+    "glob",
+    "hex",
+    "if",
+    "ifnull",
+    "iif",
+    "instr",
+    "length",
+    "like",
+    "likelihood",
+    "likely",
+    "lower",
+    "ltrim",
+    "max",
+    "min",
+    "nullif",
+    "octet_length",
+    "printf",
+    "quote",
+    "replace",
+    "round",
+    "rtrim",
+    "sign",
+    "soundex",
+    "substr",
+    "substring",
+    "trim",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unistr",
+    "unistr_quote",
+    "unlikely",
+    "upper",
+    "zeroblob", // math
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atan2",
+    "atanh",
+    "ceil",
+    "ceiling",
+    "cos",
+    "cosh",
+    "degrees",
+    "exp",
+    "floor",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "mod",
+    "pi",
+    "pow",
+    "power",
+    "radians",
+    "sin",
+    "sinh",
+    "sqrt",
+    "tan",
+    "tanh",
+    "trunc", // JSON
+    "json",
+    "jsonb",
+    "json_array",
+    "jsonb_array",
+    "json_array_length",
+    "json_error_position",
+    "json_extract",
+    "jsonb_extract",
+    "json_insert",
+    "jsonb_insert",
+    "json_object",
+    "jsonb_object",
+    "json_patch",
+    "jsonb_patch",
+    "json_pretty",
+    "json_quote",
+    "json_remove",
+    "jsonb_remove",
+    "json_replace",
+    "jsonb_replace",
+    "json_set",
+    "jsonb_set",
+    "json_type",
+    "json_valid",
 ];
 
 /// Date and time functions (see [`SCALARS`]).
@@ -504,13 +585,18 @@ pub(crate) fn validate(e: &Expr, clause: Clause) -> Result<(), PlanError> {
             Collation::parse(collation)?;
         }
         Expr::Ceil { field, .. } | Expr::Floor { field, .. } => {
-            if !matches!(field, CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)) {
+            if !matches!(
+                field,
+                CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)
+            ) {
                 return refuse("CEIL/FLOOR take one argument in SQLite");
             }
         }
         Expr::Substring { special, .. } => {
             if !*special {
-                return refuse("SUBSTRING(x FROM a FOR b) is not SQLite syntax; use substr(x, a, b)");
+                return refuse(
+                    "SUBSTRING(x FROM a FOR b) is not SQLite syntax; use substr(x, a, b)",
+                );
             }
         }
         Expr::Trim {
@@ -589,7 +675,9 @@ fn validate_function(f: &Function, clause: Clause) -> Result<(), PlanError> {
             _ => false,
         };
         if !ok {
-            return refuse(format!("{name}(…) must have exactly one argument (or be count(*))"));
+            return refuse(format!(
+                "{name}(…) must have exactly one argument (or be count(*))"
+            ));
         }
         if is_distinct(f) && f.filter.is_some() {
             return refuse(format!("{name}(DISTINCT …) FILTER (…) is not supported"));
@@ -597,7 +685,9 @@ fn validate_function(f: &Function, clause: Clause) -> Result<(), PlanError> {
         return Ok(());
     }
     if f.filter.is_some() {
-        return refuse(format!("FILTER is only allowed on aggregate functions, not {name}()"));
+        return refuse(format!(
+            "FILTER is only allowed on aggregate functions, not {name}()"
+        ));
     }
     if let Some((_, why)) = REFUSED_AGGREGATES.iter().find(|(n, _)| *n == name) {
         return refuse(format!("{name}() is not supported: {why}"));
@@ -608,7 +698,9 @@ fn validate_function(f: &Function, clause: Clause) -> Result<(), PlanError> {
         ));
     }
     let Some(args) = plain_args(f) else {
-        return refuse(format!("{name}(…) has an argument form SQLite does not have"));
+        return refuse(format!(
+            "{name}(…) has an argument form SQLite does not have"
+        ));
     };
     if list.is_some_and(|l| l.duplicate_treatment.is_some()) {
         return refuse(format!("{name}(DISTINCT …) is only allowed on aggregates"));
@@ -830,12 +922,12 @@ pub(crate) fn has_affinity(e: &Expr) -> bool {
 pub(crate) fn compared_operands(e: &Expr) -> Vec<&Expr> {
     use BinaryOperator as B;
     match e {
-        Expr::BinaryOp { left, op, right }
-            if matches!(
-                op,
-                B::Eq | B::NotEq | B::Lt | B::Gt | B::LtEq | B::GtEq | B::Glob | B::Regexp | B::Match
-            ) =>
-        {
+        Expr::BinaryOp {
+            left,
+            op:
+                B::Eq | B::NotEq | B::Lt | B::Gt | B::LtEq | B::GtEq | B::Glob | B::Regexp | B::Match,
+            right,
+        } => {
             vec![left, right]
         }
         Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => vec![a, b],

@@ -490,7 +490,11 @@ fn open_merge_db(opts: &MergeOptions) -> Result<(Connection, tempfile::TempDir)>
     let dir = tempfile::Builder::new()
         .prefix("trough-merge-")
         .tempdir_in(&base)
-        .map_err(|e| internal(format!("cannot create the merge directory in {base:?}: {e}")))?;
+        .map_err(|e| {
+            internal(format!(
+                "cannot create the merge directory in {base:?}: {e}"
+            ))
+        })?;
     let conn = Connection::open_with_flags(
         dir.path().join("merge.db"),
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -505,7 +509,9 @@ fn open_merge_db(opts: &MergeOptions) -> Result<(Connection, tempfile::TempDir)>
     );
     if let Some(disk) = opts.disk_budget_bytes {
         let pages = (disk / 4096).max(16);
-        pragmas.push_str(&format!(" PRAGMA page_size = 4096; PRAGMA max_page_count = {pages};"));
+        pragmas.push_str(&format!(
+            " PRAGMA page_size = 4096; PRAGMA max_page_count = {pages};"
+        ));
     }
     conn.execute_batch(&pragmas).map_err(merge_error)?;
     conn.create_aggregate_function(

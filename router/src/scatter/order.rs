@@ -50,7 +50,10 @@ fn text_cmp(a: &str, b: &str, coll: Collation) -> Ordering {
             .bytes()
             .map(|c| c.to_ascii_lowercase())
             .cmp(b.bytes().map(|c| c.to_ascii_lowercase())),
-        Collation::RTrim => a.trim_end_matches(' ').as_bytes().cmp(b.trim_end_matches(' ').as_bytes()),
+        Collation::RTrim => a
+            .trim_end_matches(' ')
+            .as_bytes()
+            .cmp(b.trim_end_matches(' ').as_bytes()),
     }
 }
 

@@ -267,7 +267,9 @@ impl<'a> SourceText<'a> {
     }
     /// The byte offset of a location (line and column are 1-based, columns count characters).
     fn offset(&self, loc: Location) -> Option<usize> {
-        let start = *self.line_starts.get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
+        let start = *self
+            .line_starts
+            .get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
         let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
         let line = &self.sql[start..];
         match line.char_indices().nth(col) {
@@ -288,7 +290,10 @@ fn sqlite_space(c: char) -> bool {
 /// The source text of each result column, as SQLite uses it for the column name of an
 /// expression without alias: from the expression's first token to the token after it, with
 /// surrounding whitespace removed (comments in between are kept, as SQLite does).
-fn select_item_texts(text: &SourceText<'_>, tokens: &[TokenWithSpan]) -> Result<Vec<String>, PlanError> {
+fn select_item_texts(
+    text: &SourceText<'_>,
+    tokens: &[TokenWithSpan],
+) -> Result<Vec<String>, PlanError> {
     let significant: Vec<&TokenWithSpan> = tokens
         .iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
@@ -320,6 +325,13 @@ fn select_item_texts(text: &SourceText<'_>, tokens: &[TokenWithSpan]) -> Result<
                 false
             }
             Token::Comma | Token::SemiColon | Token::EOF if depth == 0 => true,
+            // `IS [NOT] DISTINCT FROM` is an operator, not the FROM clause.
+            Token::Word(w)
+                if w.keyword == Keyword::FROM
+                    && matches!(&significant[i - 1].token, Token::Word(p) if p.keyword == Keyword::DISTINCT) =>
+            {
+                false
+            }
             Token::Word(w)
                 if depth == 0
                     && matches!(
@@ -379,7 +391,7 @@ enum OrderTerm {
     /// The k-th result column (an ordinal when the result has `*`).
     Column(usize),
     /// Any other expression.
-    Expr(Expr),
+    Expr(Box<Expr>),
 }
 
 struct Order {
@@ -541,7 +553,11 @@ impl Planner {
                     [s, t] if s.value.eq_ignore_ascii_case("main") => {
                         (Some(s.value.clone()), (*t).clone())
                     }
-                    _ => return refuse(format!("table {name}: only tables of the segment itself (main) can be read")),
+                    _ => {
+                        return refuse(format!(
+                            "table {name}: only tables of the segment itself (main) can be read"
+                        ))
+                    }
                 };
                 let mut names = vec![table.value.to_ascii_lowercase()];
                 if let Some(a) = alias {
@@ -555,11 +571,9 @@ impl Planner {
             TableFactor::Table { args: Some(_), .. } | TableFactor::Function { .. } => {
                 return refuse("table-valued functions are not supported")
             }
-            TableFactor::Derived { .. } => {
-                return refuse(
-                    "subqueries in FROM are not supported: each segment would only see its own rows",
-                )
-            }
+            TableFactor::Derived { .. } => return refuse(
+                "subqueries in FROM are not supported: each segment would only see its own rows",
+            ),
             _ => return refuse("only FROM table [AS alias] is supported"),
         };
         table_names.dedup();
@@ -599,7 +613,8 @@ impl Planner {
                 SelectItem::ExprWithAlias { expr, alias } => {
                     validate(&expr, Clause::Aggregates)?;
                     if alias.quote_style.is_none()
-                        && ["isnull", "notnull"].contains(&alias.value.to_ascii_lowercase().as_str())
+                        && ["isnull", "notnull"]
+                            .contains(&alias.value.to_ascii_lowercase().as_str())
                     {
                         return refuse(format!(
                             "write `IS NULL` / `IS NOT NULL` instead of the postfix {}",
@@ -628,8 +643,11 @@ impl Planner {
                     match kind {
                         SelectItemQualifiedWildcardKind::ObjectName(n)
                             if n.0.len() == 1
-                                && table_names
-                                    .contains(&n.to_string().trim_matches(['"', '`', '[', ']']).to_ascii_lowercase()) => {}
+                                && table_names.contains(
+                                    &n.to_string()
+                                        .trim_matches(['"', '`', '[', ']'])
+                                        .to_ascii_lowercase(),
+                                ) => {}
                         _ => return refuse(format!("{printed}: unknown table")),
                     }
                     has_star = true;
@@ -657,7 +675,8 @@ impl Planner {
             }
             if let Some(ob) = &query.order_by {
                 if let OrderByKind::Expressions(list) = &ob.kind {
-                    list.iter().for_each(|o| collect_idents(&o.expr, &mut names));
+                    list.iter()
+                        .for_each(|o| collect_idents(&o.expr, &mut names));
                 }
             }
             if let Some(n) = synthesized.iter().find(|s| names.contains(*s)) {
@@ -781,7 +800,10 @@ impl Planner {
                     self.items.len()
                 ))
             })?;
-        Ok(self.items[idx].expr.clone().unwrap_or(Expr::Value(Value::Null.into())))
+        Ok(self.items[idx]
+            .expr
+            .clone()
+            .unwrap_or(Expr::Value(Value::Null.into())))
     }
 
     fn order_term(&mut self, o: OrderByExpr) -> Result<Order, PlanError> {
@@ -826,7 +848,7 @@ impl Planner {
                     .is_some_and(|x| canonical(x, &self.table_names) == canon)
             }) {
                 Some(idx) => OrderTerm::Item(idx),
-                None => OrderTerm::Expr(e),
+                None => OrderTerm::Expr(Box::new(e)),
             }
         };
         Ok(Order {
@@ -852,7 +874,10 @@ impl Planner {
     fn is_aggregate_query(&self) -> bool {
         !self.group_by.is_empty()
             || self.having.is_some()
-            || self.items.iter().any(|i| i.expr.as_ref().is_some_and(contains_agg))
+            || self
+                .items
+                .iter()
+                .any(|i| i.expr.as_ref().is_some_and(contains_agg))
             || self
                 .order
                 .iter()
@@ -943,7 +968,13 @@ impl Planner {
         format!("({})", parts.join(" + "))
     }
 
-    fn finish(self, segment_sql: String, merge: MergeSpec, tail: usize, compares: bool) -> ScatterPlan {
+    fn finish(
+        self,
+        segment_sql: String,
+        merge: MergeSpec,
+        tail: usize,
+        compares: bool,
+    ) -> ScatterPlan {
         let mut fatal = GUARD_VIEW;
         if compares {
             fatal |= GUARD_COLLATE;
@@ -992,7 +1023,11 @@ impl Planner {
                     (KeyCol::Hidden(hidden.len() - 1), coll)
                 }
                 OrderTerm::Column(k) => {
-                    if self.items.iter().any(|it| it.expr.as_ref().is_some_and(has_collate)) {
+                    if self
+                        .items
+                        .iter()
+                        .any(|it| it.expr.as_ref().is_some_and(has_collate))
+                    {
                         return refuse(
                             "ORDER BY column number with * and a COLLATE in the result is not supported",
                         );
@@ -1040,8 +1075,14 @@ impl Planner {
     fn plan_distinct(self) -> Result<ScatterPlan, PlanError> {
         let mut colls = Vec::new();
         if self.has_star {
-            if self.items.iter().any(|it| it.expr.as_ref().is_some_and(has_collate)) {
-                return refuse("SELECT DISTINCT with * and a COLLATE in the result is not supported");
+            if self
+                .items
+                .iter()
+                .any(|it| it.expr.as_ref().is_some_and(has_collate))
+            {
+                return refuse(
+                    "SELECT DISTINCT with * and a COLLATE in the result is not supported",
+                );
             }
         } else {
             for it in &self.items {
@@ -1051,16 +1092,15 @@ impl Planner {
         }
         let mut order_terms = Vec::new();
         for o in &self.order {
-            let k = match &o.term {
-                OrderTerm::Item(i) if !self.has_star => i + 1,
-                OrderTerm::Column(k) => k + 1,
-                _ => {
-                    return refuse(
+            let k =
+                match &o.term {
+                    OrderTerm::Item(i) if !self.has_star => i + 1,
+                    OrderTerm::Column(k) => k + 1,
+                    _ => return refuse(
                         "the ORDER BY of a SELECT DISTINCT must name result columns (by number \
                          when the result has *)",
-                    )
-                }
-            };
+                    ),
+                };
             order_terms.push(format!("{k}{}", o.options_sql()));
         }
         let mut tail = String::new();
@@ -1102,7 +1142,10 @@ impl Planner {
             );
         }
         if self.having.is_some() && self.group_by.is_empty() {
-            let agg = self.items.iter().any(|i| i.expr.as_ref().is_some_and(contains_agg))
+            let agg = self
+                .items
+                .iter()
+                .any(|i| i.expr.as_ref().is_some_and(contains_agg))
                 || self.having.as_ref().is_some_and(contains_agg);
             if !agg {
                 return refuse("HAVING without GROUP BY needs an aggregate");
@@ -1126,7 +1169,11 @@ impl Planner {
                 None => match strip_nested(e) {
                     Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
                         let canon = canonical(e, &self.table_names);
-                        match b.cols.iter().position(|c| c.kind == ColKind::Key && c.canon == canon) {
+                        match b
+                            .cols
+                            .iter()
+                            .position(|c| c.kind == ColKind::Key && c.canon == canon)
+                        {
                             Some(k) => OutputName::Segment(k),
                             None => OutputName::Text(it.text.clone()),
                         }
@@ -1166,7 +1213,8 @@ impl Planner {
             .filter(|c| matches!(c.kind, ColKind::Key | ColKind::DistinctArg))
             .map(|c| c.sql.as_str())
             .collect();
-        let compares = !segment_groups.is_empty() || !self.order.is_empty() || b.cols.iter().any(|c| c.minmax);
+        let compares =
+            !segment_groups.is_empty() || !self.order.is_empty() || b.cols.iter().any(|c| c.minmax);
         let seg_cols: Vec<&str> = b.cols.iter().map(|c| c.sql.as_str()).collect();
         let segment_sql = format!(
             "{}SELECT {}, {} FROM {}{}{}",
@@ -1469,9 +1517,11 @@ impl AggBuilder {
 
     fn add_distinct_arg(&mut self, e: &Expr, what: &str) -> Result<usize, PlanError> {
         let canon = canonical(e, &self.table_names);
-        if let Some(i) = self.cols.iter().position(|c| {
-            matches!(c.kind, ColKind::Key | ColKind::DistinctArg) && c.canon == canon
-        }) {
+        if let Some(i) = self
+            .cols
+            .iter()
+            .position(|c| matches!(c.kind, ColKind::Key | ColKind::DistinctArg) && c.canon == canon)
+        {
             return Ok(i);
         }
         let coll = collation_of(e, what)?;
@@ -1487,9 +1537,11 @@ impl AggBuilder {
 
     fn add_derived(&mut self, e: &Expr) -> Result<usize, PlanError> {
         let canon = canonical(e, &self.table_names);
-        if let Some(i) = self.cols.iter().position(|c| {
-            matches!(c.kind, ColKind::Key | ColKind::Derived) && c.canon == canon
-        }) {
+        if let Some(i) = self
+            .cols
+            .iter()
+            .position(|c| matches!(c.kind, ColKind::Key | ColKind::Derived) && c.canon == canon)
+        {
             return Ok(i);
         }
         let coll = collation_of(e, "an expression of GROUP BY terms")?;
@@ -1586,7 +1638,9 @@ impl AggBuilder {
         let kind = agg_kind(f).expect("an aggregate");
         let name = func_name(f).unwrap_or_default();
         if is_distinct(f) {
-            let arg = plain_args(f).and_then(|a| a.first().copied()).expect("validated");
+            let arg = plain_args(f)
+                .and_then(|a| a.first().copied())
+                .expect("validated");
             let i = self.add_distinct_arg(arg, &format!("the argument of {name}(DISTINCT …)"))?;
             let r = self.col_ref(i);
             return Ok(match kind {
@@ -1640,7 +1694,10 @@ impl AggBuilder {
             }
             AggKind::Min | AggKind::Max => {
                 let func = if kind == AggKind::Min { "min" } else { "max" };
-                let coll = collation_of(arg.expect("one argument"), &format!("the argument of {func}()"))?;
+                let coll = collation_of(
+                    arg.expect("one argument"),
+                    &format!("the argument of {func}()"),
+                )?;
                 let i = partial(func, coll);
                 self.cols[i].minmax = true;
                 format!("{func}({})", self.col_ref(i))

@@ -12,7 +12,10 @@ use super::{compare, merge, plan, Collation, MergeOptions, Row, SegmentStream, S
 
 fn refused(sql: &str) -> String {
     match plan(sql) {
-        Ok(p) => panic!("planned but should be refused: {sql}\n  segment SQL: {}", p.segment_sql()),
+        Ok(p) => panic!(
+            "planned but should be refused: {sql}\n  segment SQL: {}",
+            p.segment_sql()
+        ),
         Err(e) => {
             assert!(
                 e.code() == "unsupported_scatter_query" || e.code() == "sql_error",
@@ -28,8 +31,14 @@ fn refuses_what_it_cannot_merge_exactly() {
     let cases: &[(&str, &str)] = &[
         ("SELECT * FROM t JOIN u ON t.id = u.id", "joins"),
         ("SELECT * FROM t, u", "joins"),
-        ("SELECT * FROM t WHERE a > (SELECT avg(a) FROM t)", "subqueries"),
-        ("SELECT * FROM t WHERE id IN (SELECT id FROM u)", "subqueries"),
+        (
+            "SELECT * FROM t WHERE a > (SELECT avg(a) FROM t)",
+            "subqueries",
+        ),
+        (
+            "SELECT * FROM t WHERE id IN (SELECT id FROM u)",
+            "subqueries",
+        ),
         ("SELECT * FROM (SELECT * FROM t)", "subqueries in FROM"),
         ("SELECT a FROM t UNION SELECT a FROM u", "compound"),
         ("SELECT a FROM t UNION ALL SELECT a FROM u", "compound"),
@@ -40,12 +49,21 @@ fn refuses_what_it_cannot_merge_exactly() {
         ("SELECT changes() FROM t", "not deterministic"),
         ("SELECT last_insert_rowid() FROM t", "not deterministic"),
         ("SELECT group_concat(c) FROM t", "order rows are visited"),
-        ("SELECT g, json_group_array(a) FROM t GROUP BY g", "order rows are visited"),
+        (
+            "SELECT g, json_group_array(a) FROM t GROUP BY g",
+            "order rows are visited",
+        ),
         ("SELECT g, a FROM t GROUP BY g", "neither a GROUP BY term"),
         ("SELECT a, max(b) FROM t", "neither a GROUP BY term"),
         ("SELECT *, count(*) FROM t", "arbitrary"),
-        ("SELECT count(*) FROM t HAVING a > 1", "neither a GROUP BY term"),
-        ("SELECT g, sum(a) FROM t GROUP BY g HAVING sum(a) > g", "affinity"),
+        (
+            "SELECT count(*) FROM t HAVING a > 1",
+            "neither a GROUP BY term",
+        ),
+        (
+            "SELECT g, sum(a) FROM t GROUP BY g HAVING sum(a) > g",
+            "affinity",
+        ),
         ("SELECT a FROM t LIMIT ?", "integer literal"),
         ("SELECT a FROM t LIMIT 5 OFFSET ?", "integer literal"),
         ("WITH x AS (SELECT a FROM t) SELECT * FROM x", "WITH"),
@@ -54,19 +72,37 @@ fn refuses_what_it_cannot_merge_exactly() {
         ("SELECT date() FROM t", "now"),
         ("SELECT 1", "without FROM"),
         ("SELECT 0x10 FROM t", "hexadecimal"),
-        ("SELECT a * b || c, count(*) FROM t GROUP BY a, b, c", "parentheses"),
+        (
+            "SELECT a * b || c, count(*) FROM t GROUP BY a, b, c",
+            "parentheses",
+        ),
         ("SELECT x = y < z FROM t ORDER BY 1", "parentheses"),
         ("SELECT count(*) FROM t GROUP BY 3", "out of range"),
         ("SELECT my_udf(a) FROM t", "not known"),
-        ("SELECT g FROM t GROUP BY g ORDER BY a", "neither a GROUP BY term"),
-        ("SELECT DISTINCT g FROM t ORDER BY a", "must name result columns"),
-        ("SELECT g, min(c COLLATE foo) FROM t GROUP BY g", "built-in collations"),
-        ("SELECT g, count(*) FROM t GROUP BY lower(g COLLATE NOCASE)", "outermost"),
+        (
+            "SELECT g FROM t GROUP BY g ORDER BY a",
+            "neither a GROUP BY term",
+        ),
+        (
+            "SELECT DISTINCT g FROM t ORDER BY a",
+            "must name result columns",
+        ),
+        (
+            "SELECT g, min(c COLLATE foo) FROM t GROUP BY g",
+            "built-in collations",
+        ),
+        (
+            "SELECT g, count(*) FROM t GROUP BY lower(g COLLATE NOCASE)",
+            "outermost",
+        ),
         ("SELECT a FROM temp.t", "main"),
         ("SELECT a FROM t WHERE a ISNULL", ""),
         ("INSERT INTO t VALUES (1)", "only SELECT"),
         ("SELECT a FROM t; SELECT b FROM t", "exactly one statement"),
-        ("SELECT sum(DISTINCT a) FILTER (WHERE a > 0) FROM t", "FILTER"),
+        (
+            "SELECT sum(DISTINCT a) FILTER (WHERE a > 0) FROM t",
+            "FILTER",
+        ),
         ("SELECT count(sum(a)) FROM t", "inside another aggregate"),
         ("SELECT a FROM t WHERE sum(a) > 0", "not allowed here"),
         ("SELECT string_agg(c, ',') FROM t", "order rows are visited"),
@@ -94,26 +130,45 @@ fn refuses_what_it_cannot_merge_exactly() {
 fn plans_are_what_the_docs_say() {
     let p = plan("SELECT a, b FROM t WHERE a > 1 LIMIT 10 OFFSET 5").unwrap();
     assert_eq!(p.strategy(), Strategy::Concat);
-    assert!(p.segment_sql().ends_with(" LIMIT 15"), "{}", p.segment_sql());
+    assert!(
+        p.segment_sql().ends_with(" LIMIT 15"),
+        "{}",
+        p.segment_sql()
+    );
 
     let p = plan("SELECT a FROM t ORDER BY b DESC LIMIT 3, 4").unwrap();
     assert_eq!(p.strategy(), Strategy::SortedMerge);
-    assert!(p.segment_sql().contains("ORDER BY b DESC LIMIT 7"), "{}", p.segment_sql());
+    assert!(
+        p.segment_sql().contains("ORDER BY b DESC LIMIT 7"),
+        "{}",
+        p.segment_sql()
+    );
 
-    let p = plan("SELECT g, avg(a), count(DISTINCT c) FROM t GROUP BY g HAVING count(*) > ?")
-        .unwrap();
+    let p =
+        plan("SELECT g, avg(a), count(DISTINCT c) FROM t GROUP BY g HAVING count(*) > ?").unwrap();
     assert_eq!(p.strategy(), Strategy::SqlMerge);
     let seg = p.segment_sql();
-    assert!(seg.starts_with("WITH \"_trough_params\" AS (SELECT ?1) SELECT g, total(a), count(a), c, count(*), "), "{seg}");
+    assert!(
+        seg.starts_with(
+            "WITH \"_trough_params\" AS (SELECT ?1) SELECT g, total(a), count(a), c, count(*), "
+        ),
+        "{seg}"
+    );
     assert!(seg.ends_with("GROUP BY g, c"), "{seg}");
     let m = p.merge_sql().unwrap();
     assert!(m.contains("(total(\"_c1\") / sum(\"_c2\"))"), "{m}");
     assert!(m.contains("count(DISTINCT \"_c3\")"), "{m}");
-    assert!(m.contains("GROUP BY \"_c0\" HAVING coalesce(sum(\"_c4\"), 0) > ?1"), "{m}");
+    assert!(
+        m.contains("GROUP BY \"_c0\" HAVING coalesce(sum(\"_c4\"), 0) > ?1"),
+        "{m}"
+    );
 
     // Anonymous parameters keep their numbers wherever they end up.
-    let p = plan("SELECT g, count(*) FROM t WHERE a > ? GROUP BY g HAVING sum(b) > ? ORDER BY 1").unwrap();
-    assert!(p.segment_sql().starts_with("WITH \"_trough_params\" AS (SELECT ?1, ?2) "));
+    let p = plan("SELECT g, count(*) FROM t WHERE a > ? GROUP BY g HAVING sum(b) > ? ORDER BY 1")
+        .unwrap();
+    assert!(p
+        .segment_sql()
+        .starts_with("WITH \"_trough_params\" AS (SELECT ?1, ?2) "));
     assert!(p.segment_sql().contains("WHERE a > ?1"));
     assert!(p.merge_sql().unwrap().contains("> ?2"));
 
@@ -130,12 +185,42 @@ fn orders_values_like_sqlite() {
     assert_eq!(compare(&Value::Null, &Value::Integer(i64::MIN), b), Less);
     assert_eq!(compare(&Value::Integer(1), &Value::Real(1.0), b), Equal);
     assert_eq!(compare(&Value::Integer(2), &Value::Real(1.5), b), Greater);
-    assert_eq!(compare(&Value::Integer(i64::MAX), &Value::Real(9.223372036854776e18), b), Less);
-    assert_eq!(compare(&Value::Real(1e300), &Value::Text(String::new()), b), Less);
-    assert_eq!(compare(&Value::Text("z".into()), &Value::Blob(vec![]), b), Less);
-    assert_eq!(compare(&Value::Text("B".into()), &Value::Text("a".into()), b), Less);
-    assert_eq!(compare(&Value::Text("B".into()), &Value::Text("a".into()), Collation::NoCase), Greater);
-    assert_eq!(compare(&Value::Text("a  ".into()), &Value::Text("a".into()), Collation::RTrim), Equal);
+    assert_eq!(
+        compare(
+            &Value::Integer(i64::MAX),
+            &Value::Real(9.223372036854776e18),
+            b
+        ),
+        Less
+    );
+    assert_eq!(
+        compare(&Value::Real(1e300), &Value::Text(String::new()), b),
+        Less
+    );
+    assert_eq!(
+        compare(&Value::Text("z".into()), &Value::Blob(vec![]), b),
+        Less
+    );
+    assert_eq!(
+        compare(&Value::Text("B".into()), &Value::Text("a".into()), b),
+        Less
+    );
+    assert_eq!(
+        compare(
+            &Value::Text("B".into()),
+            &Value::Text("a".into()),
+            Collation::NoCase
+        ),
+        Greater
+    );
+    assert_eq!(
+        compare(
+            &Value::Text("a  ".into()),
+            &Value::Text("a".into()),
+            Collation::RTrim
+        ),
+        Equal
+    );
     // SQLite agrees.
     let c = rusqlite::Connection::open_in_memory().unwrap();
     let ordered: Vec<String> = c
@@ -169,7 +254,8 @@ fn opts(fx: &Fixture) -> MergeOptions {
 
 /// Runs `sql` both ways; returns (monolith, scatter) as JSON for easy asserts.
 fn both(fx: &Fixture, sql: &str, params: &Params) -> (Json, Json) {
-    let mono = trough_core::sql::open(&fx.mono, trough_core::sql::Access::ReadOnlyImmutable).unwrap();
+    let mono =
+        trough_core::sql::open(&fx.mono, trough_core::sql::Access::ReadOnlyImmutable).unwrap();
     let m = match run_one(&mono, sql, params) {
         Ok((names, rows)) => json!({"columns": names, "rows": rows}),
         Err(e) => json!({"error": e}),
@@ -204,7 +290,10 @@ fn sum_overflow_is_an_error_and_empty_aggregates_are_sqlite_s() {
     // Nothing matches: one row, SQLite's values for empty input.
     let sql = "SELECT count(*), count(a), sum(a), total(a), avg(a), min(a), max(c), count(DISTINCT a), sum(DISTINCT a) FROM t WHERE id < 0";
     let (m, s) = both(&fx, sql, &Params::None);
-    assert_eq!(m["rows"], json!([[0, 0, null, 0.0, null, null, null, 0, null]]));
+    assert_eq!(
+        m["rows"],
+        json!([[0, 0, null, 0.0, null, null, null, 0, null]])
+    );
     assert_eq!(m, s);
     // And over no segments at all.
     let p = plan(sql).unwrap();
@@ -213,7 +302,10 @@ fn sum_overflow_is_an_error_and_empty_aggregates_are_sqlite_s() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(json!(rows), json!([[0, 0, null, 0.0, null, null, null, 0, null]]));
+    assert_eq!(
+        json!(rows),
+        json!([[0, 0, null, 0.0, null, null, null, 0, null]])
+    );
 }
 
 #[test]
@@ -243,6 +335,8 @@ fn aliases_parameters_names_and_affinity_match_sqlite() {
         ("SELECT c FROM t ORDER BY c COLLATE NOCASE DESC, id LIMIT 2 OFFSET 1", Params::None),
         ("SELECT * FROM t ORDER BY 3 DESC NULLS FIRST", Params::None),
         ("SELECT DISTINCT substr(c, 1, 1) FROM t ORDER BY 1 LIMIT 2", Params::None),
+        ("SELECT g IS NOT DISTINCT FROM 'x', count(*) FROM t GROUP BY 1 ORDER BY 1", Params::None),
+        ("SELECT a IS DISTINCT FROM 10 FROM t ORDER BY id", Params::None),
     ];
     for (sql, params) in cases {
         let (m, s) = both(&fx, sql, params);
@@ -293,34 +387,61 @@ fn streaming_merges_stop_reading_early_and_spill_past_the_budget() {
     };
     let p = plan("SELECT a FROM t LIMIT 5").unwrap();
     let cols = vec!["a".to_owned(), "guard".to_owned()];
-    let out: Vec<Row> = merge(&p, &Params::None, &cols, vec![stream(0, 1000), stream(1, 1000)], &MergeOptions::default())
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let out: Vec<Row> = merge(
+        &p,
+        &Params::None,
+        &cols,
+        vec![stream(0, 1000), stream(1, 1000)],
+        &MergeOptions::default(),
+    )
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap();
     assert_eq!(out.len(), 5);
     assert!(pulled.load(Ordering::Relaxed) <= 6);
     pulled.store(0, Ordering::Relaxed);
     let p = plan("SELECT a FROM t ORDER BY a LIMIT 5").unwrap();
-    let out: Vec<Row> = merge(&p, &Params::None, &cols, (0..10).map(|s| stream(s, 1000)).collect(), &MergeOptions::default())
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let out: Vec<Row> = merge(
+        &p,
+        &Params::None,
+        &cols,
+        (0..10).map(|s| stream(s, 1000)).collect(),
+        &MergeOptions::default(),
+    )
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap();
     assert_eq!(json!(out), json!([[0], [1], [2], [3], [4]]));
     assert!(pulled.load(Ordering::Relaxed) <= 15);
 
     // GROUP BY over many groups with a tiny memory budget: SQLite spills, the answer is right.
-    let p = plan("SELECT a % 50000, count(*) FROM t GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3").unwrap();
+    let p =
+        plan("SELECT a % 50000, count(*) FROM t GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3").unwrap();
     let seg_rows = |seg: i64| -> Vec<Result<Row, trough_core::Error>> {
-        (0..50000).map(|i| Ok(vec![json!(i), json!(if i % 7 == seg { 2 } else { 1 }), json!(0)])).collect()
+        (0..50000)
+            .map(|i| {
+                Ok(vec![
+                    json!(i),
+                    json!(if i % 7 == seg { 2 } else { 1 }),
+                    json!(0),
+                ])
+            })
+            .collect()
     };
-    let cols = vec!["a % 50000".to_owned(), "count(*)".to_owned(), "g".to_owned()];
+    let cols = vec![
+        "a % 50000".to_owned(),
+        "count(*)".to_owned(),
+        "g".to_owned(),
+    ];
     let dir = tempfile::tempdir().unwrap();
     let small = MergeOptions {
         memory_budget_bytes: 256 * 1024,
         temp_dir: Some(dir.path().to_owned()),
         ..MergeOptions::default()
     };
-    let streams = (0..3).map(|s| SegmentStream::new(format!("s{s}"), Box::new(seg_rows(s).into_iter()))).collect();
+    let streams = (0..3)
+        .map(|s| SegmentStream::new(format!("s{s}"), Box::new(seg_rows(s).into_iter())))
+        .collect();
     let m = merge(&p, &Params::None, &cols, streams, &small).unwrap();
     assert_eq!(m.columns(), ["a % 50000", "count(*)"]);
     let out: Vec<Row> = m.collect::<Result<_, _>>().unwrap();
@@ -330,7 +451,9 @@ fn streaming_merges_stop_reading_early_and_spill_past_the_budget() {
         disk_budget_bytes: Some(64 * 1024),
         ..small
     };
-    let streams = (0..3).map(|s| SegmentStream::new(format!("s{s}"), Box::new(seg_rows(s).into_iter()))).collect();
+    let streams = (0..3)
+        .map(|s| SegmentStream::new(format!("s{s}"), Box::new(seg_rows(s).into_iter())))
+        .collect();
     let e = merge(&p, &Params::None, &cols, streams, &tiny).unwrap_err();
     assert_eq!(e.code(), "merge_too_large", "{e}");
 }
