@@ -91,6 +91,28 @@ pub async fn query(base: &str, id: &str, sql: &str, ndjson: bool) -> anyhow::Res
     finish(resp).await
 }
 
+/// `POST /query`: a cluster-wide query.
+pub async fn query_many(base: &str, body: serde_json::Value, ndjson: bool) -> anyhow::Result<()> {
+    let mut req = client()?.post(url(base, "/query")).json(&body);
+    if ndjson {
+        req = req.header("accept", "application/x-ndjson");
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    if ndjson && resp.status().is_success() {
+        let mut stream = resp.bytes_stream();
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk.context("the response was cut off")?)?;
+        }
+        return Ok(());
+    }
+    finish(resp).await
+}
+
 /// Streams a file to `PUT /segments/{id}` with a progress bar.
 pub async fn upload(base: &str, id: &str, file: &Path) -> anyhow::Result<()> {
     let f = tokio::fs::File::open(file)

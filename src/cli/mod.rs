@@ -48,7 +48,8 @@ enum Command {
     /// Manage segments on a running trough (upload, list, show, promote).
     #[command(subcommand)]
     Segment(SegmentCommand),
-    /// Run a read-only SQL query against one segment and print the rows as JSON.
+    /// Run a read-only SQL query against one segment, or over many (--all, --segments) with
+    /// exact merging, and print the rows as JSON.
     Query(QueryArgs),
     /// Manage schemas that writable segments are provisioned from.
     #[command(subcommand)]
@@ -152,11 +153,23 @@ enum SchemaCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    about = "Run a read-only SQL query against one segment, or over many with --all / --segments",
+    after_help = "Examples:\n  trough query pages-2024 'SELECT count(*) FROM pages'\n  trough query --all 'SELECT status, count(*) FROM pages GROUP BY status'\n  trough query --segments 'pages-*' 'SELECT url FROM pages ORDER BY size DESC LIMIT 10'"
+)]
 struct QueryArgs {
-    /// Segment id.
-    id: String,
-    /// A read-only SQL statement.
-    sql: String,
+    /// Segment id, then the SQL; with --all or --segments, only the SQL.
+    #[arg(num_args = 1..=2, value_names = ["ID", "SQL"], required = true)]
+    args: Vec<String>,
+    /// Query every segment (cluster-wide query with exact merging).
+    #[arg(long, conflicts_with = "segments")]
+    all: bool,
+    /// Query the segments matching PATTERN: `prefix*`, an id, or `regex:EXPR`.
+    #[arg(long, value_name = "PATTERN")]
+    segments: Option<String>,
+    /// With --all/--segments: answer with the segments that answered even if some failed.
+    #[arg(long)]
+    allow_partial: bool,
     /// Print one JSON object per line instead of one JSON array.
     #[arg(long)]
     ndjson: bool,
@@ -212,6 +225,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             SchemaCommand::Ls { target } => client::get_json(&target.url, "/schemas").await,
         },
-        Command::Query(q) => client::query(&q.target.url, &q.id, &q.sql, q.ndjson).await,
+        Command::Query(q) => {
+            let many = q.all || q.segments.is_some();
+            match (many, q.args.as_slice()) {
+                (false, [id, sql]) => client::query(&q.target.url, id, sql, q.ndjson).await,
+                (true, [sql]) => {
+                    let selector = match &q.segments {
+                        None => serde_json::json!("*"),
+                        Some(p) => match p.strip_prefix("regex:") {
+                            Some(re) => serde_json::json!({ "regex": re }),
+                            None => serde_json::json!(p),
+                        },
+                    };
+                    let body = serde_json::json!({
+                        "sql": sql,
+                        "segments": selector,
+                        "partial": if q.allow_partial { "allow" } else { "deny" },
+                    });
+                    client::query_many(&q.target.url, body, q.ndjson).await
+                }
+                (false, _) => anyhow::bail!("give a segment id and the SQL (or --all SQL)"),
+                (true, _) => anyhow::bail!("with --all or --segments, give only the SQL"),
+            }
+        }
     }
 }

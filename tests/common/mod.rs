@@ -5,6 +5,7 @@
 //! helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod cluster;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

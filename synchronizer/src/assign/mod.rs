@@ -21,7 +21,8 @@
 //!    configuration error) are resolved deterministically: the "largest" node spec (healthy,
 //!    then quota, then tier), segment spec (tier, then size) and replication factor win.
 //! 4. **A fixed point.** Feeding the output back as `previous` with the same inputs gives the
-//!    same assignment and zero moves: the planner never oscillates.
+//!    same assignment and zero moves: the planner does not oscillate between runs (see the end
+//!    of "How" for the one caveat).
 //!
 //! ## What it aims for (best effort, measured by the tests)
 //!
@@ -58,25 +59,36 @@
 //!    nodes is what keeps a fresh assignment even from below as well as from above, and what
 //!    sends a departed node's replicas to the nodes that need them rather than to whichever
 //!    node the hash prefers.
-//! 4. **Rebalance**, with hysteresis: only a node far off its target acts, twice the band away.
-//!    A node below `target − 2w` (one that just joined, came back, or had its quota raised)
-//!    *pulls* the replicas it ranks best, up to its target, from holders that stay within their
-//!    band — preferring a holder above its band, then the holder that ranks the segment worst.
-//!    This is what rendezvous hashing would have moved: the segments for which the new node now
-//!    ranks high. A node above `target + 2w` *pushes* its least-wanted replicas to nodes within
-//!    their band until it is back within its own.
+//! 4. **Rebalance.** A replica placed during this run (a copy that has to be made anyway) can be
+//!    re-targeted for free; a replica a node already had costs a move. So:
+//!    - A hungry node *pulls* the replicas it ranks best, up to its target. For free, from
+//!      nodes that received them in this run and stay at least as full as it will be: this
+//!      evens out what the greedy fill left uneven (a node that could not get its share because
+//!      it already held the remaining segments, say). And, only if it is below `target − 2w` (it
+//!      just joined, came back, or its quota grew), from holders that already had them and stay
+//!      within their band, holders above their band first, then the holder that ranks the
+//!      segment worst. Taking the segments the new node ranks best is what rendezvous hashing
+//!      would have moved; taking them first from overfull holders means the others need not
+//!      push.
+//!    - A node above its band *pushes* its least-wanted replicas to nodes that stay within
+//!      theirs (hungry ones first): for free, those it received in this run; and, only if it is
+//!      above `target + 2w` (its quota shrank), any.
 //!
-//! Phases 3 and 4 repeat until nothing changes (in practice once or twice; at most 16 rounds),
-//! which is what makes the output a fixed point. Every move in phase 4 shrinks some node's
-//! distance to its band and creates no new violation, so the loop cannot oscillate.
+//! Phases 3 and 4 repeat until nothing changes, which is what makes the output a fixed point:
+//! rerun on its own output there is nothing free to re-target, and every costly move was already
+//! found impossible. Each move narrows an imbalance (a node outside its band, or the gap between
+//! a hungry node and a fuller one) and none widens a band violation, so the loop settles, in
+//! practice in one to three rounds; a bound of 16 rounds guarantees termination regardless (an
+//! input that hit the bound, none known, would lose the fixed-point guarantee).
 //!
 //! ## Trade-offs and what it does not do
 //!
-//! - The hysteresis is the stability/evenness trade-off: a node between its band and twice its
-//!   band is left alone rather than rebalanced, because rebalancing it would move data other
-//!   events did not call for (for example after a leave raised everyone's target). The band
-//!   itself is where fresh placements land. A wider tolerance means fewer moves and less
-//!   evenness.
+//! - The hysteresis (costly moves only beyond twice the band) is the stability/evenness
+//!   trade-off: a node between its band and twice its band is left alone rather than
+//!   rebalanced at the cost of moves no event called for (after a leave raised everyone's
+//!   target, say); it gets new data first as data grows. Placements made in the run — fresh
+//!   assignments, a departed node's replicas — land within the band. A wider tolerance means
+//!   fewer moves and less evenness.
 //! - The result is *path-dependent*: it depends on the previous assignment, not only on the
 //!   current cluster. Two clusters with the same nodes but different histories can differ (both
 //!   valid and balanced). That is the price of moving nothing that need not move.

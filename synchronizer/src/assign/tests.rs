@@ -53,6 +53,17 @@ fn segments(count: usize, size: u64) -> Vec<SegmentSpec> {
         .collect()
 }
 
+/// `count` segments of `size` bytes, or (if `vary`) of 1 to 4 times `size` bytes.
+fn varied_segments(count: usize, size: u64, vary: bool) -> Vec<SegmentSpec> {
+    let mut rng = Rng(count as u64);
+    (0..count)
+        .map(|i| {
+            let factor = if vary { 1 + rng.below(4) as u64 } else { 1 };
+            seg(&format!("seg-{i:06}"), "default", size * factor)
+        })
+        .collect()
+}
+
 /// A small deterministic generator for shuffles and varied sizes (splitmix64).
 struct Rng(u64);
 
@@ -804,9 +815,10 @@ proptest! {
     }
 
     #[test]
-    fn one_join_moves_about_one_share((n, rf, s, size) in roomy_uniform()) {
-        let mut ns = nodes(n, (s as u64 * size * rf as u64).div_ceil(n as u64) * 2);
-        let ss = segments(s, size);
+    fn one_join_moves_about_one_share((n, rf, s, size) in roomy_uniform(), vary in any::<bool>()) {
+        let ss = varied_segments(s, size, vary);
+        let demand: u64 = ss.iter().map(|x| x.size_bytes * rf as u64).sum();
+        let mut ns = nodes(n, demand.div_ceil(n as u64) * 2);
         let tiers = [tier("default", rf)];
         let first = assign(&ns, &ss, &tiers, &Assignment::default());
         ns.push(node("node-new", "default", ns[0].quota_bytes));
@@ -823,19 +835,31 @@ proptest! {
     }
 
     #[test]
-    fn one_leave_moves_only_its_replicas((n, rf, s, size) in roomy_uniform(), which in any::<prop::sample::Index>()) {
-        let mut ns = nodes(n, (s as u64 * size * rf as u64).div_ceil(n as u64) * 2);
-        let ss = segments(s, size);
+    fn one_leave_moves_only_its_replicas(
+        (n, rf, s, size) in roomy_uniform(),
+        vary in any::<bool>(),
+        unhealthy in any::<bool>(),
+        which in any::<prop::sample::Index>(),
+    ) {
+        let ss = varied_segments(s, size, vary);
+        let demand: u64 = ss.iter().map(|x| x.size_bytes * rf as u64).sum();
+        let mut ns = nodes(n, demand.div_ceil(n as u64) * 2);
         let tiers = [tier("default", rf)];
         let first = assign(&ns, &ss, &tiers, &Assignment::default());
-        let gone = ns.remove(which.index(n));
+        let i = which.index(n);
+        let gone = ns[i].name.clone();
+        if unhealthy {
+            ns[i].healthy = false;
+        } else {
+            ns.remove(i);
+        }
         let second = assign(&ns, &ss, &tiers, &first.assignment);
         check_rules(&ns, &ss, &tiers, &first.assignment, &second);
-        let lost = first.assignment.segments_on(&gone.name).count();
+        let lost = first.assignment.segments_on(&gone).count();
         prop_assert_eq!(second.moves, lost);
         let kept: BTreeSet<_> = pairs(&first.assignment)
             .into_iter()
-            .filter(|(_, h)| *h != gone.name)
+            .filter(|(_, h)| *h != gone)
             .collect();
         prop_assert!(kept.is_subset(&pairs(&second.assignment)));
         prop_assert!(second.under_replicated.is_empty());
