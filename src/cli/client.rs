@@ -80,15 +80,20 @@ pub async fn query(base: &str, id: &str, sql: &str, ndjson: bool) -> anyhow::Res
         .await
         .with_context(|| format!("cannot reach {base}"))?;
     if ndjson && resp.status().is_success() {
-        let mut stream = resp.bytes_stream();
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        while let Some(chunk) = stream.next().await {
-            out.write_all(&chunk.context("the response was cut off")?)?;
-        }
-        return Ok(());
+        return copy_to_stdout(resp).await;
     }
     finish(resp).await
+}
+
+/// Copies a streamed body to stdout as it arrives; a cut-off stream is an error.
+async fn copy_to_stdout(resp: reqwest::Response) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stream = resp.bytes_stream();
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk.context("the response was cut off")?)?;
+    }
+    Ok(())
 }
 
 /// `POST /query`: a cluster-wide query.
@@ -102,13 +107,7 @@ pub async fn query_many(base: &str, body: serde_json::Value, ndjson: bool) -> an
         .await
         .with_context(|| format!("cannot reach {base}"))?;
     if ndjson && resp.status().is_success() {
-        let mut stream = resp.bytes_stream();
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        while let Some(chunk) = stream.next().await {
-            out.write_all(&chunk.context("the response was cut off")?)?;
-        }
-        return Ok(());
+        return copy_to_stdout(resp).await;
     }
     finish(resp).await
 }

@@ -398,6 +398,8 @@ struct Order {
     term: OrderTerm,
     desc: bool,
     nulls_first: Option<bool>,
+    /// A COLLATE applied to a column number or alias.
+    coll: Option<Collation>,
     /// The original term, printed (for the segment SQL).
     printed: String,
 }
@@ -405,6 +407,10 @@ struct Order {
 impl Order {
     fn options_sql(&self) -> String {
         let mut s = String::new();
+        if let Some(c) = self.coll {
+            s.push_str(" COLLATE ");
+            s.push_str(c.sql());
+        }
         if self.desc {
             s.push_str(" DESC");
         }
@@ -818,6 +824,15 @@ impl Planner {
         let printed = o.to_string();
         let nulls_first = o.options.nulls_first;
         let mut e = o.expr;
+        // `ORDER BY 2 COLLATE NOCASE` / `ORDER BY alias COLLATE NOCASE`: SQLite looks through the
+        // COLLATE for a column number or alias, and sorts that column with the collation.
+        let mut coll = None;
+        if let Expr::Collate { expr, collation } = strip_nested(&e) {
+            if ordinal(expr)?.is_some() || self.bare_alias(expr).is_some() {
+                coll = Some(Collation::parse(collation)?);
+                e = (**expr).clone();
+            }
+        }
         let term = if let Some(k) = ordinal(&e)? {
             if self.has_star {
                 if k < 1 {
@@ -855,13 +870,14 @@ impl Planner {
             term,
             desc,
             nulls_first,
+            coll,
             printed,
         })
     }
 
     /// A bare ORDER BY name that is a result alias (SQLite prefers the alias there).
     fn bare_alias(&self, e: &Expr) -> Option<usize> {
-        let Expr::Identifier(id) = e else {
+        let Expr::Identifier(id) = strip_nested(e) else {
             return None;
         };
         self.items.iter().position(|it| {
@@ -1044,7 +1060,7 @@ impl Planner {
                 col,
                 desc: o.desc,
                 nulls_first: o.nulls_first(),
-                coll: coll.unwrap_or(Collation::Binary),
+                coll: o.coll.or(coll).unwrap_or(Collation::Binary),
             });
         }
         let hidden_sql: String = hidden.iter().map(|h| format!(", {h}")).collect();
@@ -1288,7 +1304,7 @@ fn strip_collate(e: &Expr) -> &Expr {
 
 /// An integer literal (an ORDER BY / GROUP BY column number).
 fn ordinal(e: &Expr) -> Result<Option<i64>, PlanError> {
-    let (neg, inner) = match e {
+    let (neg, inner) = match strip_nested(e) {
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
@@ -1299,7 +1315,7 @@ fn ordinal(e: &Expr) -> Result<Option<i64>, PlanError> {
         } => (false, &**expr),
         other => (false, other),
     };
-    if let Expr::Value(v) = inner {
+    if let Expr::Value(v) = strip_nested(inner) {
         if let Value::Number(n, _) = &v.value {
             if n.chars().all(|c| c.is_ascii_digit()) {
                 let k: i64 = n
