@@ -130,6 +130,13 @@ fn killing_a_reader_under_load_fails_no_query() {
         failures.len(),
         &failures[..failures.len().min(5)]
     );
+    // The router did meet the dead replica and retried elsewhere.
+    let retries = c.metric("router", "trough_router_retries_total");
+    eprintln!("router retries: {retries}");
+    assert!(
+        retries >= 1.0,
+        "the router never retried: the kill did not exercise failover"
+    );
     assert!(
         before_kill >= 20 && total_ok - before_kill >= 50,
         "the load was too light to mean anything: {before_kill} before, {total_ok} in all"

@@ -341,7 +341,7 @@ impl StreamMerge {
 
     fn pull(&mut self, seg: &mut SegmentStream) -> Result<Option<Row>> {
         self.rows_seen += 1;
-        if self.rows_seen % 1024 == 0 {
+        if self.rows_seen.is_multiple_of(1024) {
             self.opts.check()?;
         }
         match seg.rows.next() {
@@ -559,7 +559,7 @@ fn sql_merge(
                 let row = row?;
                 checker.check(&seg.segment, &row)?;
                 seen += 1;
-                if seen % 1024 == 0 {
+                if seen.is_multiple_of(1024) {
                     opts.check()?;
                 }
                 for (i, v) in row[..front].iter().enumerate() {

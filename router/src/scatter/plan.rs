@@ -718,8 +718,21 @@ impl Planner {
                     return refuse("GROUP BY modifiers (ROLLUP, CUBE…) are not SQLite syntax");
                 }
                 for mut g in list {
+                    let ordinal_under_collate = match strip_nested(&g) {
+                        Expr::Collate { expr, collation } => {
+                            ordinal(expr)?.map(|k| (k, collation.clone()))
+                        }
+                        _ => None,
+                    };
                     if let Some(k) = ordinal(&g)? {
                         g = planner.item_for_ordinal(k, "GROUP BY")?;
+                    } else if let Some((k, collation)) = ordinal_under_collate {
+                        // `GROUP BY 1 COLLATE NOCASE`: the first result column, with NOCASE.
+                        let item = planner.item_for_ordinal(k, "GROUP BY")?;
+                        g = Expr::Collate {
+                            expr: Box::new(Expr::Nested(Box::new(item))),
+                            collation,
+                        };
                     } else {
                         planner.substitute_aliases(&mut g)?;
                     }

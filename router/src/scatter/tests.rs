@@ -106,6 +106,11 @@ fn refuses_what_it_cannot_merge_exactly() {
         ("SELECT count(sum(a)) FROM t", "inside another aggregate"),
         ("SELECT a FROM t WHERE sum(a) > 0", "not allowed here"),
         ("SELECT string_agg(c, ',') FROM t", "order rows are visited"),
+        // g is not a GROUP BY term: only g COLLATE NOCASE is (which g a group shows is arbitrary).
+        (
+            "SELECT g, count(*) FROM t GROUP BY 1 COLLATE NOCASE",
+            "neither",
+        ),
         ("SELECT * FROM json_each('[1]')", "table-valued"),
         ("SELECT a AS rowid FROM t ORDER BY rowid + 1", "rowid"),
     ];
@@ -337,6 +342,10 @@ fn aliases_parameters_names_and_affinity_match_sqlite() {
         ("SELECT DISTINCT substr(c, 1, 1) FROM t ORDER BY 1 LIMIT 2", Params::None),
         ("SELECT g IS NOT DISTINCT FROM 'x', count(*) FROM t GROUP BY 1 ORDER BY 1", Params::None),
         ("SELECT a IS DISTINCT FROM 10 FROM t ORDER BY id", Params::None),
+        ("SELECT g, c FROM t ORDER BY 1 COLLATE NOCASE DESC, (2), id", Params::None),
+        ("SELECT g AS k FROM t ORDER BY k COLLATE NOCASE, id", Params::None),
+        ("SELECT DISTINCT g FROM t ORDER BY 1 COLLATE NOCASE, 1", Params::None),
+        ("SELECT g, count(*) FROM t GROUP BY g ORDER BY 1 COLLATE NOCASE DESC, 1", Params::None),
     ];
     for (sql, params) in cases {
         let (m, s) = both(&fx, sql, params);

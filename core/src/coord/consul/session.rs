@@ -28,6 +28,9 @@ use crate::id::NodeName;
 /// How soon a failed renew is retried (bounded by the fencing deadline).
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
+/// How long session creation waits for a just-started agent's `serfHealth` check.
+const STARTUP_GRACE: Duration = Duration::from_secs(10);
+
 struct HeldLease {
     holder: NodeName,
     session: String,
@@ -84,16 +87,27 @@ impl Locks {
         if let Some(id) = self.session_id() {
             return Ok(id);
         }
-        let sent = Instant::now();
-        let id = self
-            .client
-            .session_create(&SessionSpec {
-                name: self.name.clone(),
-                ttl: go_duration(self.ttl),
-                lock_delay: go_duration(self.lock_delay),
-                behavior: "release".into(),
-            })
-            .await?;
+        let spec = SessionSpec {
+            name: self.name.clone(),
+            ttl: go_duration(self.ttl),
+            lock_delay: go_duration(self.lock_delay),
+            behavior: "release".into(),
+        };
+        // Right after an agent starts (or a cluster elects its first leader), the leader may not
+        // have registered the agent node's `serfHealth` check yet, and Consul refuses sessions
+        // tied to it for a moment. Retry that one transient answer briefly.
+        let give_up = Instant::now() + STARTUP_GRACE;
+        let (id, sent) = loop {
+            let sent = Instant::now();
+            match self.client.session_create(&spec).await {
+                Ok(id) => break (id, sent),
+                Err(e) if e.message().contains("Missing check") && Instant::now() < give_up => {
+                    tracing::debug!(error = %e, "consul agent not ready for sessions yet");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let task = tokio::spawn(renew_loop(
             Arc::downgrade(self),
             self.client.clone(),

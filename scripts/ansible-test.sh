@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# Deploys a real trough cluster with ansible-playbook on this machine, then checks it end to end.
+#
+#   scripts/ansible-test.sh            (TROUGH_BIN defaults to target/debug/trough, built if missing)
+#
+# What it does, in order (every step must pass; bounded time, no prompts, no sudo):
+#   1. tools, idempotently: consul and s3s-fs (scripts/install-test-deps.sh); ansible-core and
+#      ansible-lint in a venv under $TROUGH_TOOLS_DIR/ansible-venv
+#   2. ansible-lint --profile production over ansible/ (skip with TROUGH_ANSIBLE_SKIP_LINT=1)
+#   3. starts s3s-fs (object storage is the operator's, not deployed by the playbook)
+#   4. writes an inventory of four test hosts on this machine (ansible_connection: local), each
+#      with its own base directory under a temp dir and its own ports:
+#        host0: Consul server (bootstrap_expect 1) + trough router
+#        host1: Consul client + reader + sync server      (tier default, quota 1 GB)
+#        host2: Consul client + reader + sync server      (tier default, quota 2 GB)
+#        host3: Consul client + reader + writer           (tier default, no quota)
+#      Services run under the supervisor fallback (no systemd here); the rendered systemd units
+#      are checked with `systemd-analyze verify` (or supervise-unit's own check without it)
+#   5. ansible-playbook site.yml; then publishes a SQLite segment through the router (PUT), waits
+#      until two readers hold verified copies, queries it through the router and compares the
+#      answer; resolves the segment through Consul DNS
+#   6. ansible-playbook site.yml again: the recap must show changed=0 for every host
+#   7. kill -9 of a reader: the supervisor restarts it (Restart=on-failure)
+#   8. a rolling upgrade of the read nodes to a new binary with -e trough_serial=1 while a client
+#      queries the router without pause: no query may fail
+#   9. removal of a read node (trough_state=absent): its services stop, queries still answer
+#  10. teardown (also on failure): every supervised process, s3s-fs, the temp dir
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TOOLS="${TROUGH_TOOLS_DIR:-$HOME/.cache/trough-tools}"
+VENV="$TOOLS/ansible-venv"
+ANSIBLE_PINS="ansible-core==2.19.14 ansible-lint==26.10.1"
+PLAYBOOK_TIMEOUT="${TROUGH_ANSIBLE_PLAYBOOK_TIMEOUT:-300}"
+SUPERVISE="$ROOT/ansible/roles/supervisor/files/supervise-unit"
+HOSTS=(host0 host1 host2 host3)
+
+log() { printf '[ansible-test +%ss] %s\n' "$SECONDS" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# --- 1. tools ---------------------------------------------------------------------------------
+export TROUGH_TOOLS_DIR="$TOOLS"
+bash "$ROOT/scripts/install-test-deps.sh"
+CONSUL="$TOOLS/bin/consul"
+S3S="$TOOLS/bin/s3s-fs"
+
+install_ansible() {
+  mkdir -p "$TOOLS"
+  (
+    flock -w 600 9 || die "timed out waiting for the venv lock"
+    if [ -x "$VENV/bin/ansible-playbook" ] && [ "$(cat "$VENV/.pins" 2>/dev/null)" = "$ANSIBLE_PINS" ]; then
+      exit 0
+    fi
+    log "installing $ANSIBLE_PINS into $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check $ANSIBLE_PINS >&2
+    echo "$ANSIBLE_PINS" > "$VENV/.pins"
+  ) 9>"$TOOLS/ansible-venv.lock"
+}
+install_ansible
+PY="$VENV/bin/python"
+export PATH="$VENV/bin:$PATH"
+export ANSIBLE_CONFIG="$ROOT/ansible/ansible.cfg" ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+export ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_INVENTORY_UNPARSED_WARNING=False
+
+if [ -z "${TROUGH_BIN:-}" ]; then
+  TROUGH_BIN="$ROOT/target/debug/trough"
+  [ -x "$TROUGH_BIN" ] || (cd "$ROOT" && cargo build --quiet --bin trough)
+fi
+[ -x "$TROUGH_BIN" ] || die "TROUGH_BIN=$TROUGH_BIN is not an executable"
+
+# --- 2. lint ----------------------------------------------------------------------------------
+if [ "${TROUGH_ANSIBLE_SKIP_LINT:-0}" != 1 ]; then
+  log "ansible-lint --profile production"
+  (cd "$ROOT/ansible" && ansible-lint --profile production --offline -q site.yml roles inventory) \
+    || die "ansible-lint found problems"
+fi
+
+# --- 3. work dir, teardown, s3s-fs ------------------------------------------------------------
+WORK="$(mktemp -d /tmp/trough-ansible-XXXXXX)"
+S3_PID=""
+QUERY_PID=""
+teardown() {
+  local rc=$?
+  set +e
+  [ -n "$QUERY_PID" ] && kill "$QUERY_PID" 2>/dev/null
+  # Every service the playbook started runs under supervise-unit with a pid file in its host's
+  # state directory: stop each (which stops its process group), then kill by pid what is left.
+  for state in "$WORK"/host*/run; do
+    [ -d "$state" ] || continue
+    for pidfile in "$state"/*.pid; do
+      [ -e "$pidfile" ] || continue
+      case "$pidfile" in *.main.pid) continue ;; esac
+      "$SUPERVISE" --state-dir "$state" stop "$(basename "$pidfile" .pid)" >/dev/null 2>&1 &
+    done
+  done
+  wait
+  for pidfile in "$WORK"/host*/run/*.pid; do
+    [ -e "$pidfile" ] || continue
+    pid="$(cat "$pidfile" 2>/dev/null)"
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  done
+  [ -n "$S3_PID" ] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null
+  if [ "$rc" -ne 0 ]; then
+    log "logs of the failed run (last lines of each):"
+    for f in "$WORK"/host*/run/*.log "$WORK"/*.log; do
+      [ -e "$f" ] || continue
+      echo "----- $f" >&2
+      tail -n 25 "$f" >&2
+    done
+  fi
+  if [ "${TROUGH_ANSIBLE_KEEP:-0}" = 1 ]; then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  log "teardown done (exit $rc)"
+  exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# Free ports, all bound at once so that none is handed out twice.
+mapfile -t PORTS < <("$PY" - <<'EOF'
+import socket
+socks = []
+for _ in range(40):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+for s in socks:
+    print(s.getsockname()[1])
+EOF
+)
+next_port() { NEXT_PORT="${PORTS[0]}"; PORTS=("${PORTS[@]:1}"); }
+
+mkdir -p "$WORK/s3/trough"
+next_port; S3_PORT=$NEXT_PORT
+"$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key trough-key --secret-key trough-secret \
+  "$WORK/s3" >"$WORK/s3s-fs.log" 2>&1 &
+S3_PID=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null && break
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null || die "s3s-fs did not start"
+log "s3s-fs on 127.0.0.1:$S3_PORT, work dir $WORK"
+
+# --- 4. inventory -----------------------------------------------------------------------------
+declare -A HTTP SERF ROUTER READER WRITER SYNC
+{
+  echo "---"
+  echo "all:"
+  echo "  vars:"
+  echo "    ansible_connection: local"
+  echo "    ansible_python_interpreter: \"$PY\""
+  echo "    consul_service_manager: supervisor"
+  echo "    trough_service_manager: supervisor"
+  echo "    consul_binary_src: \"$CONSUL\""
+  echo "    consul_create_user: false"
+  echo "    consul_user: \"$(id -un)\""
+  echo "    consul_group: \"$(id -gn)\""
+  echo "    consul_bind_addr: 127.0.0.1"
+  echo "    consul_retry_interval: 1s"
+  echo "    trough_binary_src: \"$TROUGH_BIN\""
+  echo "    trough_create_user: false"
+  echo "    trough_user: \"$(id -un)\""
+  echo "    trough_group: \"$(id -gn)\""
+  echo "    trough_listen_host: 127.0.0.1"
+  echo "    trough_advertise_host: 127.0.0.1"
+  echo "    trough_object_store: s3://trough/cluster"
+  echo "    trough_object_store_options:"
+  echo "      aws_endpoint: http://127.0.0.1:$S3_PORT"
+  echo "      aws_region: us-east-1"
+  echo "      aws_allow_http: true"
+  echo "      aws_access_key_id: trough-key"
+  echo "      aws_secret_access_key: trough-secret"
+  echo "    trough_tiers: [{name: default, replication_factor: 2}]"
+  echo "    trough_restart_sec: 1"
+  echo "    trough_health_timeout_secs: 60"
+  echo "    trough_config: {sync: {interval_secs: 2}}"
+  echo "  hosts:"
+  for h in "${HOSTS[@]}"; do
+    base="$WORK/$h"
+    next_port; HTTP[$h]=$NEXT_PORT; next_port; dns=$NEXT_PORT; next_port; server=$NEXT_PORT
+    next_port; SERF[$h]=$NEXT_PORT; next_port; wan=$NEXT_PORT
+    next_port; ROUTER[$h]=$NEXT_PORT; next_port; READER[$h]=$NEXT_PORT
+    next_port; WRITER[$h]=$NEXT_PORT; next_port; SYNC[$h]=$NEXT_PORT
+    [ "$h" = host0 ] && DNS_PORT=$dns
+    echo "    $h:"
+    echo "      consul_bin_path: $base/bin/consul"
+    echo "      consul_config_dir: $base/etc/consul.d"
+    echo "      consul_data_dir: $base/var/lib/consul"
+    echo "      consul_unit_dir: $base/etc/systemd/system"
+    echo "      consul_supervisor_bin: $base/bin/supervise-unit"
+    echo "      consul_supervisor_state_dir: $base/run"
+    echo "      consul_http_port: ${HTTP[$h]}"
+    echo "      consul_dns_port: $dns"
+    echo "      consul_server_port: $server"
+    echo "      consul_serf_lan_port: ${SERF[$h]}"
+    echo "      consul_serf_wan_port: $wan"
+    echo "      trough_consul_url: http://127.0.0.1:${HTTP[$h]}"
+    echo "      trough_bin_path: $base/bin/trough"
+    echo "      trough_config_dir: $base/etc/trough"
+    echo "      trough_data_root: $base/var/lib/trough"
+    echo "      trough_unit_dir: $base/etc/systemd/system"
+    echo "      trough_supervisor_bin: $base/bin/supervise-unit"
+    echo "      trough_supervisor_state_dir: $base/run"
+    echo "      trough_ports: {router: ${ROUTER[$h]}, reader: ${READER[$h]}, writer: ${WRITER[$h]}, sync_server: ${SYNC[$h]}}"
+  done
+  echo "  children:"
+  echo "    consul_servers:"
+  echo "      hosts:"
+  echo "        host0:"
+  echo "    trough_routers:"
+  echo "      hosts:"
+  echo "        host0:"
+  echo "    trough_nodes:"
+  echo "      hosts:"
+  echo "        host1: {trough_quota_bytes: 1000000000}"
+  echo "        host2: {trough_quota_bytes: 2000000000}"
+  echo "        host3: {trough_quota_bytes: 0}"
+  echo "    trough_sync_servers:"
+  echo "      hosts:"
+  echo "        host1:"
+  echo "        host2:"
+  echo "    trough_writers:"
+  echo "      hosts:"
+  echo "        host3:"
+} > "$WORK/inventory.yml"
+ROUTER_URL="http://127.0.0.1:${ROUTER[host0]}"
+
+playbook() {
+  local name="$1"
+  shift
+  log "ansible-playbook ($name) $*"
+  local start=$SECONDS rc=0
+  (cd "$ROOT/ansible" && timeout "$PLAYBOOK_TIMEOUT" ansible-playbook -i "$WORK/inventory.yml" site.yml "$@") \
+    >"$WORK/$name.log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$WORK/$name.log" >&2
+    die "ansible-playbook ($name) exited with $rc"
+  fi
+  log "ansible-playbook ($name) done in $((SECONDS - start))s"
+  sed -n '/^PLAY RECAP/,$p' "$WORK/$name.log" >&2
+}
+
+# recap_check LOG HOST... : every host is in the recap with failed=0 unreachable=0; with
+# CHANGED=0 set, also changed=0.
+recap_check() {
+  local file="$1" want_unchanged="$2"
+  shift 2
+  local h line
+  for h in "$@"; do
+    line="$(sed -n '/^PLAY RECAP/,$p' "$file" | grep -E "^$h +:" || true)"
+    [ -n "$line" ] || die "$h is missing from the recap of $file"
+    grep -qE 'unreachable=0 +failed=0' <<<"$line" || die "$h failed: $line"
+    if [ "$want_unchanged" = 1 ]; then
+      grep -qE 'changed=0 ' <<<"$line" || die "not idempotent: $line"
+    fi
+  done
+}
+
+http() { curl -sS --max-time 10 "$@"; }
+
+# --- 5. deploy and use ------------------------------------------------------------------------
+playbook deploy
+recap_check "$WORK/deploy.log" 0 "${HOSTS[@]}"
+
+log "checking the rendered files"
+units=("$WORK"/host*/etc/systemd/system/*.service)
+[ "${#units[@]}" -eq 11 ] || die "expected 11 units (4 consul, 7 trough), got ${#units[@]}: ${units[*]}"
+"$SUPERVISE" check "${units[@]}" || die "supervise-unit check failed"
+if command -v systemd-analyze >/dev/null 2>&1; then
+  out="$(systemd-analyze verify "${units[@]}" 2>&1)" || die "systemd-analyze verify failed: $out"
+  [ -z "$out" ] || die "systemd-analyze verify complained: $out"
+  log "systemd-analyze verify: ${#units[@]} units clean"
+else
+  log "systemd-analyze is not installed: units checked by supervise-unit check only"
+fi
+"$PY" - "$WORK" <<'EOF' || die "a rendered configuration is wrong"
+import glob, json, sys, tomllib
+work = sys.argv[1]
+for path in sorted(glob.glob(f"{work}/host*/etc/trough/*.toml")):
+    with open(path, "rb") as f:
+        c = tomllib.load(f)
+    assert c["consul"].startswith("http://127.0.0.1:"), (path, c)
+    assert c["object_store"] == "s3://trough/cluster", (path, c)
+    assert c["assignment"]["tiers"] == [{"name": "default", "replication_factor": 2}], (path, c)
+    assert c["sync"]["interval_secs"] == 2, (path, c)
+    assert c["data_dir"].endswith("/" + path.rsplit("/", 1)[1][:-5]), (path, c)
+    if path.endswith("reader.toml"):
+        want = {"host1": 1000000000, "host2": 2000000000, "host3": 0}[path.split("/")[-4]]
+        assert c["node"]["quota_bytes"] == want, (path, c)
+for path in sorted(glob.glob(f"{work}/host*/etc/consul.d/consul.json")):
+    with open(path) as f:
+        c = json.load(f)
+    assert c["server"] == path.startswith(f"{work}/host0/"), (path, c)
+print("configurations ok", file=sys.stderr)
+EOF
+
+log "publishing a segment through the router"
+"$PY" - "$WORK/pages.sqlite" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("CREATE TABLE pages(url TEXT PRIMARY KEY, status INTEGER, size INTEGER)")
+c.executemany("INSERT INTO pages VALUES (?,?,?)",
+              [(f"https://example.com/{i}", 404 if i % 7 == 0 else 200, i * 100) for i in range(1000)])
+c.commit()
+EOF
+code="$(http -o "$WORK/put.json" -w '%{http_code}' -X PUT --data-binary @"$WORK/pages.sqlite" "$ROUTER_URL/segments/pages-2024")"
+[ "$code" = 201 ] || die "PUT /segments/pages-2024 answered $code: $(cat "$WORK/put.json")"
+
+log "waiting for two verified replicas"
+replicas=0
+for _ in $(seq 120); do
+  replicas="$(http "$ROUTER_URL/segments/pages-2024" | "$PY" -c \
+    'import json,sys; d=json.load(sys.stdin); print(sum(1 for r in d.get("replicas", []) if r.get("verified") and r.get("version") == 1))' 2>/dev/null || echo 0)"
+  [ "$replicas" -ge 2 ] && break
+  sleep 0.5
+done
+[ "$replicas" -ge 2 ] || die "pages-2024 never had 2 verified replicas: $(http "$ROUTER_URL/segments/pages-2024")"
+log "replicated: $replicas verified copies"
+
+check_query() {
+  local got
+  got="$(http -d 'SELECT status, count(*) AS n, sum(size) AS total FROM pages GROUP BY status ORDER BY status' \
+    "$ROUTER_URL/segments/pages-2024/query")" || return 1
+  "$PY" - "$WORK/pages.sqlite" "$got" <<'EOF'
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+want = [{"status": s, "n": n, "total": t} for s, n, t in c.execute(
+    "SELECT status, count(*), sum(size) FROM pages GROUP BY status ORDER BY status")]
+got = json.loads(sys.argv[2])
+if got != want:
+    sys.exit(f"router answered {got}, expected {want}")
+EOF
+}
+check_query || die "the query through the router gave a wrong answer"
+log "query through the router: correct answer"
+
+"$PY" - "$DNS_PORT" <<'EOF' || die "Consul DNS did not resolve the segment"
+import random, socket, struct, sys
+port = int(sys.argv[1])
+name = "pages-2024.trough-read.service.consul"
+qid = random.randrange(65536)
+q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 33, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(q, ("127.0.0.1", port))
+r, _ = s.recvfrom(4096)
+rid, flags, _, an = struct.unpack(">HHHH", r[:8])
+assert rid == qid and flags & 0xF == 0, f"rcode {flags & 0xF}"
+assert an >= 2, f"{an} SRV answers for {name}, expected 2 replicas"
+print(f"Consul DNS: {an} SRV records for {name}", file=sys.stderr)
+EOF
+
+# --- 6. idempotence ---------------------------------------------------------------------------
+playbook again
+recap_check "$WORK/again.log" 1 "${HOSTS[@]}"
+log "second run: changed=0 on every host"
+
+# --- 7. restart on failure --------------------------------------------------------------------
+state1="$WORK/host1/run"
+old_pid="$(cat "$state1/trough-reader.main.pid")"
+kill -9 "$old_pid"
+new_pid=""
+for _ in $(seq 100); do
+  new_pid="$(cat "$state1/trough-reader.main.pid" 2>/dev/null || true)"
+  if [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] && http "http://127.0.0.1:${READER[host1]}/health" >/dev/null 2>&1; then
+    break
+  fi
+  sleep 0.2
+done
+[ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] || die "the supervisor did not restart the killed reader"
+log "killed reader pid $old_pid; supervisor restarted it as pid $new_pid"
+
+# --- 8. rolling upgrade, no failed query ------------------------------------------------------
+cp "$TROUGH_BIN" "$WORK/trough-v2"
+printf 'trough-ansible-test upgrade marker %s\n' "$(date +%s%N)" >>"$WORK/trough-v2"
+"$PY" - "$ROUTER_URL" "$WORK/queries.txt" "$WORK/stop-queries" <<'EOF' &
+import json, os, sys, time, urllib.request
+url, out, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+ok = failed = 0
+errors = []
+while not os.path.exists(stop):
+    req = urllib.request.Request(url + "/segments/pages-2024/query",
+                                 data=b"SELECT count(*) AS n FROM pages", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            if json.load(r) == [{"n": 1000}]:
+                ok += 1
+            else:
+                failed += 1
+    except Exception as e:  # noqa: BLE001
+        failed += 1
+        errors.append(f"{time.strftime('%H:%M:%S')} {e}")
+    time.sleep(0.02)
+with open(out, "w") as f:
+    f.write(f"{ok} {failed}\n" + "\n".join(errors[:20]) + "\n")
+EOF
+QUERY_PID=$!
+playbook upgrade --limit trough_nodes -e trough_serial=1 -e "trough_binary_src=$WORK/trough-v2"
+touch "$WORK/stop-queries"
+wait "$QUERY_PID" || true
+QUERY_PID=""
+read -r ok failed <"$WORK/queries.txt"
+[ "$failed" -eq 0 ] || die "$failed of $((ok + failed)) queries failed during the rolling upgrade: $(tail -n +2 "$WORK/queries.txt")"
+[ "$ok" -ge 20 ] || die "only $ok queries ran during the rolling upgrade"
+for h in host1 host2 host3; do
+  cmp -s "$WORK/trough-v2" "$WORK/$h/bin/trough" || die "$h does not run the new binary"
+done
+recap_check "$WORK/upgrade.log" 0 host1 host2 host3
+log "rolling upgrade: $ok queries during it, none failed"
+
+# --- 9. remove a node -------------------------------------------------------------------------
+playbook remove --limit host3 -e trough_state=absent
+ls "$WORK"/host3/etc/systemd/system/trough-*.service >/dev/null 2>&1 && die "host3 still has trough units"
+for part in reader writer; do
+  "$SUPERVISE" --state-dir "$WORK/host3/run" status "trough-$part" >/dev/null && die "trough-$part still runs on host3"
+done
+check_query || die "queries fail after host3 left"
+log "host3 removed; queries still answer"
+
+log "all checks passed"
