@@ -90,7 +90,10 @@ fn killing_a_reader_under_load_fails_no_query() {
                         Ok((_, text)) => match serde_json::from_str::<Vec<Value>>(&text) {
                             Ok(rows)
                                 if rows.len() == want.len()
-                                    && rows.iter().zip(want).all(|(a, b)| common::same_json(a, b)) =>
+                                    && rows
+                                        .iter()
+                                        .zip(want)
+                                        .all(|(a, b)| common::same_json(a, b)) =>
                             {
                                 None
                             }
@@ -167,7 +170,11 @@ fn leader_failover_resumes_assignment() {
     c.publish("before", make_segment(400).bytes());
     c.wait_replicated("before", 2);
     let leader = c.wait_leader();
-    let standby = if leader == "sync-1" { "sync-2" } else { "sync-1" };
+    let standby = if leader == "sync-1" {
+        "sync-2"
+    } else {
+        "sync-1"
+    };
     eprintln!("leader: {leader}; killing it");
 
     c.kill9(&leader);
@@ -205,7 +212,8 @@ fn leader_failover_resumes_assignment() {
 
     // The segment published after the kill is placed by the new leader.
     let placed_bound = bound + Duration::from_secs(15);
-    let holders = c.wait_replicated_within("after", 2, placed_bound.saturating_sub(killed.elapsed()));
+    let holders =
+        c.wait_replicated_within("after", 2, placed_bound.saturating_sub(killed.elapsed()));
     let placed = killed.elapsed();
     eprintln!("segment published after the kill placed on {holders:?} {placed:.1?} after the kill");
     let rows = c.query_ok("after", "SELECT seg FROM t LIMIT 1");
@@ -235,7 +243,10 @@ fn dns_resolves_segment_holders() {
         got = c.dns_read_ports(id);
         got == want
     });
-    assert!(ok, "SRV {id}: got ports {got:?}, want {want:?} ({holders:?})");
+    assert!(
+        ok,
+        "SRV {id}: got ports {got:?}, want {want:?} ({holders:?})"
+    );
     // The non-holder's port is not in the answer.
     let other: Vec<String> = c
         .running_readers()
@@ -246,9 +257,13 @@ fn dns_resolves_segment_holders() {
     assert!(!got.contains(&c.node(&other[0]).port()));
 
     // A segment nobody holds: no answer.
-    let ghost = trough_testkit::dns::query_srv(c.dns_addr(), "dns-ghost.trough-read.service.consul")
-        .expect("DNS query");
-    assert!(ghost.srv.is_empty(), "SRV for a segment nobody holds: {ghost:?}");
+    let ghost =
+        trough_testkit::dns::query_srv(c.dns_addr(), "dns-ghost.trough-read.service.consul")
+            .expect("DNS query");
+    assert!(
+        ghost.srv.is_empty(),
+        "SRV for a segment nobody holds: {ghost:?}"
+    );
     assert!(ghost.a.is_empty(), "{ghost:?}");
 
     // Kill a holder: once its TTL expires it leaves the answer, and every port still answered
@@ -282,7 +297,10 @@ fn dns_resolves_segment_holders() {
             "SRV {id} answers port {p}, which is not a live holder ({live:?})"
         );
     }
-    assert!(!got.is_empty(), "the surviving holder should still be in DNS");
+    assert!(
+        !got.is_empty(),
+        "the surviving holder should still be in DNS"
+    );
 
     // The replica is re-placed on the third reader, which then appears in DNS too.
     let survivors = c.running_readers();
@@ -291,7 +309,10 @@ fn dns_resolves_segment_holders() {
         got = c.dns_read_ports(id);
         got == want
     });
-    assert!(ok, "SRV {id} after re-placement: got {got:?}, want {want:?} ({survivors:?})");
+    assert!(
+        ok,
+        "SRV {id} after re-placement: got {got:?}, want {want:?} ({survivors:?})"
+    );
     let routed: Vec<u16> = c
         .holders(id)
         .iter()

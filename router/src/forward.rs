@@ -83,11 +83,7 @@ impl Forwarder {
         body: Bytes,
         retry: Retry,
     ) -> Attempt {
-        let url = format!(
-            "{}{}",
-            target.address.trim_end_matches('/'),
-            path_and_query
-        );
+        let url = format!("{}{}", target.address.trim_end_matches('/'), path_and_query);
         let mut req = self
             .client
             .request(method, &url)
@@ -139,7 +135,10 @@ impl Forwarder {
         let body = if complete {
             Body::from(buffered.freeze())
         } else {
-            let head = futures::stream::once(async move { Ok::<Bytes, reqwest::Error>(buffered.freeze()) });
+            let head =
+                futures::stream::once(
+                    async move { Ok::<Bytes, reqwest::Error>(buffered.freeze()) },
+                );
             Body::from_stream(head.chain(stream))
         };
         let mut out = Response::new(body);

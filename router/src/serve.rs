@@ -125,8 +125,8 @@ pub async fn run(
 
     // A writer serves the reads of its writable segments from their live databases, so it has a
     // reader too (without a local synchronizer unless it is also a read node).
-    let reader = (roles.reader || roles.writer)
-        .then(|| Arc::new(Reader::new(config.limits.query.clone())));
+    let reader =
+        (roles.reader || roles.writer).then(|| Arc::new(Reader::new(config.limits.query.clone())));
     let writer = if roles.writer {
         let w = Writer::open(
             name.clone(),

@@ -281,7 +281,10 @@ impl TestCluster {
 
     /// Names of the `trough-node` service instances whose checks pass.
     pub fn consul_passing_nodes(&self) -> BTreeSet<String> {
-        let url = format!("{}/v1/health/service/trough-node?passing", self.consul.url());
+        let url = format!(
+            "{}/v1/health/service/trough-node?passing",
+            self.consul.url()
+        );
         let Ok(r) = self.client.get(url).send() else {
             return BTreeSet::new();
         };
@@ -705,7 +708,11 @@ fn spawn(node: &mut ClusterNode, config: &Path) {
         .expect("HTTP client");
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+        if let Some(status) = node
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
             panic!("{name} exited during start-up: {status}");
         }
         if client

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS schemas (name TEXT PRIMARY KEY, sql TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, info TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS assignment (k INTEGER PRIMARY KEY CHECK (k = 0), doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (id TEXT PRIMARY KEY);
+INSERT OR IGNORE INTO segments SELECT id FROM versions UNION SELECT id FROM writable;
 ";
 
 /// In-process coordinator persisted in SQLite.
@@ -106,7 +108,16 @@ fn load_entry(conn: &Connection, id: &SegmentId) -> Result<Option<SegmentEntry>>
         .map(|s| serde_json::from_str::<WritableInfo>(&s))
         .transpose()?;
     if versions.is_empty() && writable.is_none() {
-        return Ok(None);
+        // A segment that existed stays in the catalog (empty) when it stops being writable.
+        let exists: bool = conn
+            .query_row("SELECT 1 FROM segments WHERE id = ?1", [id.as_str()], |_| {
+                Ok(true)
+            })
+            .optional()?
+            .unwrap_or(false);
+        if !exists {
+            return Ok(None);
+        }
     }
     Ok(Some(SegmentEntry {
         id: id.clone(),
@@ -120,7 +131,7 @@ impl Coordinator for EmbeddedCoordinator {
     async fn list_segments(&self) -> Result<Vec<SegmentEntry>> {
         self.with(|conn| {
             let ids: Vec<String> = conn
-                .prepare("SELECT id FROM versions UNION SELECT id FROM writable ORDER BY 1")?
+                .prepare("SELECT id FROM segments ORDER BY 1")?
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut out = Vec::with_capacity(ids.len());
@@ -165,6 +176,10 @@ impl Coordinator for EmbeddedCoordinator {
                     }
                     None => {
                         tx.execute(
+                            "INSERT OR IGNORE INTO segments (id) VALUES (?1)",
+                            [m.id.as_str()],
+                        )?;
+                        tx.execute(
                             "INSERT INTO versions (id, version, sha256, manifest) VALUES (?1, ?2, ?3, ?4)",
                             params![m.id.as_str(), m.version as i64, m.sha256, serde_json::to_string(&m)?],
                         )?;
@@ -201,6 +216,10 @@ impl Coordinator for EmbeddedCoordinator {
                     }
                     (Some(_), Some(_)) => {}
                     (_, Some(new)) => {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO segments (id) VALUES (?1)",
+                            [id.as_str()],
+                        )?;
                         tx.execute(
                             "INSERT INTO writable (id, info) VALUES (?1, ?2)",
                             params![id.as_str(), serde_json::to_string(new)?],

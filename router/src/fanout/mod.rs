@@ -118,8 +118,7 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
             let node = node.clone();
             async move {
                 let t0 = Instant::now();
-                let r = match tokio::time::timeout(segment_timeout, fetch(&node, &id, body)).await
-                {
+                let r = match tokio::time::timeout(segment_timeout, fetch(&node, &id, body)).await {
                     Ok(r) => r,
                     Err(_) => Err(format!(
                         "timed out after {} ms",
@@ -192,7 +191,10 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
 async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, String> {
     let spool_mem = node.limits.scatter.spool_memory_bytes;
     if node.reads_locally(id) {
-        let reader = node.reader.as_ref().expect("reads_locally implies a reader");
+        let reader = node
+            .reader
+            .as_ref()
+            .expect("reads_locally implies a reader");
         let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let stream = reader
             .query(id, req, RowFormat::Ndjson)

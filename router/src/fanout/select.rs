@@ -63,12 +63,12 @@ pub fn select(catalog: &[SegmentId], selector: &Selector) -> Result<Vec<SegmentI
                 }
                 vec![id]
             }
-            _ => {
-                return Err(invalid(
-                    "invalid_selector",
-                    format!("{p:?}: use \"*\", \"prefix*\", an id, a list of ids, or {{\"regex\": ...}}"),
-                ))
-            }
+            _ => return Err(invalid(
+                "invalid_selector",
+                format!(
+                    "{p:?}: use \"*\", \"prefix*\", an id, a list of ids, or {{\"regex\": ...}}"
+                ),
+            )),
         },
         Selector::Regex { regex } => {
             if regex.len() > MAX_REGEX_BYTES {

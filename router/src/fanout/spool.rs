@@ -130,13 +130,18 @@ mod tests {
         let lines: Vec<Result<Bytes, String>> = (0..1000)
             .map(|i| Ok(Bytes::from(format!("{{\"a\":{i},\"a\":\"x{i}\"}}\n"))))
             .collect();
-        let spool = Spool::collect(futures::stream::iter(lines), 1024).await.unwrap();
+        let spool = Spool::collect(futures::stream::iter(lines), 1024)
+            .await
+            .unwrap();
         assert!(matches!(spool, Spool::File(_)));
         let mut rows = spool.rows();
         let first = rows.next_pairs().unwrap().unwrap();
         assert_eq!(
             first,
-            vec![("a".into(), Value::from(0)), ("a".into(), Value::from("x0"))]
+            vec![
+                ("a".into(), Value::from(0)),
+                ("a".into(), Value::from("x0"))
+            ]
         );
         let mut n = 1;
         while let Some(r) = rows.next_pairs() {

@@ -82,10 +82,10 @@
 //!
 //! ## What keeps it honest
 //!
-//! - A **whitelist** (`expr.rs`): only known expression forms, SQLite operators and SQLite's
-//!   built-in deterministic functions are accepted; `random()`, `changes()`, `date('now')`,
-//!   unknown (user) functions, subqueries, window functions, `group_concat` & co (order-dependent)
-//!   are refused.
+//! - A **whitelist** (`expr/whitelist.rs`): only known expression forms, SQLite operators and
+//!   SQLite's built-in deterministic functions are accepted; `random()`, `changes()`,
+//!   `date('now')`, unknown (user) functions, subqueries, window functions, `group_concat` & co
+//!   (order-dependent) are refused.
 //! - **Faithful printing**: the segment SQL is printed from the sqlparser tree; a statement that
 //!   does not parse back to the same tree is refused (e.g. `- -1` would print `--1`, a comment),
 //!   and so are hexadecimal literals (`0x10`, which sqlparser reads as a blob).
@@ -127,7 +127,7 @@
 //! - TEXT that is not valid UTF-8 travels with replacement characters, so it may sort differently;
 //! - REAL sums and averages may differ in the last bits (above).
 //!
-//! The proof is `differential.rs`: random data over 12 segment files (two empty) and one
+//! The proof is `differential/`: random data over 12 segment files (two empty) and one
 //! monolithic database, 600 generated queries compared (column names, rows, order).
 //! See also `docs/decisions/0006-scatter-merge.md`.
 

@@ -1,4 +1,4 @@
-//! Targeted tests of the planner and the merge (the broad check is `differential.rs`).
+//! Targeted tests of the planner and the merge (the broad check is `differential/`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -379,10 +379,10 @@ impl Tier {
             if self.load[o] as f64 <= self.upper[o] {
                 continue;
             }
-            let costly = self.load[o] as f64 > self.push_above[o];
             let held = self.held_least_wanted_first(o);
             for fresh_only in [true, false] {
-                if !fresh_only && !costly {
+                // Costly moves only if the free pass was not enough.
+                if !fresh_only && self.load[o] as f64 <= self.push_above[o] {
                     break;
                 }
                 for &(_, s) in &held {
@@ -420,13 +420,17 @@ impl Tier {
             if self.load[u] as f64 >= self.lower[u] {
                 continue;
             }
-            let costly = (self.load[u] as f64) < self.pull_below[u];
             let mut candidates: Vec<(f64, usize)> = (0..self.count.len())
                 .filter(|&s| self.count[s] > 0 && !self.holds(s, u))
                 .map(|s| (self.score(s, u), s))
                 .collect();
             candidates.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut costly = false;
             for source in [Source::Fresh, Source::OverBand, Source::Any] {
+                if source == Source::OverBand {
+                    // Decided after the free pass: costly moves only if that was not enough.
+                    costly = (self.load[u] as f64) < self.pull_below[u];
+                }
                 if source != Source::Fresh && !costly {
                     break;
                 }

@@ -754,7 +754,6 @@ fn roomy_uniform() -> impl Strategy<Value = (usize, usize, usize, u64)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn rules_always_hold(case in any_case()) {
@@ -824,9 +823,16 @@ proptest! {
         ns.push(node("node-new", "default", ns[0].quota_bytes));
         let second = assign(&ns, &ss, &tiers, &first.assignment);
         check_rules(&ns, &ss, &tiers, &first.assignment, &second);
-        let ideal = (s * rf) as f64 / (n + 1) as f64;
+        // Ideally the new node takes 1/(N+1) of the replicas (of the bytes, if sizes vary).
         prop_assert!(second.moves > 0);
-        prop_assert!(second.moves as f64 <= 2.0 * ideal, "{} moves, ideal {}", second.moves, ideal);
+        let ideal = (s * rf) as f64 / (n + 1) as f64;
+        let moved_bytes = second.stored_bytes[&nn("node-new")] as f64;
+        let ideal_bytes = demand as f64 / (n + 1) as f64;
+        if vary {
+            prop_assert!(moved_bytes <= 2.0 * ideal_bytes, "{} bytes, ideal {}", moved_bytes, ideal_bytes);
+        } else {
+            prop_assert!(second.moves as f64 <= 2.0 * ideal, "{} moves, ideal {}", second.moves, ideal);
+        }
         let new = nn("node-new");
         let before = pairs(&first.assignment);
         for pair in pairs(&second.assignment).difference(&before) {
@@ -865,6 +871,15 @@ proptest! {
         prop_assert!(second.under_replicated.is_empty());
     }
 
+}
+
+proptest! {
+    // Many generated clusters are rejected as too close to an edge; allow for it.
+    #![proptest_config(ProptestConfig {
+        max_global_rejects: 1_000_000,
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn fresh_assignment_is_within_band(
         (n, rf, s, size) in roomy_uniform(),
@@ -895,3 +910,4 @@ proptest! {
         assert_within_band(&plan, &ns, &ss, rf);
     }
 }
+

@@ -4,7 +4,7 @@
 //! A cluster runs one Consul agent per machine; every trough process talks to its local agent
 //! (`consul.url`, e.g. `http://127.0.0.1:8500`). Everything trough stores lives under one KV
 //! prefix (`trough` by default, `<prefix>/` below), so several clusters can share one Consul.
-//! The client is a small typed layer over `reqwest` ([`client`]); see
+//! The client is a small typed layer over `reqwest` (`client.rs` here); see
 //! `docs/decisions/0005-consul-client.md` for why.
 //!
 //! # How each operation maps to Consul
@@ -34,10 +34,14 @@
 //!
 //! A schema is its SQL text, as is. [`Coordinator::put_schema`] first tries `?cas=0` (create only
 //! if absent) to learn, race-free, whether the schema is new, and overwrites otherwise. The
-//! assignment is one JSON [`AssignmentMap`], rewritten only when it differs, so an unchanged
-//! round of the leader wakes nobody. It is one key: an assignment larger than Consul's value
-//! limit (512 KiB by default, roughly 10,000 segments at two replicas with short names) fails
-//! with `Unavailable` from Consul; raise `limits.kv_max_value_size` on the servers for more.
+//! assignment is split into 256 buckets by a stable hash of the segment id,
+//! `<prefix>/assignment/<000..255>`, each a JSON [`AssignmentMap`] rewritten only when it differs.
+//! An unchanged round of the leader therefore wakes nobody, a round that moves a few segments
+//! rewrites only their buckets, and no value nears Consul's 512 KiB limit: 100,000 segments at
+//! two replicas make about 30 KiB per bucket. Buckets are written one by one, not atomically, so
+//! a reader can briefly see some segments with the old placement and some with the new. That is
+//! safe: each segment's replica list is consistent, and a node drops a copy only once the new
+//! holders have the latest version.
 //!
 //! ## Nodes: agent services + `<prefix>/nodes/<name>`
 //!
@@ -182,6 +186,21 @@ use crate::manifest::{Manifest, SegmentEntry, WritableInfo};
 
 /// The default KV prefix.
 pub const DEFAULT_PREFIX: &str = "trough";
+
+/// The assignment lives under `<prefix>/assignment/<bucket>`.
+const ASSIGNMENT_DIR: &str = "assignment";
+/// Number of assignment buckets: 100,000 segments at RF 2 make about 30 KiB per bucket.
+const ASSIGNMENT_BUCKETS: u64 = 256;
+
+/// The assignment bucket key of a segment (FNV-1a of its id, stable across versions).
+fn assignment_bucket_key(id: &SegmentId) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_str().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{ASSIGNMENT_DIR}/{:03}", h % ASSIGNMENT_BUCKETS)
+}
 
 /// How many check-and-set rounds an update of one catalog entry tries before giving up.
 const MAX_CAS_ATTEMPTS: u32 = 64;
@@ -918,24 +937,53 @@ impl Coordinator for ConsulCoordinator {
     }
 
     async fn put_assignment(&self, assignment: &AssignmentMap) -> Result<()> {
-        let key = self.key("assignment");
-        if let Some(p) = self.client.kv_get(&key).await? {
-            if serde_json::from_slice::<AssignmentMap>(&p.value).is_ok_and(|a| &a == assignment) {
-                return Ok(());
+        // One key per bucket, so no value nears Consul's size limit, and a round that moves a
+        // few segments rewrites only their buckets.
+        let mut wanted: BTreeMap<String, AssignmentMap> = BTreeMap::new();
+        for (id, nodes) in assignment {
+            wanted
+                .entry(self.key(&assignment_bucket_key(id)))
+                .or_default()
+                .insert(id.clone(), nodes.clone());
+        }
+        let prefix = self.key(&format!("{ASSIGNMENT_DIR}/"));
+        let current: BTreeMap<String, Vec<u8>> = self
+            .client
+            .kv_list(&prefix)
+            .await?
+            .into_iter()
+            .map(|p| (p.key, p.value))
+            .collect();
+        for (key, part) in &wanted {
+            let same = current
+                .get(key)
+                .and_then(|v| serde_json::from_slice::<AssignmentMap>(v).ok())
+                .is_some_and(|a| &a == part);
+            if !same {
+                self.client
+                    .kv_put(key, serde_json::to_vec(part)?, None)
+                    .await?;
             }
         }
-        self.client
-            .kv_put(&key, serde_json::to_vec(assignment)?, None)
-            .await?;
+        for (key, value) in &current {
+            let empty = serde_json::from_slice::<AssignmentMap>(value).is_ok_and(|a| a.is_empty());
+            if !wanted.contains_key(key) && !empty {
+                self.client
+                    .kv_put(key, serde_json::to_vec(&AssignmentMap::new())?, None)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
     async fn get_assignment(&self) -> Result<AssignmentMap> {
-        let key = self.key("assignment");
-        match self.client.kv_get(&key).await? {
-            Some(p) => Ok(serde_json::from_slice(&p.value)?),
-            None => Ok(AssignmentMap::new()),
+        let prefix = self.key(&format!("{ASSIGNMENT_DIR}/"));
+        let mut out = AssignmentMap::new();
+        for p in self.client.kv_list(&prefix).await? {
+            let part: AssignmentMap = serde_json::from_slice(&p.value)?;
+            out.extend(part);
         }
+        Ok(out)
     }
 
     async fn try_lock(&self, key: &str, holder: &NodeName) -> Result<Option<Lease>> {

@@ -326,13 +326,18 @@ async fn wait_for_change_wakes_across_coordinators() {
 
     // An idempotent add and an unchanged assignment write nothing, so they wake nobody.
     a.add_version(&manifest("seg", 1)).await.unwrap();
-    a.put_assignment(&AssignmentMap::new()).await.unwrap();
+    let mut assignment = AssignmentMap::new();
+    assignment.insert(
+        SegmentId::new("seg").unwrap(),
+        vec![NodeName::new("n1").unwrap()],
+    );
+    a.put_assignment(&assignment).await.unwrap();
     let now = b
         .wait_for_change(new, Duration::from_millis(300))
         .await
         .unwrap();
     assert!(now > new, "the first assignment is a change");
-    a.put_assignment(&AssignmentMap::new()).await.unwrap();
+    a.put_assignment(&assignment).await.unwrap();
     assert_eq!(
         b.wait_for_change(now, Duration::from_millis(300))
             .await
@@ -562,4 +567,39 @@ async fn concurrent_catalog_writers_never_lose_an_update() {
     assert_eq!(oks, 1, "{ra:?} {rb:?}");
     let err = ra.err().or(rb.err()).unwrap();
     assert_eq!(err.kind(), ErrorKind::Conflict);
+}
+
+
+/// An assignment far larger than one Consul value (512 KiB) round-trips through the buckets, and
+/// an unchanged assignment writes nothing (wakes nobody).
+#[tokio::test]
+async fn large_assignment_is_bucketed() {
+    let agent = trough_testkit::ConsulAgent::start();
+    let node = NodeName::new("big").unwrap();
+    let c = ConsulCoordinator::connect(&agent.url(), "bigassign", &node).unwrap();
+    let mut a = crate::coord::AssignmentMap::new();
+    for i in 0..20_000 {
+        let id = crate::id::SegmentId::new(&format!("segment-with-a-longish-name-{i:06}")).unwrap();
+        a.insert(
+            id,
+            vec![
+                NodeName::new(&format!("reader-node-{}", i % 7)).unwrap(),
+                NodeName::new(&format!("reader-node-{}", (i + 3) % 7)).unwrap(),
+            ],
+        );
+    }
+    assert!(serde_json::to_vec(&a).unwrap().len() > 512 * 1024, "bigger than one value");
+    c.put_assignment(&a).await.unwrap();
+    assert_eq!(c.get_assignment().await.unwrap(), a);
+    let idx = c.wait_for_change(0, std::time::Duration::ZERO).await.unwrap();
+    c.put_assignment(&a).await.unwrap();
+    let after = c
+        .wait_for_change(idx, std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(after, idx, "an unchanged assignment writes nothing");
+    // Removing segments empties their entries.
+    let small: crate::coord::AssignmentMap = a.iter().take(3).map(|(k, v)| (k.clone(), v.clone())).collect();
+    c.put_assignment(&small).await.unwrap();
+    assert_eq!(c.get_assignment().await.unwrap(), small);
 }

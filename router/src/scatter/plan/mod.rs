@@ -1,0 +1,255 @@
+//! The planner: parses one `SELECT`, decides whether its answer over many segments can be computed
+//! exactly from per-segment answers, and if so writes the per-segment SQL and the merge. PURE: no
+//! I/O, no SQLite. See the module docs of [`super`] for the design.
+//!
+//! This file holds the public face ([`plan`], [`ScatterPlan`], [`Strategy`], [`PlanError`]), the
+//! analysed query every step works on (`Planner`) and the choice of strategy. It neither takes the
+//! query apart nor writes SQL; its submodules do:
+//!
+//! - `source`: the original SQL text, and where each result column's text is (column names);
+//! - `params`: numbering of the `?` parameters and the parameter CTE;
+//! - `shape`: query-shape analysis and refusals (one table, result columns, aliases, WHERE,
+//!   GROUP BY, HAVING);
+//! - `order_limit`: ORDER BY terms and LIMIT / OFFSET;
+//! - `render`: the SQL of the Concat, SortedMerge and DISTINCT plans;
+//! - `aggregate`: aggregate decomposition into partial and merge aggregates (SqlMerge);
+//! - `guard`: the segment guard column, and finishing a plan;
+//! - `spec`: what a plan tells [`super::merge()`] (how to merge, sort keys, column names).
+
+mod aggregate;
+mod guard;
+mod order_limit;
+mod params;
+mod render;
+mod shape;
+mod source;
+mod spec;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use sqlparser::ast::{Expr, Ident, Statement};
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+use trough_core::error::{ApiError, ErrorKind};
+
+use super::expr::{contains_agg, refuse};
+use order_limit::{Order, OrderTerm};
+use source::{select_item_texts, SourceText};
+
+pub(crate) use guard::{GUARD_ALIAS, GUARD_COLLATE, GUARD_VIEW};
+pub(crate) use spec::{KeyCol, MergeSpec, Names, OutputName, SortKey, SqlBody};
+
+/// Why a query cannot be answered over many segments (HTTP 400).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanError {
+    code: &'static str,
+    message: String,
+}
+
+impl PlanError {
+    /// A query the planner refuses: it cannot guarantee the exact answer. Code
+    /// `unsupported_scatter_query`.
+    pub(crate) fn unsupported(msg: impl Into<String>) -> Self {
+        Self {
+            code: "unsupported_scatter_query",
+            message: msg.into(),
+        }
+    }
+    /// SQL that does not parse. Code `sql_error` (as for a single segment).
+    fn syntax(msg: impl Into<String>) -> Self {
+        Self {
+            code: "sql_error",
+            message: msg.into(),
+        }
+    }
+    /// The stable code: `unsupported_scatter_query` or `sql_error`.
+    pub fn code(&self) -> &str {
+        self.code
+    }
+    /// The human-readable reason.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl ApiError for PlanError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
+    fn code(&self) -> &str {
+        self.code
+    }
+}
+
+impl From<PlanError> for trough_core::Error {
+    fn from(e: PlanError) -> Self {
+        trough_core::Error::invalid(e.code, e.message)
+    }
+}
+
+/// How the per-segment answers are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Rows of all segments, one segment after another (then OFFSET/LIMIT). Streams.
+    Concat,
+    /// A k-way merge of the segments' sorted rows (then OFFSET/LIMIT). Streams.
+    SortedMerge,
+    /// Partial rows loaded into a temporary SQLite database and finished there by the merge SQL
+    /// (GROUP BY, aggregates, DISTINCT). Memory bounded by the merge budget; spills to disk.
+    SqlMerge,
+}
+
+/// An exact plan for answering one query over many segments: what to run on every segment
+/// ([`ScatterPlan::segment_sql`]) and how [`super::merge`] combines the answers.
+#[derive(Clone, Debug)]
+pub struct ScatterPlan {
+    pub(crate) segment_sql: String,
+    pub(crate) merge: MergeSpec,
+    /// Number of helper columns at the end of every segment row: hidden sort keys, then the guard.
+    pub(crate) tail: usize,
+    /// The guard bits that make a segment's answer unusable (see [`GUARD_VIEW`]…).
+    pub(crate) guard_fatal: i64,
+    /// The table the query reads, for messages.
+    pub(crate) table: String,
+    /// Result aliases the query uses as names (guard bit [`GUARD_ALIAS`]).
+    pub(crate) alias_refs: Vec<String>,
+}
+
+impl ScatterPlan {
+    /// The SQL to run on every segment (with the request's parameters, unchanged). Its rows,
+    /// in column order and in the JSON value encoding, are what [`super::merge`] consumes.
+    pub fn segment_sql(&self) -> &str {
+        &self.segment_sql
+    }
+    /// How the answers are combined.
+    pub fn strategy(&self) -> Strategy {
+        match self.merge {
+            MergeSpec::Concat { .. } => Strategy::Concat,
+            MergeSpec::Sorted { .. } => Strategy::SortedMerge,
+            MergeSpec::Sql { .. } => Strategy::SqlMerge,
+        }
+    }
+    /// The merge SQL (for [`Strategy::SqlMerge`] plans whose merge SQL does not depend on the
+    /// segments' column count), for logs and tests.
+    pub fn merge_sql(&self) -> Option<&str> {
+        match &self.merge {
+            MergeSpec::Sql {
+                body: SqlBody::Fixed(s),
+                ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Parses and plans `sql`; see the module docs of [`super`] for what is supported.
+pub fn plan(sql: &str) -> Result<ScatterPlan, PlanError> {
+    let dialect = SQLiteDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| PlanError::syntax(format!("cannot parse the SQL: {e}")))?;
+    let text = SourceText::new(sql);
+    for t in &tokens {
+        if let Token::HexStringLiteral(_) = t.token {
+            if text.slice_from(t.span.start).starts_with('0') {
+                return refuse(
+                    "hexadecimal integer literals (0x…) are not supported; write the number in decimal",
+                );
+            }
+        }
+    }
+    let mut stmts = Parser::parse_sql(&dialect, sql)
+        .map_err(|e| PlanError::syntax(format!("cannot parse the SQL: {e}")))?;
+    if stmts.len() != 1 {
+        return Err(PlanError::syntax(format!(
+            "expected exactly one statement, found {}",
+            stmts.len()
+        )));
+    }
+    // The per-segment SQL is written back from the parsed tree: refuse anything that does not
+    // survive printing and parsing again unchanged.
+    let printed = stmts[0].to_string();
+    match Parser::parse_sql(&dialect, &printed) {
+        Ok(again) if again == stmts => {}
+        _ => {
+            return refuse(
+                "the scatter planner cannot rewrite this statement faithfully (it changes when \
+                 printed back); simplify the syntax, e.g. add parentheses or spaces",
+            )
+        }
+    }
+    let Some(Statement::Query(query)) = stmts.pop() else {
+        return refuse("only SELECT statements can be run over many segments");
+    };
+    let item_texts = select_item_texts(&text, &tokens)?;
+    Planner::new(*query, item_texts)?.plan()
+}
+
+/// One result column of the query.
+struct Item {
+    /// `None` for `*` / `t.*`.
+    expr: Option<Expr>,
+    alias: Option<Ident>,
+    /// Source text (the column name of an expression without alias).
+    text: String,
+    /// The printed item for the segment SQL.
+    printed: String,
+}
+
+struct Planner {
+    items: Vec<Item>,
+    has_star: bool,
+    distinct: bool,
+    table_sql: String,
+    table_name: String,
+    schema: Option<String>,
+    /// Lower-case names the table is known by (name and alias), for canonical forms.
+    table_names: Vec<String>,
+    where_: Option<Expr>,
+    group_by: Vec<Expr>,
+    having: Option<Expr>,
+    order: Vec<Order>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+    /// `WITH "_trough_params" AS (SELECT …) ` or empty.
+    params_prefix: String,
+    /// Result aliases used as names in WHERE/GROUP BY/HAVING/ORDER BY expressions.
+    alias_refs: BTreeSet<String>,
+}
+
+impl Planner {
+    fn is_aggregate_query(&self) -> bool {
+        !self.group_by.is_empty()
+            || self.having.is_some()
+            || self
+                .items
+                .iter()
+                .any(|i| i.expr.as_ref().is_some_and(contains_agg))
+            || self
+                .order
+                .iter()
+                .any(|o| matches!(&o.term, OrderTerm::Expr(e) if contains_agg(e)))
+    }
+
+    fn plan(self) -> Result<ScatterPlan, PlanError> {
+        if self.is_aggregate_query() {
+            self.plan_aggregate()
+        } else if self.distinct {
+            self.plan_distinct()
+        } else if !self.order.is_empty() {
+            self.plan_sorted()
+        } else {
+            self.plan_concat()
+        }
+    }
+}
