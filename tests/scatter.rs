@@ -14,8 +14,16 @@ fn rows_sql(i: i64, n: i64) -> String {
     let mut s = String::new();
     for j in 0..n {
         let id = i * 100_000 + j;
-        let g = if j % 7 == 0 { "NULL".to_owned() } else { format!("'g{}'", j % 4) };
-        let a = if j % 11 == 0 { "NULL".to_owned() } else { ((j * 37 + i * 13) % 101 - 50).to_string() };
+        let g = if j % 7 == 0 {
+            "NULL".to_owned()
+        } else {
+            format!("'g{}'", j % 4)
+        };
+        let a = if j % 11 == 0 {
+            "NULL".to_owned()
+        } else {
+            ((j * 37 + i * 13) % 101 - 50).to_string()
+        };
         let b = format!("{}.25", (j * 7 + i) % 19 - 9);
         s.push_str(&format!("INSERT INTO t VALUES ({id}, {g}, {a}, {b});"));
     }
@@ -65,9 +73,17 @@ fn assert_same(got: &[Value], want: &[Value], sql: &str) {
     assert_eq!(got.len(), want.len(), "{sql}: {got:?} vs {want:?}");
     for (g, w) in got.iter().zip(want) {
         let (g, w) = (g.as_object().unwrap(), w.as_object().unwrap());
-        assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{sql}");
+        assert_eq!(
+            g.keys().collect::<Vec<_>>(),
+            w.keys().collect::<Vec<_>>(),
+            "{sql}"
+        );
         for (k, gv) in g {
-            assert!(close(gv, &w[k]), "{sql}: column {k}: got {gv}, want {}", w[k]);
+            assert!(
+                close(gv, &w[k]),
+                "{sql}: column {k}: got {gv}, want {}",
+                w[k]
+            );
         }
     }
 }
@@ -90,13 +106,24 @@ fn answers_equal_one_database() {
         assert_eq!(status, 200, "{sql}: {v}");
         let want = sqlite_rows(&f.mono, sql, &Value::Null);
         assert_same(v["rows"].as_array().unwrap(), &want, sql);
-        assert_eq!(v["segments"], json!({"queried": 6, "answered": 6, "failed": []}));
+        assert_eq!(
+            v["segments"],
+            json!({"queried": 6, "answered": 6, "failed": []})
+        );
     }
     // Parameters go to every segment and to the merge.
-    let sql = "SELECT g, count(*) AS n FROM t WHERE a > ? GROUP BY g HAVING count(*) > ? ORDER BY g";
-    let (status, v) = scatter(&f.server, &json!({"sql": sql, "params": [0, 5], "segments": "part-*"}));
+    let sql =
+        "SELECT g, count(*) AS n FROM t WHERE a > ? GROUP BY g HAVING count(*) > ? ORDER BY g";
+    let (status, v) = scatter(
+        &f.server,
+        &json!({"sql": sql, "params": [0, 5], "segments": "part-*"}),
+    );
     assert_eq!(status, 200, "{v}");
-    assert_same(v["rows"].as_array().unwrap(), &sqlite_rows(&f.mono, sql, &json!([0, 5])), sql);
+    assert_same(
+        v["rows"].as_array().unwrap(),
+        &sqlite_rows(&f.mono, sql, &json!([0, 5])),
+        sql,
+    );
 }
 
 #[test]
@@ -112,10 +139,16 @@ fn ndjson_streams_rows_then_the_summary() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 6, "{text}");
     assert_eq!(lines[0], json!({"id": 0}));
-    assert_eq!(lines[5], json!({"segments": {"queried": 2, "answered": 2, "failed": []}}));
+    assert_eq!(
+        lines[5],
+        json!({"segments": {"queried": 2, "answered": 2, "failed": []}})
+    );
 }
 
 #[test]
@@ -143,20 +176,33 @@ fn a_failing_segment_fails_the_query_unless_partial_is_allowed() {
         "segments_failed",
     );
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("seg-1") && !msg.contains("seg-0") && !msg.contains("seg-2"), "{msg}");
+    assert!(
+        msg.contains("seg-1") && !msg.contains("seg-0") && !msg.contains("seg-2"),
+        "{msg}"
+    );
 
     let (status, v) = scatter(&s, &json!({"sql": q, "segments": "*", "partial": "allow"}));
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["rows"].as_array().unwrap().len(), 6000, "the two good segments' rows");
+    assert_eq!(
+        v["rows"].as_array().unwrap().len(),
+        6000,
+        "the two good segments' rows"
+    );
     assert_eq!(v["segments"]["queried"], 3);
     assert_eq!(v["segments"]["answered"], 2);
     let failed = v["segments"]["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["id"], "seg-1");
-    assert!(failed[0]["error"].as_str().unwrap().contains("overflow"), "{failed:?}");
+    assert!(
+        failed[0]["error"].as_str().unwrap().contains("overflow"),
+        "{failed:?}"
+    );
 
     // Aggregates over the answering segments only, and said so.
-    let (status, v) = scatter(&s, &json!({"sql": "SELECT count(*) AS n, sum(abs(v)) AS s FROM t", "segments": "*", "partial": "allow"}));
+    let (status, v) = scatter(
+        &s,
+        &json!({"sql": "SELECT count(*) AS n, sum(abs(v)) AS s FROM t", "segments": "*", "partial": "allow"}),
+    );
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["rows"], json!([{"n": 6000, "s": 2 * (3000 * 3001 / 2)}]));
     assert_eq!(v["segments"]["failed"][0]["id"], "seg-1");
@@ -173,39 +219,89 @@ fn refusals_and_bad_requests() {
     ] {
         let (status, v) = scatter(&f.server, &json!({"sql": sql, "segments": "*"}));
         assert_eq!(status, 400, "{sql}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().len() > 10, "says why: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().len() > 10,
+            "says why: {v}"
+        );
     }
     let (status, v) = scatter(&f.server, &json!({"sql": "DELETE FROM t", "segments": "*"}));
     assert_eq!(status, 400, "{v}");
-    let (status, v) = scatter(&f.server, &json!({"sql": "SELECT id FROM t", "segments": ["nope"]}));
+    let (status, v) = scatter(
+        &f.server,
+        &json!({"sql": "SELECT id FROM t", "segments": ["nope"]}),
+    );
     assert_eq!(status, 404, "{v}");
-    let (status, v) = scatter(&f.server, &json!({"sql": "SELECT id FROM t", "segments": {"regex": "("}}));
+    let (status, v) = scatter(
+        &f.server,
+        &json!({"sql": "SELECT id FROM t", "segments": {"regex": "("}}),
+    );
     assert_eq!(status, 400, "{v}");
-    let (status, v) = scatter(&f.server, &json!({"sql": "SELECT id FROM t", "segments": ["../etc"]}));
+    let (status, v) = scatter(
+        &f.server,
+        &json!({"sql": "SELECT id FROM t", "segments": ["../etc"]}),
+    );
     assert_eq!(status, 400, "{v}");
     let (status, _) = f.server.post_text("/query", "not json");
     assert_eq!(status, 400);
     // Nothing changed: the data is all still there.
-    let (status, v) = scatter(&f.server, &json!({"sql": "SELECT count(*) AS n FROM t", "segments": "*"}));
+    let (status, v) = scatter(
+        &f.server,
+        &json!({"sql": "SELECT count(*) AS n FROM t", "segments": "*"}),
+    );
     assert_eq!(status, 200);
-    assert_eq!(v["rows"], json!(sqlite_rows(&f.mono, "SELECT count(*) AS n FROM t", &Value::Null)));
+    assert_eq!(
+        v["rows"],
+        json!(sqlite_rows(
+            &f.mono,
+            "SELECT count(*) AS n FROM t",
+            &Value::Null
+        ))
+    );
 }
 
 #[test]
 fn cli_query_all_and_segments() {
     let f = fixture(3);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_trough"))
-        .args(["query", "--all", "SELECT count(*) AS n FROM t", "--url", f.server.url()])
+        .args([
+            "query",
+            "--all",
+            "SELECT count(*) AS n FROM t",
+            "--url",
+            f.server.url(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["rows"], json!(sqlite_rows(&f.mono, "SELECT count(*) AS n FROM t", &Value::Null)));
+    assert_eq!(
+        v["rows"],
+        json!(sqlite_rows(
+            &f.mono,
+            "SELECT count(*) AS n FROM t",
+            &Value::Null
+        ))
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_trough"))
-        .args(["query", "--segments", "regex:part-[01]", "SELECT count(*) AS n FROM t", "--url", f.server.url()])
+        .args([
+            "query",
+            "--segments",
+            "regex:part-[01]",
+            "SELECT count(*) AS n FROM t",
+            "--url",
+            f.server.url(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["segments"]["queried"], 2);
 }

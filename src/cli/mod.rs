@@ -182,7 +182,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args, serve::Roles::ALL).await,
         Command::Node { roles: r, args } => serve::run(args, roles(&r)).await,
-        Command::Reader(args) | Command::Sync {
+        Command::Reader(args)
+        | Command::Sync {
             server: false,
             args,
         } => serve::run(args, roles(&[RoleArg::Reader])).await,

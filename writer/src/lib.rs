@@ -167,7 +167,9 @@ impl Writer {
                         tracing::info!(segment = %id, "write lease acquired; accepting writes");
                     }
                     Err(Error::LeaseElsewhere { .. }) => {}
-                    Err(e) => tracing::warn!(segment = %id, error = %e, "reacquiring write lease failed"),
+                    Err(e) => {
+                        tracing::warn!(segment = %id, error = %e, "reacquiring write lease failed")
+                    }
                 }
             }
         }

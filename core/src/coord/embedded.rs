@@ -110,9 +110,11 @@ fn load_entry(conn: &Connection, id: &SegmentId) -> Result<Option<SegmentEntry>>
     if versions.is_empty() && writable.is_none() {
         // A segment that existed stays in the catalog (empty) when it stops being writable.
         let exists: bool = conn
-            .query_row("SELECT 1 FROM segments WHERE id = ?1", [id.as_str()], |_| {
-                Ok(true)
-            })
+            .query_row(
+                "SELECT 1 FROM segments WHERE id = ?1",
+                [id.as_str()],
+                |_| Ok(true),
+            )
             .optional()?
             .unwrap_or(false);
         if !exists {

@@ -4,6 +4,9 @@ use serde::Deserialize;
 use trough_core::http::HttpError;
 use trough_core::{ErrorKind, SegmentId};
 
+/// What a selector may be, for error messages.
+const SELECTOR_FORMS: &str = "use \"*\", \"prefix*\", an id, a list of ids, or {\"regex\": ...}";
+
 /// Longest regex accepted in a selector, in bytes.
 const MAX_REGEX_BYTES: usize = 1024;
 
@@ -63,12 +66,12 @@ pub fn select(catalog: &[SegmentId], selector: &Selector) -> Result<Vec<SegmentI
                 }
                 vec![id]
             }
-            _ => return Err(invalid(
-                "invalid_selector",
-                format!(
-                    "{p:?}: use \"*\", \"prefix*\", an id, a list of ids, or {{\"regex\": ...}}"
-                ),
-            )),
+            _ => {
+                return Err(invalid(
+                    "invalid_selector",
+                    format!("{p:?}: {SELECTOR_FORMS}"),
+                ))
+            }
         },
         Selector::Regex { regex } => {
             if regex.len() > MAX_REGEX_BYTES {

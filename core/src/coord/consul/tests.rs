@@ -569,7 +569,6 @@ async fn concurrent_catalog_writers_never_lose_an_update() {
     assert_eq!(err.kind(), ErrorKind::Conflict);
 }
 
-
 /// An assignment far larger than one Consul value (512 KiB) round-trips through the buckets, and
 /// an unchanged assignment writes nothing (wakes nobody).
 #[tokio::test]
@@ -588,10 +587,16 @@ async fn large_assignment_is_bucketed() {
             ],
         );
     }
-    assert!(serde_json::to_vec(&a).unwrap().len() > 512 * 1024, "bigger than one value");
+    assert!(
+        serde_json::to_vec(&a).unwrap().len() > 512 * 1024,
+        "bigger than one value"
+    );
     c.put_assignment(&a).await.unwrap();
     assert_eq!(c.get_assignment().await.unwrap(), a);
-    let idx = c.wait_for_change(0, std::time::Duration::ZERO).await.unwrap();
+    let idx = c
+        .wait_for_change(0, std::time::Duration::ZERO)
+        .await
+        .unwrap();
     c.put_assignment(&a).await.unwrap();
     let after = c
         .wait_for_change(idx, std::time::Duration::from_millis(300))
@@ -599,7 +604,11 @@ async fn large_assignment_is_bucketed() {
         .unwrap();
     assert_eq!(after, idx, "an unchanged assignment writes nothing");
     // Removing segments empties their entries.
-    let small: crate::coord::AssignmentMap = a.iter().take(3).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let small: crate::coord::AssignmentMap = a
+        .iter()
+        .take(3)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     c.put_assignment(&small).await.unwrap();
     assert_eq!(c.get_assignment().await.unwrap(), small);
 }
