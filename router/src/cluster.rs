@@ -192,6 +192,15 @@ impl ClusterView {
         })
     }
 
+    /// A live node by name.
+    pub fn node(&self, name: &NodeName) -> Option<Target> {
+        let snap = self.snapshot();
+        snap.nodes.get(name).map(|n| Target {
+            name: n.name.clone(),
+            address: n.address.clone(),
+        })
+    }
+
     /// The writer node new writable segments should go to.
     pub fn pick_writer(&self) -> Option<Target> {
         pick_writer(&self.snapshot())

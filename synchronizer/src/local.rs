@@ -380,6 +380,12 @@ impl LocalSync {
                     .remove(&id);
             }
         }
+        if failed > 0 {
+            // Withdraw the copies from the registry (and DNS) now, not at the next pass.
+            if let Err(e) = self.report().await {
+                tracing::warn!(error = %e, "reporting after scrub failed");
+            }
+        }
         failed
     }
 

@@ -265,8 +265,7 @@ impl TestCluster {
         }
     }
 
-    /// Waits until the router's `GET /segments`-side view (`list_nodes` via a segment document
-    /// is not available without segments, so Consul's health API is asked) lists `names`.
+    /// Waits until Consul lists every node in `names` as a passing `trough-node` instance.
     pub fn wait_nodes_listed(&self, names: &BTreeSet<String>) {
         let ok = wait_until(START_TIMEOUT, || {
             let listed = self.consul_passing_nodes();

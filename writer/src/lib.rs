@@ -180,20 +180,27 @@ impl Writer {
         self.dir.join(format!("{id}.sqlite"))
     }
 
-    /// The (id, path) of every live database.
+    /// The (id, path) of every live database on this node (leased, or waiting for its lease:
+    /// reads are safe either way, nobody else writes it).
     pub fn live(&self) -> Vec<(SegmentId, PathBuf)> {
-        let dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = dbs
-            .values()
-            .map(|d| (d.id.clone(), d.path.clone()))
-            .collect();
+        let mut v: Vec<_> = {
+            let dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner());
+            dbs.values()
+                .map(|d| (d.id.clone(), d.path.clone()))
+                .collect()
+        };
+        v.extend(
+            self.pending_lock()
+                .keys()
+                .map(|id| (id.clone(), self.db_path(id))),
+        );
         v.sort();
         v
     }
 
-    /// Whether this node holds `id` writable.
+    /// Whether this node is the writer of `id` (holding its lease, or waiting to take it back).
     pub fn holds(&self, id: &SegmentId) -> bool {
-        self.get(id).is_some()
+        self.get(id).is_some() || self.pending_lock().contains_key(id)
     }
 
     fn get(&self, id: &SegmentId) -> Option<Arc<WritableDb>> {

@@ -207,7 +207,14 @@ pub async fn provision(
                     .send(&t, Method::POST, &path, &headers, bytes, Retry::NotSent)
                     .await
                 {
-                    Attempt::Done(r) => Ok(r),
+                    Attempt::Done(r) => {
+                        // Routing of the next requests (and the next provision's choice of
+                        // writer) must see this segment at once.
+                        if r.status().is_success() {
+                            let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+                        }
+                        Ok(r)
+                    }
                     Attempt::Retry(reason) => Err(HttpError::new(
                         ErrorKind::Unavailable,
                         "writer_unavailable",
@@ -236,6 +243,7 @@ pub async fn provision(
             .install_live(id.clone(), writer.db_path(&id))
             .map_err(HttpError::from)?;
     }
+    let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
     let status = if created {
         StatusCode::CREATED
     } else {

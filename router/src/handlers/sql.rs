@@ -227,7 +227,37 @@ async fn forward_write(
     headers: &HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, HttpError> {
-    match node.cluster.writer_of(id) {
+    let target = match node.cluster.writer_of(id) {
+        Some(t) => Some(t),
+        None => {
+            // The cached view may predate this segment's provisioning: ask the catalog.
+            let entry = node
+                .coordinator
+                .get_segment(id)
+                .await?
+                .ok_or_else(|| segment_not_found(id))?;
+            let Some(w) = entry.writable else {
+                return Err(trough_writer::Error::NotWritable(id.clone()).into());
+            };
+            if node.cluster.node(&w.writer).is_none() {
+                let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+            }
+            match node.cluster.node(&w.writer) {
+                Some(t) => Some(t),
+                None => {
+                    return Err(HttpError::new(
+                        ErrorKind::Unavailable,
+                        "writer_unavailable",
+                        format!(
+                            "{id} is writable on node {}, which is not available; writes resume when it returns",
+                            w.writer
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    match target {
         Some(t) if t.name != node.name => match node
             .forwarder
             .send(&t, Method::POST, path, headers, bytes, Retry::NotSent)
@@ -240,25 +270,8 @@ async fn forward_write(
                 format!("the writer of {id} cannot be reached: {reason}"),
             )),
         },
-        _ => {
-            // Not writable, unknown, or its writer is not alive: explain precisely.
-            let entry = node
-                .coordinator
-                .get_segment(id)
-                .await?
-                .ok_or_else(|| segment_not_found(id))?;
-            match entry.writable {
-                Some(w) => Err(HttpError::new(
-                    ErrorKind::Unavailable,
-                    "writer_unavailable",
-                    format!(
-                        "{id} is writable on node {}, which is not available; writes resume when it returns",
-                        w.writer
-                    ),
-                )),
-                None => Err(trough_writer::Error::NotWritable(id.clone()).into()),
-            }
-        }
+        // This node is the writer but does not hold the segment open: explain why.
+        _ => Err(trough_writer::Error::NotWritable(id.clone()).into()),
     }
 }
 
