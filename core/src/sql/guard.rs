@@ -1,4 +1,4 @@
-//! The statement guard: an SQLite authorizer installed on every connection [`super::open`] makes.
+//! The statement guard: an SQLite authorizer installed on every connection [`super::open()`] makes.
 //!
 //! SQLite calls the authorizer while it *prepares* a statement, once per action the statement
 //! would perform. The guard denies the actions no client statement may perform, whatever the

@@ -1,6 +1,6 @@
 //! The SQLite engine wrapper: every statement trough runs on a segment goes through here.
 //!
-//! - [`open`] / [`open_writable`] ([`open`](mod@open) module): hardened connections for each
+//! - [`open()`] / [`open_writable()`] ([`open`](mod@open) module): hardened connections for each
 //!   [`Access`] (immutable stored copy, read-only view of a live database, the writer's own).
 //! - [`guard`] — the authorizer every connection gets (no ATTACH, extensions, dangerous PRAGMAs,
 //!   transaction control…), and the way trusted internal SQL bypasses it.
