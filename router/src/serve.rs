@@ -200,6 +200,9 @@ pub async fn run(
         )),
     ];
     if roles.sync_server {
+        let lc = leader_config(&config);
+        trough_synchronizer::assign::TierMatcher::new(&lc.tier_rules)
+            .map_err(|e| Error::invalid("invalid_config", e.to_string()))?;
         tasks.push(tokio::spawn(leader::run(
             name.clone(),
             coordinator.clone(),

@@ -43,12 +43,16 @@ fn main() {
     let node = |i: usize| NodeSpec {
         name: NodeName::new(&format!("node-{i:03}")).unwrap(),
         tier: "default".into(),
-        quota_bytes: if i % 2 == 0 { unit } else { 2 * unit },
+        quota_bytes: [unit, 2 * unit][i % 2],
         healthy: true,
     };
     let nodes: Vec<NodeSpec> = (0..NODES).map(node).collect();
     let joined: Vec<NodeSpec> = (0..=NODES).map(node).collect();
-    let left: Vec<NodeSpec> = nodes.iter().filter(|n| n.name.as_str() != "node-042").cloned().collect();
+    let left: Vec<NodeSpec> = nodes
+        .iter()
+        .filter(|n| n.name.as_str() != "node-042")
+        .cloned()
+        .collect();
     let tiers = [TierSpec {
         name: "default".into(),
         replication_factor: RF,
@@ -84,7 +88,12 @@ fn main() {
         }
         times.sort();
         let ideal = match name {
-            "one node joins" => format!("{}", SEGMENTS * RF / (NODES + 1)),
+            // The new node's quota-weighted share of the replicas.
+            "one node joins" => {
+                let all: u64 = joined.iter().map(|n| n.quota_bytes).sum();
+                let new = joined[NODES].quota_bytes;
+                format!("{}", (SEGMENTS * RF) as u64 * new / all)
+            }
             "one node leaves" => format!(
                 "{}",
                 previous
@@ -108,8 +117,10 @@ fn main() {
             spread(&plan, nodes),
         );
     }
-    println!("spread: max - min of stored/quota over nodes; ideal moves: replicas/(N+1) on a join,");
-    println!("the departed node's replicas on a leave");
+    println!(
+        "spread: max - min of stored/quota over nodes. ideal moves: on a join, the new node's"
+    );
+    println!("quota-weighted share of the replicas; on a leave, the departed node's replicas.");
 }
 
 fn ms(d: Duration) -> String {
@@ -121,5 +132,6 @@ fn spread(plan: &Plan, nodes: &[NodeSpec]) -> f64 {
         .iter()
         .map(|n| plan.stored_bytes[&n.name] as f64 / n.quota_bytes as f64)
         .collect();
-    ratios.iter().copied().fold(f64::MIN, f64::max) - ratios.iter().copied().fold(f64::MAX, f64::min)
+    ratios.iter().copied().fold(f64::MIN, f64::max)
+        - ratios.iter().copied().fold(f64::MAX, f64::min)
 }

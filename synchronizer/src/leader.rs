@@ -52,6 +52,8 @@ pub async fn round(
             healthy: true,
         })
         .collect();
+    let matcher = assign::TierMatcher::new(&config.tier_rules)
+        .map_err(|e| trough_core::Error::invalid("invalid_tier_rule", e.to_string()))?;
     let segments: Vec<SegmentSpec> = coordinator
         .list_segments()
         .await?
@@ -59,7 +61,7 @@ pub async fn round(
         .filter_map(|e| {
             let size = e.latest()?.size;
             Some(SegmentSpec {
-                tier: assign::tier_for(&e.id, &config.tier_rules).to_owned(),
+                tier: matcher.tier_for(&e.id).to_owned(),
                 id: e.id,
                 size_bytes: size,
             })

@@ -70,8 +70,11 @@ struct Tier {
     initial_count: Vec<u32>,
     /// Scratch: one flag per node.
     mark: Vec<bool>,
-    /// Scratch: one score per node.
+    /// Scratch, per node, for the segment being placed: the exact score (NaN until computed),
+    /// the pair's variate, and a lower bound of the score.
     scores: Vec<f64>,
+    variate: Vec<f64>,
+    bound: Vec<f64>,
 }
 
 /// Places one tier; returns each segment's holders as indices into `nodes`, ascending.
@@ -164,6 +167,8 @@ impl Tier {
             initial_count: Vec::new(),
             mark: vec![false; n],
             scores: vec![0.0; n],
+            variate: vec![0.0; n],
+            bound: vec![0.0; n],
             size,
             quota,
             target,
@@ -279,10 +284,26 @@ impl Tier {
         }
     }
 
+    /// Prepares [`Self::exact_score`] for segment `s`: each node's variate and a cheap lower
+    /// bound of its score (`-ln u ≥ 1 − u`, shaded by 2⁻⁴⁰ against rounding). Computing the
+    /// logarithm only for nodes whose bound beats the best so far saves most of them: with the
+    /// nodes in random order, the best so far improves about ln N times.
     fn compute_scores(&mut self, s: usize) {
+        const SHADE: f64 = 1.0 - 1.0 / (1u64 << 40) as f64;
         for n in 0..self.scores.len() {
-            self.scores[n] = self.score(s, n);
+            let u = unit(self.seg_hash[s], self.node_key[n]);
+            self.variate[n] = u;
+            self.bound[n] = (1.0 - u) * self.inv_weight[n] * SHADE;
+            self.scores[n] = f64::NAN;
         }
+    }
+
+    /// The exact score of node `n` for the segment of the last [`Self::compute_scores`].
+    fn exact_score(&mut self, n: usize) -> f64 {
+        if self.scores[n].is_nan() {
+            self.scores[n] = neg_ln(self.variate[n]) * self.inv_weight[n];
+        }
+        self.scores[n]
     }
 
     /// Where a new replica of `s` goes, from the scores in `self.scores`: the best-ranked
@@ -304,9 +325,18 @@ impl Tier {
             let Some(after) = self.would_fit(n, s) else {
                 continue;
             };
-            let score = self.scores[n];
+            // A node can only win a category if its lower bound beats that category's best
+            // (ties go to the earlier node, which came first).
+            let bound = self.bound[n];
+            let beats = |best: Option<(f64, usize)>| best.is_none_or(|(b, _)| bound < b);
             if after as f64 <= self.upper[n] {
-                if (self.load[n] as f64) < self.lower[n] && hungry.is_none_or(|(b, _)| score < b) {
+                let is_hungry = (self.load[n] as f64) < self.lower[n];
+                let may_win = beats(banded) || (is_hungry && beats(hungry));
+                if !may_win {
+                    continue;
+                }
+                let score = self.exact_score(n);
+                if is_hungry && hungry.is_none_or(|(b, _)| score < b) {
                     hungry = Some((score, n));
                 }
                 if banded.is_none_or(|(b, _)| score < b) {
@@ -314,6 +344,7 @@ impl Tier {
                 }
             } else if allow_over_band {
                 let ratio = after as f64 / self.quota[n] as f64;
+                let score = self.exact_score(n);
                 if over_band.is_none_or(|(r, b, _)| ratio < r || (ratio == r && score < b)) {
                     over_band = Some((ratio, score, n));
                 }

@@ -99,12 +99,15 @@ mod tests {
     /// Pins the hash: a change here would reshuffle every deployed cluster on upgrade.
     #[test]
     fn hashes_are_pinned() {
-        assert_eq!(name_hash(""), fmix64(FNV_OFFSET));
-        assert_eq!(name_hash("seg-1"), 0x6ad1_1e8a_d92c_d4ee);
-        assert_eq!(node_key("node-a"), 0x4b2d_61fb_ec0a_14d6);
+        // FNV-1a's published test vectors, then fmix64.
+        assert_eq!(name_hash(""), fmix64(0xcbf2_9ce4_8422_2325));
+        assert_eq!(name_hash("a"), fmix64(0xaf63_dc4c_8601_ec8c));
+        assert_eq!(name_hash("foobar"), fmix64(0x8594_4171_f739_67e8));
+        assert_eq!(name_hash("seg-1"), 0x8389_8250_f72f_3ffd);
+        assert_eq!(node_key("node-a"), 0x6286_e673_d9cb_6924);
         let u = unit(name_hash("seg-1"), node_key("node-a"));
         assert!(u > 0.0 && u < 1.0);
-        assert_eq!(u.to_bits(), 0x3fe2_b8b6_4e01_e0ce);
+        assert_eq!(u.to_bits(), 0x3fe1_5f0a_9727_d59c);
     }
 
     #[test]

@@ -651,7 +651,14 @@ fn placement_is_pinned() {
     assert_eq!(got, PINNED);
 }
 
-const PINNED: [&str; 6] = ["", "", "", "", "", ""];
+const PINNED: [&str; 6] = [
+    "seg-000000:node-002,node-003",
+    "seg-000001:node-001,node-002",
+    "seg-000002:node-000,node-001",
+    "seg-000003:node-000,node-003",
+    "seg-000004:node-001,node-002",
+    "seg-000005:node-001,node-003",
+];
 
 #[test]
 fn types_round_trip_and_deserialize_from_config() {
@@ -910,4 +917,3 @@ proptest! {
         assert_within_band(&plan, &ns, &ss, rf);
     }
 }
-
