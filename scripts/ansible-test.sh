@@ -21,10 +21,11 @@
 #      answer; resolves the segment through Consul DNS
 #   6. ansible-playbook site.yml again: the recap must show changed=0 for every host
 #   7. kill -9 of a reader: the supervisor restarts it (Restart=on-failure)
-#   8. a rolling upgrade of the read nodes to a new binary with -e trough_serial=1 while a client
+#   8. a quota change on one host restarts only that host's reader, which registers the new quota
+#   9. a rolling upgrade of the read nodes to a new binary with -e trough_serial=1 while a client
 #      queries the router without pause: no query may fail
-#   9. removal of a read node (trough_state=absent): its services stop, queries still answer
-#  10. teardown (also on failure): every supervised process, s3s-fs, the temp dir
+#  10. removal of a read node (trough_state=absent): its services stop, queries still answer
+#  11. teardown (also on failure): every supervised process, s3s-fs, the temp dir
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS="${TROUGH_TOOLS_DIR:-$HOME/.cache/trough-tools}"
@@ -61,7 +62,7 @@ install_ansible
 PY="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
 export ANSIBLE_CONFIG="$ROOT/ansible/ansible.cfg" ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
-export ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_INVENTORY_UNPARSED_WARNING=False
+export ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_INVENTORY_UNPARSED_WARNING=False PYTHONDONTWRITEBYTECODE=1
 
 if [ -z "${TROUGH_BIN:-}" ]; then
   TROUGH_BIN="$ROOT/target/debug/trough"
@@ -81,7 +82,7 @@ WORK="$(mktemp -d /tmp/trough-ansible-XXXXXX)"
 S3_PID=""
 QUERY_PID=""
 teardown() {
-  local rc=$?
+  local rc=$? stoppers=() pid pidfile state f
   set +e
   [ -n "$QUERY_PID" ] && kill "$QUERY_PID" 2>/dev/null
   # Every service the playbook started runs under supervise-unit with a pid file in its host's
@@ -92,9 +93,10 @@ teardown() {
       [ -e "$pidfile" ] || continue
       case "$pidfile" in *.main.pid) continue ;; esac
       "$SUPERVISE" --state-dir "$state" stop "$(basename "$pidfile" .pid)" >/dev/null 2>&1 &
+      stoppers+=($!)
     done
   done
-  wait
+  for pid in "${stoppers[@]}"; do wait "$pid"; done
   for pidfile in "$WORK"/host*/run/*.pid; do
     [ -e "$pidfile" ] || continue
     pid="$(cat "$pidfile" 2>/dev/null)"
@@ -238,7 +240,7 @@ playbook() {
   (cd "$ROOT/ansible" && timeout "$PLAYBOOK_TIMEOUT" ansible-playbook -i "$WORK/inventory.yml" site.yml "$@") \
     >"$WORK/$name.log" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ]; then
-    cat "$WORK/$name.log" >&2
+    tail -n 80 "$WORK/$name.log" >&2
     die "ansible-playbook ($name) exited with $rc"
   fi
   log "ansible-playbook ($name) done in $((SECONDS - start))s"
@@ -339,21 +341,36 @@ EOF
 check_query || die "the query through the router gave a wrong answer"
 log "query through the router: correct answer"
 
-"$PY" - "$DNS_PORT" <<'EOF' || die "Consul DNS did not resolve the segment"
-import random, socket, struct, sys
+"$PY" - "$DNS_PORT" <<'EOF' || die "Consul DNS did not resolve the segment to its 2 replicas"
+import random, socket, struct, sys, time
 port = int(sys.argv[1])
 name = "pages-2024.trough-read.service.consul"
-qid = random.randrange(65536)
-q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 33, 1)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(5)
-s.sendto(q, ("127.0.0.1", port))
-r, _ = s.recvfrom(4096)
-rid, flags, _, an = struct.unpack(">HHHH", r[:8])
-assert rid == qid and flags & 0xF == 0, f"rcode {flags & 0xF}"
-assert an >= 2, f"{an} SRV answers for {name}, expected 2 replicas"
-print(f"Consul DNS: {an} SRV records for {name}", file=sys.stderr)
+
+def srv_answers():
+    qid = random.randrange(65536)
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    q += struct.pack(">HH", 33, 1)  # SRV, IN
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(q, ("127.0.0.1", port))
+    r, _ = s.recvfrom(4096)
+    rid, flags, _, an = struct.unpack(">HHHH", r[:8])
+    assert rid == qid, "answer to another query"
+    return flags & 0xF, an
+
+deadline = time.monotonic() + 20
+while True:
+    try:
+        rcode, an = srv_answers()
+    except OSError as e:
+        rcode, an = f"no answer ({e})", 0
+    if rcode == 0 and an >= 2:
+        print(f"Consul DNS: {an} SRV records for {name}", file=sys.stderr)
+        break
+    if time.monotonic() > deadline:
+        sys.exit(f"Consul DNS on port {port}: rcode {rcode}, {an} SRV records for {name}")
+    time.sleep(0.5)
 EOF
 
 # --- 6. idempotence ---------------------------------------------------------------------------
@@ -376,7 +393,25 @@ done
 [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] || die "the supervisor did not restart the killed reader"
 log "killed reader pid $old_pid; supervisor restarted it as pid $new_pid"
 
-# --- 8. rolling upgrade, no failed query ------------------------------------------------------
+# --- 8. a quota change restarts only the reader of that host ----------------------------------
+state2="$WORK/host2/run"
+reader_before="$(cat "$state2/trough-reader.main.pid")"
+sync_before="$(cat "$state2/trough-sync-server.main.pid")"
+playbook quota --limit host2 --tags trough -e trough_quota_bytes=3000000000
+grep -q '^quota_bytes = 3000000000$' "$WORK/host2/etc/trough/reader.toml" || die "host2's reader.toml has no new quota"
+[ "$(cat "$state2/trough-reader.main.pid")" != "$reader_before" ] || die "the reader of host2 was not restarted"
+[ "$(cat "$state2/trough-sync-server.main.pid")" = "$sync_before" ] || die "the sync server of host2 was restarted too"
+grep -qE '^host2 +: .*changed=[1-9]' "$WORK/quota.log" || die "the quota change changed nothing"
+quota_seen=""
+for _ in $(seq 40); do
+  quota_seen="$(http "http://127.0.0.1:${HTTP[host2]}/v1/kv/trough/nodes/host2?raw" 2>/dev/null || true)"
+  grep -q '"quota_bytes":3000000000' <<<"$quota_seen" && break
+  sleep 0.5
+done
+grep -q '"quota_bytes":3000000000' <<<"$quota_seen" || die "host2's reader did not register its new quota: $quota_seen"
+log "quota change: only trough-reader on host2 restarted; it registered the new quota"
+
+# --- 9. rolling upgrade, no failed query ------------------------------------------------------
 cp "$TROUGH_BIN" "$WORK/trough-v2"
 printf 'trough-ansible-test upgrade marker %s\n' "$(date +%s%N)" >>"$WORK/trough-v2"
 "$PY" - "$ROUTER_URL" "$WORK/queries.txt" "$WORK/stop-queries" <<'EOF' &
@@ -396,12 +431,12 @@ while not os.path.exists(stop):
     except Exception as e:  # noqa: BLE001
         failed += 1
         errors.append(f"{time.strftime('%H:%M:%S')} {e}")
-    time.sleep(0.02)
+    time.sleep(0.1)
 with open(out, "w") as f:
     f.write(f"{ok} {failed}\n" + "\n".join(errors[:20]) + "\n")
 EOF
 QUERY_PID=$!
-playbook upgrade --limit trough_nodes -e trough_serial=1 -e "trough_binary_src=$WORK/trough-v2"
+playbook upgrade --limit trough_nodes --tags trough -e trough_serial=1 -e "trough_binary_src=$WORK/trough-v2"
 touch "$WORK/stop-queries"
 wait "$QUERY_PID" || true
 QUERY_PID=""
@@ -414,8 +449,8 @@ done
 recap_check "$WORK/upgrade.log" 0 host1 host2 host3
 log "rolling upgrade: $ok queries during it, none failed"
 
-# --- 9. remove a node -------------------------------------------------------------------------
-playbook remove --limit host3 -e trough_state=absent
+# --- 10. remove a node -------------------------------------------------------------------------
+playbook remove --limit host3 --tags trough -e trough_state=absent
 ls "$WORK"/host3/etc/systemd/system/trough-*.service >/dev/null 2>&1 && die "host3 still has trough units"
 for part in reader writer; do
   "$SUPERVISE" --state-dir "$WORK/host3/run" status "trough-$part" >/dev/null && die "trough-$part still runs on host3"
