@@ -208,6 +208,17 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, String
         .into_iter()
         .filter(|t| t.name != node.name)
         .collect();
+    let targets = if targets.is_empty() {
+        // The cached view may predate this segment's placement: refresh once and look again.
+        let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+        node.cluster
+            .read_targets(id)
+            .into_iter()
+            .filter(|t| t.name != node.name)
+            .collect()
+    } else {
+        targets
+    };
     if targets.is_empty() {
         return Err("no healthy replica holds it".into());
     }

@@ -81,12 +81,19 @@ impl Node {
         headers: &HeaderMap,
         bytes: Bytes,
     ) -> Result<Response, HttpError> {
-        let targets: Vec<_> = self
-            .cluster
-            .read_targets(id)
-            .into_iter()
-            .filter(|t| t.name != self.name)
-            .collect();
+        let others = |node: &Self| -> Vec<_> {
+            node.cluster
+                .read_targets(id)
+                .into_iter()
+                .filter(|t| t.name != node.name)
+                .collect()
+        };
+        let mut targets = others(self);
+        if targets.is_empty() {
+            // The cached view may predate this segment's placement: refresh once and look again.
+            let _ = self.cluster.refresh(self.coordinator.as_ref()).await;
+            targets = others(self);
+        }
         let mut failures = Vec::new();
         for t in &targets {
             match self
