@@ -44,16 +44,33 @@ fn smoke_preset_runs_every_scenario_and_prints_the_tables() {
         );
     }
     assert!(stdout.contains("| case | system | median |"), "{stdout}");
-    assert!(stdout.contains("| ratio | value | target | met |"), "{stdout}");
-    for system in ["trough", "datasette", "hyper-fixed", "rusqlite", "cp+sha256sum", "monolith"] {
-        assert!(stdout.contains(&format!("| {system} |")), "no {system} row in:\n{stdout}");
+    assert!(
+        stdout.contains("| ratio | value | target | met |"),
+        "{stdout}"
+    );
+    for system in [
+        "trough",
+        "datasette",
+        "hyper-fixed",
+        "rusqlite",
+        "cp+sha256sum",
+        "monolith",
+    ] {
+        assert!(
+            stdout.contains(&format!("| {system} |")),
+            "no {system} row in:\n{stdout}"
+        );
     }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).expect("results JSON written"))
             .expect("results are JSON");
     assert_eq!(json["preset"], "smoke");
     let measurements = json["measurements"].as_array().expect("measurements");
-    assert!(measurements.len() >= 30, "{} measurements", measurements.len());
+    assert!(
+        measurements.len() >= 30,
+        "{} measurements",
+        measurements.len()
+    );
     assert!(
         measurements
             .iter()

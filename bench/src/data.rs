@@ -19,13 +19,26 @@ pub const T_SCHEMA: &str =
     "CREATE TABLE t(id INTEGER PRIMARY KEY, g TEXT NOT NULL, a INTEGER NOT NULL, b REAL NOT NULL)";
 
 const WORDS: [&str; 16] = [
-    "archive", "crawl", "federation", "segment", "shard", "query", "sqlite", "object", "verify",
-    "router", "replica", "manifest", "promote", "writer", "reader", "scrub",
+    "archive",
+    "crawl",
+    "federation",
+    "segment",
+    "shard",
+    "query",
+    "sqlite",
+    "object",
+    "verify",
+    "router",
+    "replica",
+    "manifest",
+    "promote",
+    "writer",
+    "reader",
+    "scrub",
 ];
 
 fn fresh(path: &Path, stamp: &str) -> bool {
-    path.exists()
-        && std::fs::read_to_string(stamp_path(path)).is_ok_and(|s| s == stamp)
+    path.exists() && std::fs::read_to_string(stamp_path(path)).is_ok_and(|s| s == stamp)
 }
 
 fn stamp_path(path: &Path) -> PathBuf {
@@ -40,14 +53,20 @@ fn open_for_load(path: &Path) -> Result<Connection> {
     }
     let _ = std::fs::remove_file(path);
     let c = Connection::open(path).with_context(|| format!("create {}", path.display()))?;
-    c.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")?;
+    c.execute_batch(
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;",
+    )?;
     Ok(c)
 }
 
 /// A `pages` row: about 200 bytes.
 fn page_row(i: u64) -> (String, i64, i64, String) {
     let h = mix(i);
-    let url = format!("https://host{:04}.example.org/path/{:08x}/{i}", h % 10_000, h >> 32);
+    let url = format!(
+        "https://host{:04}.example.org/path/{:08x}/{i}",
+        h % 10_000,
+        h >> 32
+    );
     let status = [200, 200, 200, 200, 301, 404, 500][(h % 7) as usize];
     let size = (h >> 20) % 1_000_000;
     let mut title = String::with_capacity(128);

@@ -21,7 +21,11 @@ pub fn run(bodies_dir: &Path) -> Result<()> {
     for e in std::fs::read_dir(bodies_dir)? {
         let p = e?.path();
         if p.extension().is_some_and(|x| x == "json") {
-            let name = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let name = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             bodies.insert(format!("/{name}"), Bytes::from(std::fs::read(&p)?));
         }
     }

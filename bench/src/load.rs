@@ -162,7 +162,10 @@ async fn http_worker(
                     out.errors += 1;
                 }
                 out.first_error.get_or_insert_with(|| {
-                    format!("{status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]))
+                    format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(300)])
+                    )
                 });
             }
             Err(e) => {

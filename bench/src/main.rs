@@ -24,7 +24,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "trough-bench", about = "Benchmarks of trough against its peers")]
+#[command(
+    name = "trough-bench",
+    about = "Benchmarks of trough against its peers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -39,6 +42,29 @@ enum Cmd {
         /// Directory of NAME.json bodies.
         #[arg(long)]
         bodies: PathBuf,
+    },
+    /// Drive `POST /segments/{id}/query` of a running trough with a keyed query (`:id` bound to
+    /// a random key below --keys), closed loop, and print throughput and latency. For profiling
+    /// a server by hand (e.g. under `perf record -p PID`).
+    Load {
+        /// Address of the trough server, e.g. 127.0.0.1:6444.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Segment id.
+        #[arg(long)]
+        segment: String,
+        /// SQL with a `:id` parameter.
+        #[arg(long, default_value = "SELECT * FROM pages WHERE id = :id")]
+        sql: String,
+        /// Keys are drawn from 0..keys.
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Measuring window, milliseconds (after 500 ms of warm-up).
+        #[arg(long, default_value_t = 10_000)]
+        duration_ms: u64,
     },
     /// Print the tables of a results file again.
     Report {
@@ -177,8 +203,48 @@ impl Preset {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::FixedServer { bodies } => fixed::run(&bodies),
+        Cmd::Load {
+            addr,
+            segment,
+            sql,
+            keys,
+            concurrency,
+            duration_ms,
+        } => {
+            let spec = load::LoadSpec {
+                concurrency: concurrency.max(1),
+                warmup: Duration::from_millis(500),
+                duration: Duration::from_millis(duration_ms.max(1)),
+            };
+            let path = format!("/segments/{segment}/query");
+            let make: load::MakeRequest = std::sync::Arc::new(move |rng: &mut stats::Rng| {
+                let body = serde_json::json!({"sql": sql, "params": {"id": rng.below(keys)}});
+                load::post(
+                    &path,
+                    "application/json",
+                    serde_json::to_vec(&body).expect("json"),
+                )
+            });
+            let r = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(load::http_closed_loop(addr, spec, make))?;
+            println!(
+                "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} ok, {} errors{}",
+                r.throughput,
+                r.p50_ms,
+                r.p99_ms,
+                r.ok,
+                r.errors,
+                r.first_error
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
         Cmd::Report { file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
             let r: results::Report = serde_json::from_str(&text)?;
             print!("{}", r.render());
             Ok(())

@@ -67,17 +67,14 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Result<u64> {
 
 /// Spawns `cmd` with stderr to `log` and waits (up to `timeout`) for a stdout line containing
 /// `http://HOST:PORT`, which becomes the address. Stdout keeps being drained afterwards.
-fn spawn_announcing(
-    name: &str,
-    mut cmd: Command,
-    log: &Path,
-    timeout: Duration,
-) -> Result<Proc> {
+fn spawn_announcing(name: &str, mut cmd: Command, log: &Path, timeout: Duration) -> Result<Proc> {
     let err = std::fs::File::create(log)?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(err));
-    let mut child = cmd.spawn().with_context(|| format!("spawn {name}: {cmd:?}"))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawn {name}: {cmd:?}"))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -86,7 +83,13 @@ fn spawn_announcing(
             let Ok(line) = line else { break };
             if let Some(pos) = line.find("http://") {
                 if let Some(tx) = tx.take() {
-                    let _ = tx.send(line[pos + 7..].split(['/', ' ']).next().unwrap_or("").to_owned());
+                    let _ = tx.send(
+                        line[pos + 7..]
+                            .split(['/', ' '])
+                            .next()
+                            .unwrap_or("")
+                            .to_owned(),
+                    );
                 }
             }
         }
@@ -103,7 +106,9 @@ fn spawn_announcing(
             );
         }
     };
-    let addr: SocketAddr = addr.parse().with_context(|| format!("{name} address {addr:?}"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{name} address {addr:?}"))?;
     Ok(Proc {
         child,
         name: name.to_owned(),
@@ -126,9 +131,21 @@ pub async fn trough(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Result<Proc> {
+    trough_cmd(bin, &["serve"], data_dir, extra, env).await
+}
+
+/// Starts `trough COMMAND...` (e.g. `serve`, `router`, `node --roles reader`) on `data_dir`
+/// (port chosen by the OS) and waits for `/health`.
+pub async fn trough_cmd(
+    bin: &Path,
+    command: &[&str],
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Proc> {
     std::fs::create_dir_all(data_dir)?;
     let mut cmd = Command::new(bin);
-    cmd.arg("serve")
+    cmd.args(command)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
@@ -137,7 +154,12 @@ pub async fn trough(
         cmd.env(k, v);
     }
     let log = data_dir.with_extension("log");
-    let p = spawn_announcing("trough", cmd, &log, Duration::from_secs(120))?;
+    let p = spawn_announcing(
+        &format!("trough {}", command[0]),
+        cmd,
+        &log,
+        Duration::from_secs(120),
+    )?;
     health(&p.url()).await?;
     Ok(p)
 }
@@ -152,7 +174,9 @@ pub fn fixed_server(bodies: &Path, log: &Path) -> Result<Proc> {
 
 /// Starts Datasette on `db` in immutable mode with its default settings and waits for it.
 pub async fn datasette(bin: &Path, db: &Path, log: &Path) -> Result<Proc> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let err = std::fs::File::create(log)?;
     let child = Command::new(bin)
         .arg("serve")
@@ -179,7 +203,10 @@ pub async fn datasette(bin: &Path, db: &Path, log: &Path) -> Result<Proc> {
             }
         }
         if Instant::now() > deadline {
-            bail!("datasette did not answer {url} within 60 s; log:\n{}", tail(log));
+            bail!(
+                "datasette did not answer {url} within 60 s; log:\n{}",
+                tail(log)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -209,7 +236,11 @@ pub async fn verified_count(url: &str) -> Result<usize> {
     let h = health(url).await?;
     Ok(h["segments"]
         .as_array()
-        .map(|a| a.iter().filter(|s| s["verified"] == Value::Bool(true)).count())
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["verified"] == Value::Bool(true))
+                .count()
+        })
         .unwrap_or(0))
 }
 

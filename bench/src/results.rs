@@ -105,8 +105,10 @@ impl Report {
         (case_b, sys_b): (&str, &str),
         target: Target,
     ) {
-        let (Some(a), Some(b)) = (self.get(scenario, case_a, sys_a), self.get(scenario, case_b, sys_b))
-        else {
+        let (Some(a), Some(b)) = (
+            self.get(scenario, case_a, sys_a),
+            self.get(scenario, case_b, sys_b),
+        ) else {
             return;
         };
         let value = a / b;
@@ -129,7 +131,11 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(s, "trough benchmarks, preset `{}`", self.preset);
         let _ = writeln!(s);
-        let m: Vec<String> = self.machine.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let m: Vec<String> = self
+            .machine
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         let _ = writeln!(s, "machine: {}", m.join("; "));
         let _ = writeln!(s, "command: `{}`", self.command);
         let _ = writeln!(s);
@@ -143,20 +149,40 @@ impl Report {
                 let _ = writeln!(s, "parameters: `{p}`");
             }
             let _ = writeln!(s);
-            let _ = writeln!(s, "| case | system | median | unit | p50 ms | p99 ms | runs |");
-            let _ = writeln!(s, "|---|---|---:|---|---:|---:|---|");
+            let _ = writeln!(
+                s,
+                "| case | system | median | unit | p50 ms | p99 ms | runs | other medians |"
+            );
+            let _ = writeln!(s, "|---|---|---:|---|---:|---:|---|---|");
             for m in self.measurements.iter().filter(|m| m.scenario == sc) {
                 let runs: Vec<String> = m.runs.iter().map(|r| fmt_num(*r)).collect();
+                let other: Vec<String> = m
+                    .extra
+                    .iter()
+                    .filter(|(k, v)| {
+                        let shown = matches!(k.as_str(), "p50_ms" | "p99_ms");
+                        let no_errors = k.as_str() == "errors" && **v == 0.0;
+                        !(shown || no_errors)
+                    })
+                    .map(|(k, v)| format!("{k} {}", fmt_num(*v)))
+                    .collect();
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
                     m.case,
                     m.system,
                     fmt_num(m.median),
                     m.unit,
-                    m.extra.get("p50_ms").map(|v| format!("{v:.2}")).unwrap_or_default(),
-                    m.extra.get("p99_ms").map(|v| format!("{v:.2}")).unwrap_or_default(),
-                    runs.join(", ")
+                    m.extra
+                        .get("p50_ms")
+                        .map(|v| format!("{v:.2}"))
+                        .unwrap_or_default(),
+                    m.extra
+                        .get("p99_ms")
+                        .map(|v| format!("{v:.2}"))
+                        .unwrap_or_default(),
+                    runs.join(", "),
+                    other.join(", ")
                 );
             }
             let ratios: Vec<&Ratio> = self.ratios.iter().filter(|r| r.scenario == sc).collect();
@@ -205,7 +231,9 @@ pub fn title(sc: u8) -> &'static str {
         1 => "point lookup and 100-row range scan on one large segment",
         2 => "writes: 10,000-row batch in one execute; single-statement executes",
         3 => "sync: download + verify + swap of 200 segments vs cp + sha256sum",
-        4 => "cluster-wide POST /query vs one monolithic SQLite file; router memory while streaming",
+        4 => {
+            "cluster-wide POST /query vs one monolithic SQLite file; router memory while streaming"
+        }
         5 => "assignment of segments to nodes",
         _ => "?",
     }
