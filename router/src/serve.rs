@@ -239,6 +239,13 @@ pub async fn run(
         tmp_dir,
     });
     ready(addr);
+    // Small answers must not wait for Nagle's algorithm and the client's delayed ACK (up to
+    // 40 ms per request; measured in BENCHMARKS.md).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, crate::app(node))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
