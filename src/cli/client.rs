@@ -68,10 +68,19 @@ pub async fn put_text(base: &str, path: &str, body: String) -> anyhow::Result<()
 }
 
 pub async fn query(base: &str, id: &str, sql: &str, ndjson: bool) -> anyhow::Result<()> {
-    let mut req = client()?
+    let req = client()?
         .post(url(base, &format!("/segments/{id}/query")))
         .header("content-type", "text/plain")
         .body(sql.to_owned());
+    send_rows(base, req, ndjson).await
+}
+
+/// Sends a query; prints NDJSON as it streams, anything else through [`finish`].
+async fn send_rows(
+    base: &str,
+    mut req: reqwest::RequestBuilder,
+    ndjson: bool,
+) -> anyhow::Result<()> {
     if ndjson {
         req = req.header("accept", "application/x-ndjson");
     }
@@ -98,18 +107,8 @@ async fn copy_to_stdout(resp: reqwest::Response) -> anyhow::Result<()> {
 
 /// `POST /query`: a cluster-wide query.
 pub async fn query_many(base: &str, body: serde_json::Value, ndjson: bool) -> anyhow::Result<()> {
-    let mut req = client()?.post(url(base, "/query")).json(&body);
-    if ndjson {
-        req = req.header("accept", "application/x-ndjson");
-    }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    if ndjson && resp.status().is_success() {
-        return copy_to_stdout(resp).await;
-    }
-    finish(resp).await
+    let req = client()?.post(url(base, "/query")).json(&body);
+    send_rows(base, req, ndjson).await
 }
 
 /// Streams a file to `PUT /segments/{id}` with a progress bar.
