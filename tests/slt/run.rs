@@ -150,7 +150,7 @@ fn reason_of(message: &str) -> String {
             Some(_) => {}
             None if c == '`' || c == '"' || c == '\'' => {
                 quote = Some(c);
-                out.push_str("…");
+                out.push('…');
             }
             None if c.is_ascii_digit() => {}
             None => out.push(c),
@@ -230,8 +230,7 @@ impl FileRun<'_> {
         let mut report = Report::default();
         for record in records {
             match record {
-                // The form of each expected result says whether it is hashed.
-                Record::HashThreshold(_) => {}
+                Record::HashThreshold => {}
                 Record::Statement { sql, ok, line } => {
                     let mono_ok = mono.execute_batch(sql).is_ok();
                     if mono_ok != *ok {
