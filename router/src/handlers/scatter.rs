@@ -119,10 +119,18 @@ fn produce(
             segment: id.to_string(),
         });
     }
+    // No segment returned a row: an aggregate plan still has an answer (one row over nothing).
+    let columns = columns.or_else(|| {
+        g.plan
+            .segment_width()
+            .map(|w| (0..w).map(|i| format!("_c{i}")).collect())
+    });
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
     if !ndjson {
         out.extend_from_slice(b"{\"rows\":[");
     }
+    // Whether output was handed to the client: until then an error gets its own status.
+    let mut sent = false;
     if let Some(columns) = columns {
         let streams: Vec<SegmentStream> = peeked
             .into_iter()
@@ -160,7 +168,7 @@ fn produce(
             let row = match row {
                 Ok(r) => r,
                 Err(e) => {
-                    if !out.is_empty() {
+                    if sent && !out.is_empty() {
                         send(Ok(Bytes::from(std::mem::take(&mut out))));
                     }
                     send(Err(e));
@@ -186,8 +194,11 @@ fn produce(
             if ndjson {
                 out.push(b'\n');
             }
-            if out.len() >= CHUNK_BYTES && !send(Ok(Bytes::from(std::mem::take(&mut out)))) {
-                return; // the client went away
+            if out.len() >= CHUNK_BYTES {
+                sent = true;
+                if !send(Ok(Bytes::from(std::mem::take(&mut out)))) {
+                    return; // the client went away
+                }
             }
         }
     }

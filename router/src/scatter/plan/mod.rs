@@ -38,7 +38,7 @@ use super::expr::{contains_agg, refuse};
 use order_limit::{Order, OrderTerm};
 use source::{select_item_texts, SourceText};
 
-pub(crate) use guard::{GUARD_ALIAS, GUARD_COLLATE, GUARD_VIEW};
+pub use guard::SegmentFacts;
 pub(crate) use spec::{KeyCol, MergeSpec, Names, OutputName, SortKey, SqlBody};
 
 /// Why a query cannot be answered over many segments (HTTP 400).
@@ -115,14 +115,13 @@ pub enum Strategy {
 pub struct ScatterPlan {
     pub(crate) segment_sql: String,
     pub(crate) merge: MergeSpec,
-    /// Number of helper columns at the end of every segment row: hidden sort keys, then the guard.
+    /// Number of helper columns at the end of every segment row: the hidden sort keys.
     pub(crate) tail: usize,
-    /// The guard bits that make a segment's answer unusable (see [`GUARD_VIEW`]…).
-    pub(crate) guard_fatal: i64,
-    /// The table the query reads, for messages.
-    pub(crate) table: String,
-    /// Result aliases the query uses as names (guard bit [`GUARD_ALIAS`]).
-    pub(crate) alias_refs: Vec<String>,
+    /// The number of segment columns, when the plan knows it without a segment's answer
+    /// (aggregate plans: the merge must run even when no segment returned a row).
+    pub(crate) segment_width: Option<usize>,
+    /// The guard query and how to judge its answers (`guard`).
+    pub(crate) guard: guard::Guard,
 }
 
 impl ScatterPlan {
@@ -139,6 +138,19 @@ impl ScatterPlan {
             MergeSpec::Sql { .. } => Strategy::SqlMerge,
         }
     }
+    /// The number of columns of [`ScatterPlan::segment_sql`] when the plan knows it without a
+    /// segment's answer: `Some` for plans whose merge yields rows even when no segment returned
+    /// one (`SELECT count(DISTINCT a) FROM t WHERE …` over nothing is one row `0`). A caller that
+    /// got no row from any segment calls [`super::merge()`] with that many (placeholder) names.
+    pub fn segment_width(&self) -> Option<usize> {
+        self.segment_width
+    }
+    /// The one-row query every segment answers besides [`ScatterPlan::segment_sql`]: the schema
+    /// facts the plan depends on ([`SegmentFacts::from_row`] reads its row). It takes no
+    /// parameters.
+    pub fn guard_sql(&self) -> &str {
+        &self.guard.sql
+    }
     /// The merge SQL (for [`Strategy::SqlMerge`] plans whose merge SQL does not depend on the
     /// segments' column count), for logs and tests.
     pub fn merge_sql(&self) -> Option<&str> {
@@ -153,7 +165,18 @@ impl ScatterPlan {
 }
 
 /// Parses and plans `sql`; see the module docs of [`super`] for what is supported.
+///
+/// A name that is both a result alias and possibly a column (`SELECT a AS b … WHERE b > 3`) is
+/// planned as the alias; the segments' answers to [`ScatterPlan::guard_sql`] say whether it is a
+/// column, and [`ScatterPlan::check_segments`] then asks for [`plan_with_columns`].
 pub fn plan(sql: &str) -> Result<ScatterPlan, PlanError> {
+    plan_with_columns(sql, &BTreeSet::new())
+}
+
+/// [`plan`], knowing that the lower-case names in `columns` are columns of the table (in WHERE,
+/// GROUP BY, HAVING and ORDER BY expressions SQLite resolves such a name to the column, not to a
+/// result alias of the same name).
+pub fn plan_with_columns(sql: &str, columns: &BTreeSet<String>) -> Result<ScatterPlan, PlanError> {
     let dialect = SQLiteDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
@@ -192,7 +215,7 @@ pub fn plan(sql: &str) -> Result<ScatterPlan, PlanError> {
         return refuse("only SELECT statements can be run over many segments");
     };
     let item_texts = select_item_texts(&text, &tokens)?;
-    Planner::new(*query, item_texts)?.plan()
+    Planner::new(*query, item_texts, columns.clone())?.plan()
 }
 
 /// One result column of the query.
@@ -223,8 +246,11 @@ struct Planner {
     offset: Option<i64>,
     /// `WITH "_trough_params" AS (SELECT …) ` or empty.
     params_prefix: String,
-    /// Result aliases used as names in WHERE/GROUP BY/HAVING/ORDER BY expressions.
-    alias_refs: BTreeSet<String>,
+    /// Lower-case result aliases used as names in WHERE/GROUP BY/HAVING/ORDER BY expressions
+    /// (whether they were taken as the alias or as a column).
+    alias_names: BTreeSet<String>,
+    /// Lower-case names known to be columns of the table (see [`plan_with_columns`]).
+    columns: BTreeSet<String>,
 }
 
 impl Planner {
