@@ -405,4 +405,14 @@ fn issue_9_defects_answer_exactly_or_clearly() {
         &json!({"sql": "SELECT a FROM t WHERE b > :x", "segments": "r-*"}),
     );
     assert_eq!(status, 400, "missing parameter: {v}");
+    // 6. SQL SQLite reads but the planner cannot: a refusal naming the reason; not SQL at all:
+    //    SQLite's syntax error.
+    let (status, v) = q("SELECT 1 IN t");
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "unsupported_scatter_query", "{v}");
+    let (status, v) = q("SELEC a FROM t");
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (400, json!("sql_error"))
+    );
 }

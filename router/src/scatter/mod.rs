@@ -135,6 +135,7 @@ mod expr;
 mod merge;
 mod order;
 mod plan;
+mod syntax;
 
 #[cfg(test)]
 mod differential;

@@ -126,8 +126,14 @@ fn refuses_what_it_cannot_merge_exactly() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // Parse errors are sql_error.
-    assert_eq!(plan("SELEC a FROM t").unwrap_err().code(), "sql_error");
+    // Parse errors are sql_error, with SQLite's message.
+    let e = plan("SELEC a FROM t").unwrap_err();
+    assert_eq!(e.code(), "sql_error");
+    assert!(e.message().contains("syntax error"), "{e:?}");
+    // SQL that SQLite reads but the planner's parser cannot: a refusal that says so.
+    let e = plan("SELECT 1 IN t1").unwrap_err();
+    assert_eq!(e.code(), "unsupported_scatter_query", "{e:?}");
+    assert!(e.message().contains("SQLite can"), "{e:?}");
     assert!(!refused("SELECT 1").is_empty());
 }
 

@@ -1,6 +1,7 @@
 //! The planner: parses one `SELECT`, decides whether its answer over many segments can be computed
 //! exactly from per-segment answers, and if so writes the per-segment SQL and the merge. PURE: no
-//! I/O, no SQLite. See the module docs of [`super`] for the design.
+//! I/O, no data (only SQL its parser cannot read is shown to SQLite's parser, `super::syntax`, to
+//! tell a syntax error from a refusal). See the module docs of [`super`] for the design.
 //!
 //! This file holds the public face ([`plan`], [`ScatterPlan`], [`Strategy`], [`PlanError`]), the
 //! analysed query every step works on (`Planner`) and the choice of strategy. It neither takes the
@@ -35,6 +36,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use trough_core::error::{ApiError, ErrorKind};
 
 use super::expr::{contains_agg, refuse};
+use super::syntax::{sqlite_verdict, Verdict};
 use order_limit::{Order, OrderTerm};
 use source::{select_item_texts, SourceText};
 
@@ -180,7 +182,7 @@ pub fn plan_with_columns(sql: &str, columns: &BTreeSet<String>) -> Result<Scatte
     let dialect = SQLiteDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
-        .map_err(|e| PlanError::syntax(format!("cannot parse the SQL: {e}")))?;
+        .map_err(|e| unparsed(sql, &e))?;
     let text = SourceText::new(sql);
     for t in &tokens {
         if let Token::HexStringLiteral(_) = t.token {
@@ -191,8 +193,7 @@ pub fn plan_with_columns(sql: &str, columns: &BTreeSet<String>) -> Result<Scatte
             }
         }
     }
-    let mut stmts = Parser::parse_sql(&dialect, sql)
-        .map_err(|e| PlanError::syntax(format!("cannot parse the SQL: {e}")))?;
+    let mut stmts = Parser::parse_sql(&dialect, sql).map_err(|e| unparsed(sql, &e))?;
     if stmts.len() != 1 {
         return Err(PlanError::syntax(format!(
             "expected exactly one statement, found {}",
@@ -216,6 +217,20 @@ pub fn plan_with_columns(sql: &str, columns: &BTreeSet<String>) -> Result<Scatte
     };
     let item_texts = select_item_texts(&text, &tokens)?;
     Planner::new(*query, item_texts, columns.clone())?.plan()
+}
+
+/// The error for SQL the planner's parser cannot read: SQLite's own syntax error (`sql_error`,
+/// as one segment would answer), or, when SQLite parses it, a refusal naming the reason.
+fn unparsed(sql: &str, e: &dyn fmt::Display) -> PlanError {
+    match sqlite_verdict(sql) {
+        Verdict::SyntaxError(msg) => PlanError::syntax(msg),
+        Verdict::Parses => PlanError::unsupported(format!(
+            "the scatter planner cannot read this statement, although SQLite can ({e}); \
+             rewrite it with more common syntax (e.g. `x IN (SELECT … FROM t1)` for `x IN t1`) \
+             or query one segment"
+        )),
+        Verdict::Unknown => PlanError::syntax(format!("cannot parse the SQL: {e}")),
+    }
 }
 
 /// One result column of the query.
