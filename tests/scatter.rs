@@ -416,3 +416,73 @@ fn issue_9_defects_answer_exactly_or_clearly() {
         (400, json!("sql_error"))
     );
 }
+
+#[test]
+fn columnar_answers_keep_duplicate_names_on_one_segment_and_cluster_wide() {
+    let s = issue9_server();
+    let columnar = |path: &str, body: Value| -> (u16, String, Value) {
+        let resp = s
+            .client()
+            .post(s.at(path))
+            .header("accept", "application/vnd.trough.columnar+json")
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        (
+            status,
+            ct,
+            serde_json::from_str(&resp.text().unwrap()).unwrap(),
+        )
+    };
+    // One segment.
+    let (status, ct, v) = columnar(
+        "/segments/r-1/query",
+        json!({"sql": "SELECT a, a, b AS a FROM t ORDER BY b"}),
+    );
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "application/vnd.trough.columnar+json")
+    );
+    assert_eq!(
+        v,
+        json!({"columns": ["a", "a", "a"], "rows": [[3, 3, 4], [1, 1, 5]]})
+    );
+    let (_, _, v) = columnar("/segments/r-2/query", json!({"sql": "SELECT b, a FROM t"}));
+    assert_eq!(v, json!({"columns": ["b", "a"], "rows": []}));
+    // Cluster-wide: the same shape, with the fan-out summary.
+    let (status, ct, v) = columnar(
+        "/query",
+        json!({"sql": "SELECT a, a, b AS a FROM t ORDER BY b", "segments": "r-*"}),
+    );
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "application/vnd.trough.columnar+json")
+    );
+    assert_eq!(v["columns"], json!(["a", "a", "a"]));
+    assert_eq!(v["rows"], json!([[1, 1, 2], [3, 3, 4], [1, 1, 5]]));
+    assert_eq!(v["segments"]["answered"], 3);
+    let (_, _, v) = columnar(
+        "/query",
+        json!({"sql": "SELECT a, a, count(*) AS n FROM t GROUP BY a ORDER BY a", "segments": "r-*"}),
+    );
+    assert_eq!(v["columns"], json!(["a", "a", "n"]));
+    assert_eq!(v["rows"], json!([[1, 1, 2], [3, 3, 1]]));
+    // No row anywhere: the names are still SQLite's.
+    for (sql, names) in [
+        ("SELECT * FROM t WHERE b > 100", json!(["a", "b"])),
+        (
+            "SELECT B, a + 1, a AS x FROM t WHERE b > 100",
+            json!(["b", "a + 1", "x"]),
+        ),
+        (
+            "SELECT count(DISTINCT a) FROM t WHERE b > 100",
+            json!(["count(DISTINCT a)"]),
+        ),
+    ] {
+        let (status, _, v) = columnar("/query", json!({"sql": sql, "segments": "r-*"}));
+        assert_eq!(status, 200, "{sql}: {v}");
+        assert_eq!(v["columns"], names, "{sql}");
+    }
+}

@@ -95,6 +95,9 @@ pub struct Gathered {
     pub answers: Vec<(SegmentId, Spool)>,
     /// The summary.
     pub summary: Summary,
+    /// The table's declared columns (from the first segment's guard answer), to name the result
+    /// columns of an answer without rows.
+    pub table_columns: Vec<String>,
 }
 
 /// Plans, selects and fans out; returns the spooled answers, or the error to send.
@@ -204,10 +207,16 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
             ),
         ));
     }
+    let table_columns = facts
+        .into_iter()
+        .next()
+        .map(|(_, f)| f.columns)
+        .unwrap_or_default();
     Ok(Gathered {
         plan,
         answers,
         summary,
+        table_columns,
     })
 }
 

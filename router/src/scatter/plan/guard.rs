@@ -15,8 +15,11 @@ use std::collections::BTreeSet;
 use serde_json::Value as Json;
 use trough_core::error::{Error, Result};
 
+use sqlparser::ast::Expr;
+
 use super::render::quote_ident;
-use super::{MergeSpec, Planner, ScatterPlan};
+use super::{ItemName, MergeSpec, Planner, ScatterPlan};
+use crate::scatter::expr::strip_nested;
 
 /// Guard bit: the table is a view or a virtual table in this segment.
 const GUARD_VIEW: i64 = 1;
@@ -100,6 +103,21 @@ impl Planner {
             .intersection(&self.columns)
             .cloned()
             .collect();
+        let item_names = self
+            .items
+            .iter()
+            .map(|it| match (&it.alias, &it.expr) {
+                (Some(a), _) => ItemName::Text(a.value.clone()),
+                (None, None) => ItemName::Star,
+                (None, Some(e)) => match strip_nested(e) {
+                    Expr::Identifier(id) => ItemName::Column(id.value.clone()),
+                    Expr::CompoundIdentifier(parts) => {
+                        ItemName::Column(parts.last().map(|p| p.value.clone()).unwrap_or_default())
+                    }
+                    _ => ItemName::Text(it.text.clone()),
+                },
+            })
+            .collect();
         let guard = Guard {
             sql: self.guard_query(),
             fatal,
@@ -113,6 +131,7 @@ impl Planner {
             tail,
             segment_width: None,
             guard,
+            item_names,
         }
     }
 }

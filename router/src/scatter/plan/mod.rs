@@ -124,6 +124,19 @@ pub struct ScatterPlan {
     pub(crate) segment_width: Option<usize>,
     /// The guard query and how to judge its answers (`guard`).
     pub(crate) guard: guard::Guard,
+    /// How each result column is named, for answers without any row.
+    pub(crate) item_names: Vec<ItemName>,
+}
+
+/// How SQLite names one result column (see [`ScatterPlan::column_names_without_rows`]).
+#[derive(Clone, Debug)]
+pub(crate) enum ItemName {
+    /// An alias, or an expression's source text.
+    Text(String),
+    /// A plain column, as written (SQLite uses its declared spelling).
+    Column(String),
+    /// `*` or `t.*`: every column of the table.
+    Star,
 }
 
 impl ScatterPlan {
@@ -146,6 +159,25 @@ impl ScatterPlan {
     /// got no row from any segment calls [`super::merge()`] with that many (placeholder) names.
     pub fn segment_width(&self) -> Option<usize> {
         self.segment_width
+    }
+    /// The result column names when no segment returned a row (so no segment reported them):
+    /// what SQLite would name them, given the table's declared columns (`SegmentFacts::columns`).
+    pub fn column_names_without_rows(&self, table_columns: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in &self.item_names {
+            match n {
+                ItemName::Text(t) => out.push(t.clone()),
+                ItemName::Column(c) => out.push(
+                    table_columns
+                        .iter()
+                        .find(|d| d.eq_ignore_ascii_case(c))
+                        .unwrap_or(c)
+                        .clone(),
+                ),
+                ItemName::Star => out.extend(table_columns.iter().cloned()),
+            }
+        }
+        out
     }
     /// The one-row query every segment answers besides [`ScatterPlan::segment_sql`]: the schema
     /// facts the plan depends on ([`SegmentFacts::from_row`] reads its row). It takes no
