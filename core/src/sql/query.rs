@@ -213,7 +213,7 @@ fn execute(
     let mut header = Vec::new();
     if columnar {
         header.extend_from_slice(b"{\"columns\":[");
-        for (i, name) in stmt.column_names().into_iter().enumerate() {
+        for (i, name) in stmt.column_names().enumerate() {
             if i > 0 {
                 header.push(b',');
             }
