@@ -486,3 +486,66 @@ fn columnar_answers_keep_duplicate_names_on_one_segment_and_cluster_wide() {
         assert_eq!(v["columns"], names, "{sql}");
     }
 }
+
+#[test]
+fn per_segment_mode_runs_the_statement_in_each_segment_and_tags_rows() {
+    let s = issue9_server();
+    let per = |sql: &str| {
+        scatter(
+            &s,
+            &json!({"sql": sql, "segments": "r-*", "mode": "per_segment"}),
+        )
+    };
+    // An aggregate: one row per segment, tagged, in segment order; nothing merged.
+    let (status, v) = per("SELECT count(*) AS n FROM t");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"],
+        json!([
+            {"_segment": "r-0", "n": 1},
+            {"_segment": "r-1", "n": 2},
+            {"_segment": "r-2", "n": 0}
+        ])
+    );
+    assert_eq!(v["segments"]["answered"], 3);
+    // A join runs inside each segment (exact mode refuses it).
+    let join = "SELECT x.a AS a, y.b AS b FROM t x JOIN t y ON x.a = y.a ORDER BY b";
+    let (status, v) = per(join);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"],
+        json!([
+            {"_segment": "r-0", "a": 1, "b": 2},
+            {"_segment": "r-1", "a": 3, "b": 4},
+            {"_segment": "r-1", "a": 1, "b": 5}
+        ])
+    );
+    let (status, v) = scatter(&s, &json!({"sql": join, "segments": "r-*"}));
+    assert_eq!(status, 400, "{v}");
+    // Columnar: `_segment` leads the columns.
+    let resp = s
+        .client()
+        .post(s.at("/query"))
+        .header("accept", "application/vnd.trough.columnar+json")
+        .json(&json!({"sql": "SELECT a, a FROM t WHERE b > 3", "segments": "r-*", "mode": "per_segment"}))
+        .send()
+        .unwrap();
+    let v: Value = serde_json::from_str(&resp.text().unwrap()).unwrap();
+    assert_eq!(v["columns"], json!(["_segment", "a", "a"]));
+    assert_eq!(v["rows"], json!([["r-1", 3, 3], ["r-1", 1, 1]]));
+    // Writes are refused, and change nothing.
+    let (status, v) = per("DELETE FROM t");
+    assert_error(
+        reqwest::StatusCode::from_u16(status).unwrap(),
+        &v,
+        400,
+        "not_read_only",
+    );
+    let (_, v) = per("SELECT count(*) AS n FROM t");
+    assert_eq!(v["rows"][1]["n"], 2);
+    let (status, v) = scatter(
+        &s,
+        &json!({"sql": "SELECT 1", "segments": "r-*", "mode": "merged"}),
+    );
+    assert_eq!(status, 400, "unknown mode: {v}");
+}

@@ -20,6 +20,7 @@
 //!
 //! Not here: SQL rewriting (scatter), single-segment queries (handlers::sql).
 
+pub mod per_segment;
 pub mod select;
 pub mod spool;
 
@@ -54,6 +55,21 @@ pub struct ScatterRequest {
     /// segments that answered and list the others.
     #[serde(default)]
     pub partial: Partial,
+    /// `"exact"` (default): one answer, as one database would give it; `"per_segment"`: the
+    /// statement as it is in each segment, rows tagged with their segment ([`per_segment`]).
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// How a cluster-wide query is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Exactly as one database holding every chosen segment's rows (planned and merged).
+    #[default]
+    Exact,
+    /// Each segment answers the statement on its own rows; rows are tagged with the segment.
+    PerSegment,
 }
 
 /// What to do when some segments fail.
@@ -140,6 +156,41 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
         again.extend(results.into_iter().filter(|(_, r)| r.is_err()));
         results = again;
     }
+    let (answers, summary) = settle(req, ids.len(), results, failures)?;
+    metrics::histogram!("trough_scatter_fanout_segments").record(ids.len() as f64);
+    tracing::info!(
+        segments = summary.queried,
+        answered = summary.answered,
+        failed = summary.failed.len(),
+        strategy = ?plan.strategy(),
+        gather_ms = started.elapsed().as_millis() as u64,
+        sql = %req.sql,
+        "scatter query"
+    );
+    let table_columns = facts
+        .into_iter()
+        .next()
+        .map(|(_, f)| f.columns)
+        .unwrap_or_default();
+    Ok(Gathered {
+        plan,
+        answers,
+        summary,
+        table_columns,
+    })
+}
+
+/// Sorts the segments' outcomes into answers and failures and applies the failure contract:
+/// a segment's client error is the query's (400, as the segment said it) unless `partial` allows
+/// an answer from the others; any other failure is 503 `segments_failed` unless `partial` is
+/// `"allow"`. `failures` are segments already known to have failed.
+#[allow(clippy::type_complexity)]
+pub(crate) fn settle(
+    req: &ScatterRequest,
+    queried: usize,
+    results: Vec<(SegmentId, Result<Spool, Error>)>,
+    mut failures: Vec<(SegmentId, Error)>,
+) -> Result<(Vec<(SegmentId, Spool)>, Summary), HttpError> {
     let mut answers = Vec::with_capacity(results.len());
     for (id, r) in results {
         match r {
@@ -171,20 +222,10 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
     failed.dedup_by(|a, b| a.id == b.id);
     answers.sort_by(|a, b| a.0.cmp(&b.0));
     let summary = Summary {
-        queried: ids.len(),
+        queried,
         answered: answers.len(),
         failed,
     };
-    metrics::histogram!("trough_scatter_fanout_segments").record(ids.len() as f64);
-    tracing::info!(
-        segments = summary.queried,
-        answered = summary.answered,
-        failed = summary.failed.len(),
-        strategy = ?plan.strategy(),
-        gather_ms = started.elapsed().as_millis() as u64,
-        sql = %req.sql,
-        "scatter query"
-    );
     if !summary.failed.is_empty() && req.partial == Partial::Deny {
         metrics::counter!("trough_scatter_queries_total", "outcome" => "failed_segments")
             .increment(1);
@@ -207,20 +248,10 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
             ),
         ));
     }
-    let table_columns = facts
-        .into_iter()
-        .next()
-        .map(|(_, f)| f.columns)
-        .unwrap_or_default();
-    Ok(Gathered {
-        plan,
-        answers,
-        summary,
-        table_columns,
-    })
+    Ok((answers, summary))
 }
 
-fn request_body(sql: &str, params: &Params) -> Result<Bytes, HttpError> {
+pub(crate) fn request_body(sql: &str, params: &Params) -> Result<Bytes, HttpError> {
     Ok(Bytes::from(
         serde_json::to_vec(&SqlRequest {
             sql: sql.to_owned(),
@@ -243,7 +274,7 @@ fn read_facts(spool: Spool) -> Result<SegmentFacts, Error> {
 
 /// Runs `body` on every segment of `ids`, at most `limits.scatter.concurrency` at a time, each
 /// within `limits.scatter.segment_timeout_ms`.
-async fn fan_out(
+pub(crate) async fn fan_out(
     node: &Arc<Node>,
     ids: &[SegmentId],
     body: Bytes,

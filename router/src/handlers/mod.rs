@@ -2,6 +2,7 @@
 //! the node, and returns a value or an error that `core::http` renders.
 
 pub mod ops;
+mod per_segment;
 pub mod scatter;
 pub mod schemas;
 pub mod segments;

@@ -16,12 +16,12 @@ use trough_core::sql::{Params, RowFormat, COLUMNAR_MEDIA_TYPE};
 use trough_core::Error;
 
 use crate::body;
-use crate::fanout::{self, spool::SpoolRows, Gathered, ScatterRequest};
+use crate::fanout::{self, spool::SpoolRows, Gathered, Mode, ScatterRequest};
 use crate::scatter::{self, MergeOptions, SegmentStream};
 use crate::Node;
 
 /// Output is sent in chunks of about this size.
-const CHUNK_BYTES: usize = 32 << 10;
+pub(super) const CHUNK_BYTES: usize = 32 << 10;
 
 /// `POST /query`.
 pub async fn query(
@@ -33,16 +33,26 @@ pub async fn query(
     let _ = body::utf8(bytes.clone())?;
     let req: ScatterRequest = body::json(&bytes)?;
     let format = Output::of(&headers);
-    let gathered = fanout::gather(&node, &req).await?;
-    let opts = MergeOptions {
-        memory_budget_bytes: node.limits.scatter.merge_memory_budget_bytes,
-        temp_dir: Some(node.tmp_dir.clone()),
-        deadline: Some(Instant::now() + Duration::from_millis(node.limits.query.timeout_ms)),
-        ..MergeOptions::default()
-    };
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, Error>>(8);
-    let params = req.params.clone();
-    tokio::task::spawn_blocking(move || produce(gathered, &params, &opts, format, &tx));
+    match req.mode {
+        Mode::Exact => {
+            let gathered = fanout::gather(&node, &req).await?;
+            let opts = MergeOptions {
+                memory_budget_bytes: node.limits.scatter.merge_memory_budget_bytes,
+                temp_dir: Some(node.tmp_dir.clone()),
+                deadline: Some(
+                    Instant::now() + Duration::from_millis(node.limits.query.timeout_ms),
+                ),
+                ..MergeOptions::default()
+            };
+            let params = req.params.clone();
+            tokio::task::spawn_blocking(move || produce(gathered, &params, &opts, format, &tx));
+        }
+        Mode::PerSegment => {
+            let gathered = fanout::per_segment::gather(&node, &req).await?;
+            tokio::task::spawn_blocking(move || super::per_segment::produce(gathered, format, &tx));
+        }
+    }
     let first = match rx.recv().await {
         Some(Ok(b)) => b,
         Some(Err(e)) => {
@@ -84,7 +94,7 @@ struct Peeked {
 
 /// How `/query` writes its answer (chosen by `Accept`).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Output {
+pub(super) enum Output {
     /// `{"rows":[{…},…],"segments":{…}}`.
     Json,
     /// One row object per line, then `{"segments":{…}}`.
