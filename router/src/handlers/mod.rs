@@ -3,6 +3,7 @@
 
 pub mod legacy;
 pub mod ops;
+mod per_segment;
 pub mod scatter;
 pub mod schemas;
 pub mod segments;
