@@ -22,6 +22,7 @@
 
 pub mod select;
 pub mod spool;
+pub mod tables;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -33,6 +33,10 @@ pub async fn query(
     let _ = body::utf8(bytes.clone())?;
     let req: ScatterRequest = body::json(&bytes)?;
     let ndjson = super::sql::wants_ndjson(&headers);
+    // What the scatter planner refuses is answered, exactly or with a reason, by gathering.
+    if scatter::plan(&req.sql).is_err() {
+        return super::gather::query(&node, &req, ndjson).await;
+    }
     let gathered = fanout::gather(&node, &req).await?;
     let opts = MergeOptions {
         memory_budget_bytes: node.limits.scatter.merge_memory_budget_bytes,
@@ -45,6 +49,11 @@ pub async fn query(
     tokio::task::spawn_blocking(move || produce(gathered, &params, &opts, ndjson, &tx));
     let first = match rx.recv().await {
         Some(Ok(b)) => b,
+        // A refusal found by the segments themselves (a view, a declared COLLATE…), before any
+        // output: gathering answers it exactly.
+        Some(Err(e)) if e.code() == "unsupported_scatter_query" => {
+            return super::gather::query(&node, &req, ndjson).await;
+        }
         Some(Err(e)) => {
             metrics::counter!("trough_scatter_queries_total", "outcome" => "error").increment(1);
             return Err(e.into());
