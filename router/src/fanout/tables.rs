@@ -59,30 +59,28 @@ pub async fn gather_query(
         }
     }
     check_failures(req, ids.len(), &failed)?;
-    let Some((ref_id, ref_schema)) = schemas.first().cloned() else {
+    if schemas.is_empty() {
         return Err(HttpError::from(Error::unavailable(
             "segments_failed",
             "no segment answered",
         )));
-    };
+    }
 
     // 2. What the query reads, and what each segment runs.
     let sql = req.sql.clone();
-    let analysed = {
-        let (sql, schemas) = (sql.clone(), schemas.clone());
+    let named: Vec<(String, Schema)> = schemas
+        .iter()
+        .map(|(id, s)| (id.to_string(), s.clone()))
+        .collect();
+    let (loads, schema) = {
+        let sql = sql.clone();
         tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let analysis = gather::analyze(&sql, &ref_schema)?;
-            gather::check_same(
-                &analysis.objects,
-                (ref_id.as_str(), &ref_schema),
-                schemas.iter().skip(1).map(|(id, s)| (id.as_str(), s)),
-            )?;
-            Ok((gather::loads(&sql, &analysis), ref_schema))
+            let (loads, schema) = gather::prepare(&sql, &named)?;
+            Ok((loads, schema.clone()))
         })
         .await
-        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(|e| Error::internal(e.to_string()))??
     };
-    let (loads, schema) = analysed?;
 
     // 3. Rows.
     let answered: Vec<SegmentId> = schemas.into_iter().map(|(id, _)| id).collect();

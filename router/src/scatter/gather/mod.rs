@@ -41,7 +41,27 @@ mod plan;
 mod pushdown;
 mod schema;
 
+use trough_core::error::Result;
+
 pub use analyze::{analyze, Analysis, Table};
 pub use load::{GatheredRows, MergeDb};
 pub use plan::{loads, Load};
 pub use schema::{check_same, Entry, Kind, Schema, SCHEMA_SQL};
+
+/// Steps 2 to 4 for the schemas the segments reported (at least one; the first is the
+/// reference): what each segment must return, and the schema the merge database gets.
+/// Blocking (an in-memory SQLite prepares the query).
+pub fn prepare<'a>(sql: &str, schemas: &'a [(String, Schema)]) -> Result<(Vec<Load>, &'a Schema)> {
+    let Some((ref_id, reference)) = schemas.first() else {
+        return Err(trough_core::Error::internal(
+            "no segment schema to gather with",
+        ));
+    };
+    let analysis = analyze(sql, reference)?;
+    check_same(
+        &analysis.objects,
+        (ref_id.as_str(), reference),
+        schemas.iter().skip(1).map(|(id, s)| (id.as_str(), s)),
+    )?;
+    Ok((loads(sql, &analysis), reference))
+}
