@@ -401,7 +401,8 @@ fn a_gather_past_the_disk_budget_is_merge_too_large() {
         &[("TROUGH_LIMITS__SCATTER__MERGE_DISK_BUDGET_BYTES", "1048576")],
     );
     for i in 0..2 {
-        let sql = "CREATE TABLE t(k INTEGER, pad TEXT); \
+        let sql = "CREATE TABLE t(k INTEGER, pad TEXT); CREATE TABLE u(k INTEGER); \
+            INSERT INTO u VALUES (3), (5000); \
             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000) \
             INSERT INTO t SELECT x, printf('%.200c', 'p') FROM c;";
         let id = format!("big-{i}");
@@ -428,4 +429,13 @@ fn a_gather_past_the_disk_budget_is_merge_too_large() {
         &json!({"sql": "SELECT count(*) AS n FROM t a JOIN t b ON a.k = b.k WHERE a.k < 10", "segments": ["big-0"]}),
     );
     assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rows"], json!([{"n": 9}]));
+    // A filter on one table of a join runs in the segments: only the matching rows travel, so
+    // the same tables over both segments fit.
+    let (status, v) = post(
+        &s,
+        &json!({"sql": "SELECT t.k, length(t.pad) AS l FROM t, u WHERE t.k = u.k AND t.k < 10", "segments": "big-*"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rows"], json!([{"k": 3, "l": 200}, {"k": 3, "l": 200}, {"k": 3, "l": 200}, {"k": 3, "l": 200}]));
 }
