@@ -155,6 +155,9 @@ pub struct ScatterLimits {
     /// A segment's answer is kept in memory up to this size, then spooled to a temporary file,
     /// in bytes. Default 64 KiB.
     pub spool_memory_bytes: usize,
+    /// Largest temporary merge database on disk, in bytes; a merge that needs more fails with
+    /// `merge_too_large` (a gathered join copies whole tables into it). Default 8 GiB.
+    pub merge_disk_budget_bytes: u64,
 }
 
 impl Default for ScatterLimits {
@@ -164,6 +167,7 @@ impl Default for ScatterLimits {
             segment_timeout_ms: 30_000,
             merge_memory_budget_bytes: 64 << 20,
             spool_memory_bytes: 64 << 10,
+            merge_disk_budget_bytes: 8 << 30,
         }
     }
 }

@@ -23,6 +23,7 @@
 pub mod per_segment;
 pub mod select;
 pub mod spool;
+pub mod tables;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

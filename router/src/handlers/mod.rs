@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource. Each handler validates its inputs, calls one part of
 //! the node, and returns a value or an error that `core::http` renders.
 
+mod gather;
 pub mod legacy;
 pub mod ops;
 mod per_segment;

@@ -35,6 +35,10 @@ pub async fn query(
     let format = Output::of(&headers);
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, Error>>(8);
     match req.mode {
+        // What the scatter planner refuses is answered, exactly or with a reason, by gathering.
+        Mode::Exact if scatter::plan(&req.sql).is_err() => {
+            return super::gather::query(&node, &req, format).await;
+        }
         Mode::Exact => {
             let gathered = fanout::gather(&node, &req).await?;
             let opts = MergeOptions {
@@ -55,6 +59,11 @@ pub async fn query(
     }
     let first = match rx.recv().await {
         Some(Ok(b)) => b,
+        // A refusal found by the segments themselves (a view, a declared COLLATE…), before any
+        // output: gathering answers it exactly.
+        Some(Err(e)) if e.code() == "unsupported_scatter_query" => {
+            return super::gather::query(&node, &req, format).await;
+        }
         Some(Err(e)) => {
             metrics::counter!("trough_scatter_queries_total", "outcome" => "error").increment(1);
             return Err(e.into());
@@ -104,14 +113,14 @@ pub(super) enum Output {
 }
 
 impl Output {
-    fn of(headers: &HeaderMap) -> Self {
+    pub(super) fn of(headers: &HeaderMap) -> Self {
         match super::sql::row_format(headers) {
             RowFormat::Columnar => Output::Columnar,
             RowFormat::Ndjson => Output::Ndjson,
             RowFormat::JsonArray => Output::Json,
         }
     }
-    fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             Output::Json => "application/json",
             Output::Ndjson => "application/x-ndjson",
@@ -180,6 +189,21 @@ fn produce(
         Some(m) if !no_rows => m.columns().to_vec(),
         _ => g.plan.column_names_without_rows(&g.table_columns),
     };
+    write_rows(&names, merged.into_iter().flatten(), format, &summary, tx);
+}
+
+/// Encodes result rows and the summary in `format` into `tx`, in chunks of about
+/// [`CHUNK_BYTES`]. An error before any chunk left is sent as the error alone (the handler
+/// still chooses the status); after, the output so far and then the error (the stream breaks
+/// visibly, decision 0003). Used by the merge and by gathering.
+pub(super) fn write_rows(
+    names: &[String],
+    rows: impl Iterator<Item = Result<Vec<Value>, Error>>,
+    format: Output,
+    summary: &str,
+    tx: &mpsc::Sender<Result<Bytes, Error>>,
+) {
+    let send = |b: Result<Bytes, Error>| tx.blocking_send(b).is_ok();
     let names: Vec<String> = names
         .iter()
         .map(|c| serde_json::to_string(c).unwrap_or_else(|_| "\"\"".into()))
@@ -197,7 +221,7 @@ fn produce(
     // Whether output was handed to the client: until then an error gets its own status.
     let mut sent = false;
     let mut first_row = true;
-    for row in merged.into_iter().flatten() {
+    for row in rows {
         let row = match row {
             Ok(r) => r,
             Err(e) => {

@@ -132,6 +132,7 @@
 //! See also `docs/decisions/0006-scatter-merge.md`.
 
 mod expr;
+pub mod gather;
 mod merge;
 mod order;
 mod plan;

@@ -23,6 +23,7 @@
 mod check;
 mod data;
 mod fixture;
+mod gather_queries;
 mod queries;
 
 use check::check;

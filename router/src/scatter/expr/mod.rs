@@ -29,7 +29,7 @@ pub(crate) use classify::{
 pub use collation::Collation;
 pub(crate) use collation::{collation_of, has_collate};
 pub(crate) use walk::{children, children_mut, strip_nested};
-pub(crate) use whitelist::{validate, Clause};
+pub(crate) use whitelist::{validate, Clause, NON_DETERMINISTIC};
 
 /// Shorthand for a refusal.
 pub(crate) fn refuse<T>(msg: impl Into<String>) -> Result<T, PlanError> {

@@ -40,7 +40,7 @@ const REFUSED_AGGREGATES: &[(&str, &str)] = &[
 ];
 
 /// Functions whose value differs between calls, connections or machines.
-const NON_DETERMINISTIC: &[&str] = &[
+pub(crate) const NON_DETERMINISTIC: &[&str] = &[
     "random",
     "randomblob",
     "changes",
