@@ -117,13 +117,23 @@ pub struct Gathered {
     pub table_columns: Vec<String>,
 }
 
+/// What the fan-out of a planned query came to.
+pub enum FanOut {
+    /// Every segment answered (or failed within the partial contract): merge these.
+    Merge(Gathered),
+    /// The segments' schemas make this plan inexact (a view, a declared COLLATE, segments that
+    /// disagree on an alias): the error says why. The query is still answerable by gathering
+    /// its tables (`handlers::gather`), which runs it as written in one database.
+    Refused(Error),
+}
+
 /// Plans, selects and fans out; returns the spooled answers, or the error to send.
 ///
 /// Every segment answers the plan's guard query besides its data query (both at once); the
 /// guard answers are judged before anything is merged (`ScatterPlan::check_segments`), and a
 /// plan that took a result alias for what the segments say is a column is replaced, its data
 /// query run again.
-pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, HttpError> {
+pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<FanOut, HttpError> {
     let started = Instant::now();
     let mut plan = crate::scatter::plan(&req.sql)?;
     let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
@@ -144,9 +154,15 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
         .iter()
         .map(|(id, f)| (id.to_string(), f.clone()))
         .collect();
-    if let Some(columns) = plan.check_segments(&named)? {
+    let checked = match plan.check_segments(&named) {
+        Ok(c) => c,
+        Err(refusal) => return Ok(FanOut::Refused(refusal)),
+    };
+    if let Some(columns) = checked {
         plan = crate::scatter::plan_with_columns(&req.sql, &columns)?;
-        plan.check_segments(&named)?;
+        if let Err(refusal) = plan.check_segments(&named) {
+            return Ok(FanOut::Refused(refusal));
+        }
         let body = request_body(plan.segment_sql(), &req.params)?;
         let answered: Vec<SegmentId> = results
             .iter()
@@ -173,12 +189,12 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
         .next()
         .map(|(_, f)| f.columns)
         .unwrap_or_default();
-    Ok(Gathered {
+    Ok(FanOut::Merge(Gathered {
         plan,
         answers,
         summary,
         table_columns,
-    })
+    }))
 }
 
 /// Sorts the segments' outcomes into answers and failures and applies the failure contract:

@@ -50,9 +50,7 @@ pub async fn gather_query(
     let mut schemas: Vec<(SegmentId, Schema)> = Vec::with_capacity(ids.len());
     for (id, r) in run_each(node, &ids, &schema_sql).await {
         let parsed = r.and_then(|mut spools| {
-            let spool = spools
-                .pop()
-                .ok_or_else(|| Error::internal("no answer"))?;
+            let spool = spools.pop().ok_or_else(|| Error::internal("no answer"))?;
             spool_values(spool)
                 .and_then(|rows| Schema::from_rows(&rows))
                 .map_err(Error::internal)

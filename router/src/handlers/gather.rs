@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use trough_core::http::{error_line, HttpError};
 use trough_core::Error;
 
-use crate::fanout::tables::{gather_query, GatherAnswer};
 use super::scatter::{write_rows, Output};
+use crate::fanout::tables::{gather_query, GatherAnswer};
 use crate::fanout::ScatterRequest;
 use crate::Node;
 

@@ -16,7 +16,7 @@ use trough_core::sql::{Params, RowFormat, COLUMNAR_MEDIA_TYPE};
 use trough_core::Error;
 
 use crate::body;
-use crate::fanout::{self, spool::SpoolRows, Gathered, Mode, ScatterRequest};
+use crate::fanout::{self, spool::SpoolRows, FanOut, Gathered, Mode, ScatterRequest};
 use crate::scatter::{self, MergeOptions, SegmentStream};
 use crate::Node;
 
@@ -40,7 +40,17 @@ pub async fn query(
             return super::gather::query(&node, &req, format).await;
         }
         Mode::Exact => {
-            let gathered = fanout::gather(&node, &req).await?;
+            let gathered = match fanout::gather(&node, &req).await? {
+                FanOut::Merge(g) => g,
+                // The segments' schemas make the plan inexact: gathering answers exactly.
+                FanOut::Refused(why) => {
+                    tracing::debug!(
+                        reason = why.message(),
+                        "scatter plan refused by the segments; gathering"
+                    );
+                    return super::gather::query(&node, &req, format).await;
+                }
+            };
             let opts = MergeOptions {
                 memory_budget_bytes: node.limits.scatter.merge_memory_budget_bytes,
                 temp_dir: Some(node.tmp_dir.clone()),
@@ -59,11 +69,6 @@ pub async fn query(
     }
     let first = match rx.recv().await {
         Some(Ok(b)) => b,
-        // A refusal found by the segments themselves (a view, a declared COLLATE…), before any
-        // output: gathering answers it exactly.
-        Some(Err(e)) if e.code() == "unsupported_scatter_query" => {
-            return super::gather::query(&node, &req, format).await;
-        }
         Some(Err(e)) => {
             metrics::counter!("trough_scatter_queries_total", "outcome" => "error").increment(1);
             return Err(e.into());
