@@ -397,6 +397,9 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error>
         .await
         {
             Ok(s) => return Ok(s),
+            // The replica said why it stopped: the query's own error (decision 0003's last
+            // line), the same on every replica.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => return Err(e),
             Err(e) => {
                 node.cluster.penalize(&t.name);
                 errors.push(format!("{}: answer cut off: {e}", t.name));
