@@ -551,3 +551,20 @@ fn streaming_merges_stop_reading_early_and_spill_past_the_budget() {
     let e = merge(&p, &Params::None, &cols, streams, &tiny).unwrap_err();
     assert_eq!(e.code(), "merge_too_large", "{e}");
 }
+
+#[test]
+fn double_minus_signs_are_planned_not_refused() {
+    // `- -x` printed back naively is `--x`, a comment.
+    let fx = issue9();
+    for sql in [
+        "SELECT - - a, - - - b FROM t WHERE - - a > 0",
+        "SELECT + SUM ( - - b ) AS s FROM t",
+        "SELECT DISTINCT - - 14 FROM t",
+        "SELECT a FROM t ORDER BY - - b DESC",
+        "SELECT - - a AS k, count(*) FROM t GROUP BY - - a ORDER BY 1",
+    ] {
+        let (m, s) = both(&fx, sql, &Params::None);
+        assert!(m.get("rows").is_some(), "{sql}: {m}");
+        assert_eq!(m, s, "{sql}");
+    }
+}
