@@ -207,7 +207,39 @@ impl ScatterPlan {
 /// planned as the alias; the segments' answers to [`ScatterPlan::guard_sql`] say whether it is a
 /// column, and [`ScatterPlan::check_segments`] then asks for [`plan_with_columns`].
 pub fn plan(sql: &str) -> Result<ScatterPlan, PlanError> {
-    plan_with_columns(sql, &BTreeSet::new())
+    match plan_with_columns(sql, &BTreeSet::new()) {
+        Ok(p) => Ok(p),
+        // Read as aliases, the names may make no sense (`count(a) AS b … WHERE b > 3` puts an
+        // aggregate in WHERE) while SQLite reads them as columns: plan that reading instead; the
+        // segments' guard answers confirm it or ask for the alias reading (and its error) again.
+        Err(e) => {
+            let aliases = result_aliases(sql);
+            if aliases.is_empty() {
+                return Err(e);
+            }
+            plan_with_columns(sql, &aliases).map_err(|_| e)
+        }
+    }
+}
+
+/// The lower-case result aliases of a plain SELECT (empty for anything else).
+fn result_aliases(sql: &str) -> BTreeSet<String> {
+    let Ok(stmts) = Parser::parse_sql(&SQLiteDialect {}, sql) else {
+        return BTreeSet::new();
+    };
+    let Some(Statement::Query(q)) = stmts.first() else {
+        return BTreeSet::new();
+    };
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return BTreeSet::new();
+    };
+    s.projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// [`plan`], knowing that the lower-case names in `columns` are columns of the table (in WHERE,
