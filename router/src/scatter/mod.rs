@@ -97,7 +97,8 @@
 //!   `date('now')`, unknown (user) functions, subqueries, window functions, `group_concat` & co
 //!   (order-dependent) are refused.
 //! - **Faithful printing**: the segment SQL is printed from the sqlparser tree; a statement that
-//!   does not parse back to the same tree is refused (e.g. `- -1` would print `--1`, a comment),
+//!   does not parse back to the same tree is refused (`- -1` would print `--1`, a comment: the
+//!   operand of a double minus is parenthesized first, which SQLite's parser ignores),
 //!   and so are hexadecimal literals (`0x10`, which sqlparser reads as a blob).
 //! - **Precedence**: sqlparser's operator precedences differ from SQLite's (`||` vs `*`, `<` vs
 //!   `=`, `&` vs `|`). Where the tree matters (the planner splits or compares expressions), an
