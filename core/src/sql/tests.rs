@@ -98,6 +98,9 @@ fn guard_refuses_on_read_connections() {
             ("BEGIN".to_owned(), "BEGIN"),
             ("COMMIT".to_owned(), "COMMIT"),
             ("SAVEPOINT s".to_owned(), "SAVEPOINT"),
+            ("CREATE TEMP TABLE evil(x)".to_owned(), "temporary"),
+            ("CREATE TABLE temp.evil(x)".to_owned(), "temporary"),
+            ("CREATE TEMP VIEW evil AS SELECT 1".to_owned(), "temporary"),
             (
                 "SELECT * FROM pragma_writable_schema".to_owned(),
                 "writable_schema",
@@ -226,7 +229,6 @@ fn writes_on_the_read_path_are_not_read_only_and_change_nothing() {
             "UPDATE t SET name = 'evil'",
             "DELETE FROM t",
             "CREATE TABLE evil(x)",
-            "CREATE TEMP TABLE evil(x)",
             "DROP TABLE t",
             "CREATE INDEX evil ON t(name)",
             "ALTER TABLE t ADD COLUMN evil",
