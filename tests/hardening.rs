@@ -468,3 +468,24 @@ fn sigterm_stops_a_process_stuck_in_sqlite() {
         started.elapsed()
     );
 }
+
+/// Defect 6: SQLite's memory in the process is bounded by `limits.sqlite.heap_limit_bytes`; a
+/// statement past it fails with 503 `out_of_memory` and the node keeps serving.
+#[test]
+fn sqlite_heap_limit_answers_out_of_memory() {
+    let s = TestServer::start_with(
+        &[],
+        &[("TROUGH_LIMITS__SQLITE__HEAP_LIMIT_BYTES", "40000000")],
+    );
+    publish_ids(&s, "h.heap", 3);
+    let c = impatient();
+    // Three 15 MB values in one row: each is under the length limit, together over the heap.
+    let (status, body) = send(c.post(s.at("/segments/h.heap/query")).body(
+        "SELECT randomblob(15000000) AS a, randomblob(15000000) AS b, randomblob(15000000) AS c",
+    ));
+    assert_error(status, &body, 503, "out_of_memory");
+    assert_eq!(
+        s.query_ok("h.heap", "SELECT count(*) AS n FROM t"),
+        vec![json!({"n": 3})]
+    );
+}
