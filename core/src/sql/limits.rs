@@ -68,7 +68,7 @@ pub struct SqliteLimits {
     /// Hard limit of the memory SQLite may allocate in this process, all connections together
     /// (`sqlite3_hard_heap_limit64`), in bytes; 0 for none. An allocation past it fails the
     /// statement with `out_of_memory` (503). SQLite starts to give back cache memory at half of
-    /// it (the soft heap limit). Default 512 MiB.
+    /// it (the soft heap limit). Default 256 MiB.
     pub heap_limit_bytes: u64,
 }
 
@@ -77,7 +77,7 @@ impl Default for SqliteLimits {
         Self {
             max_length_bytes: DEFAULT_MAX_LENGTH as u64,
             max_params: DEFAULT_MAX_PARAMS as u32,
-            heap_limit_bytes: 512 << 20,
+            heap_limit_bytes: 256 << 20,
         }
     }
 }
@@ -152,5 +152,9 @@ mod tests {
         assert_eq!(l.max_rows, 1_000_000);
         assert_eq!(l.max_response_bytes, 1_073_741_824);
         assert_eq!(l.pool_size, 8);
+        let l: SqliteLimits = serde_json::from_str(r#"{"max_params": 10}"#).unwrap();
+        assert_eq!(l.max_params, 10);
+        assert_eq!(l.max_length_bytes, 16 << 20);
+        assert_eq!(l.heap_limit_bytes, 256 << 20);
     }
 }

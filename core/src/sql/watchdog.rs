@@ -48,6 +48,8 @@ struct Entry {
 struct Entries {
     next_id: u64,
     armed: BTreeMap<u64, Entry>,
+    /// When the watchdog thread wakes up next on its own (`None`: only when notified).
+    next_wake: Option<Instant>,
 }
 
 struct Watchdog {
@@ -96,6 +98,7 @@ fn run(w: &'static Watchdog) {
                 None => {}
             }
         }
+        entries.next_wake = next;
         entries = match next {
             Some(d) => {
                 w.wake
@@ -130,6 +133,9 @@ pub fn arm(conn: &Connection, deadline: Option<Instant>) -> Armed {
     }
     let id = entries.next_id;
     entries.next_id += 1;
+    // Wake the thread only if this deadline comes before the one it sleeps until (most
+    // statements finish long before theirs; no wake-up per statement).
+    let wake = deadline.is_some_and(|d| entries.next_wake.is_none_or(|w| d < w));
     entries.armed.insert(
         id,
         Entry {
@@ -139,7 +145,9 @@ pub fn arm(conn: &Connection, deadline: Option<Instant>) -> Armed {
         },
     );
     drop(entries);
-    w.wake.notify_one();
+    if wake {
+        w.wake.notify_one();
+    }
     Armed {
         id,
         deadline,
