@@ -77,13 +77,15 @@ pub fn execute(
     let before = conn.total_changes();
     // The transaction is opened and closed by trusted SQL: the guard refuses transaction control
     // in client statements, so nothing in the request can end it early.
-    exec_trusted(conn, "BEGIN IMMEDIATE")?;
     let armed = watchdog::arm(conn, timeout.map(|t| Instant::now() + t));
     conn.progress_handler(PROGRESS_OPS, Some(armed.stop_check()))?;
-    let ran = run_statements(conn, req, has_params).map_err(|e| stopped(e, &armed, timeout));
+    let ran = exec_trusted(conn, "BEGIN IMMEDIATE")
+        .map_err(Error::from)
+        .and_then(|()| run_statements(conn, req, has_params))
+        .map_err(|e| stopped(e, &armed, timeout));
     // Disarmed before COMMIT: once statements succeeded, the commit is not interrupted.
     drop(armed);
-    conn.progress_handler(0, None::<fn() -> bool>)?;
+    let _ = conn.progress_handler(0, None::<fn() -> bool>);
     let outcome = ran.and_then(|()| {
         if conn.is_autocommit() {
             // Defence in depth: the transaction ended under us; refuse to report success.
