@@ -489,3 +489,35 @@ fn sqlite_heap_limit_answers_out_of_memory() {
         vec![json!({"n": 3})]
     );
 }
+
+/// Defect 11: no temporary file of any kind goes to `$TMPDIR`. With `$TMPDIR` pointing nowhere,
+/// everything that spills still works: a sort bigger than the page cache, a cluster-wide query
+/// whose per-segment answers are spooled to disk and merged in a temporary database, schema
+/// validation.
+#[test]
+fn nothing_needs_tmpdir() {
+    let s = TestServer::start_with(&[], &[("TMPDIR", "/nonexistent/trough-tmpdir")]);
+    publish_ids(&s, "h.notmp-1", 20_000);
+    publish_ids(&s, "h.notmp-2", 20_000);
+    let rows = s.query_ok(
+        "h.notmp-1",
+        "SELECT count(*) AS n FROM (SELECT id, randomblob(300) AS r FROM t ORDER BY r)",
+    );
+    assert_eq!(rows, vec![json!({"n": 20_000})]);
+    // Answers of 20 000 rows (over 64 KiB each) are spooled; GROUP BY merges in a database.
+    let (status, body) = s.post_json(
+        "/query",
+        &json!({"sql": "SELECT id % 7 AS k, count(*) AS n FROM t GROUP BY k ORDER BY k",
+                "segments": "h.notmp-*"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][0], json!({"k": 0, "n": 2 * (20_000 / 7)}));
+    let (status, body) = s.post_json(
+        "/query",
+        &json!({"sql": "SELECT id FROM t", "segments": "h.notmp-*"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(40_000));
+    let (status, body) = s.put_text("/schemas/fine", SCHEMA);
+    assert_eq!(status, 201, "{body}");
+}

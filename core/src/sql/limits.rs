@@ -7,8 +7,9 @@
 //! ([`super::open()`] does it for segment connections; the merge database calls it itself).
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use rusqlite::limits::Limit;
@@ -89,6 +90,7 @@ const SQLITE_MAX_LENGTH: u64 = 1_000_000_000;
 
 static MAX_LENGTH: AtomicI32 = AtomicI32::new(DEFAULT_MAX_LENGTH);
 static MAX_PARAMS: AtomicI32 = AtomicI32::new(DEFAULT_MAX_PARAMS);
+static TEMP_DIR: RwLock<Option<PathBuf>> = RwLock::new(None);
 
 /// Applies `limits` to the whole process, and makes `temp_dir` (created if missing) the
 /// directory of SQLite's temporary files (sorts and temporary b-trees that spill, statement
@@ -109,6 +111,7 @@ pub fn configure(limits: &SqliteLimits, temp_dir: &Path) -> crate::Result<()> {
         ffi::sqlite3_soft_heap_limit64(hard / 2);
     }
     std::fs::create_dir_all(temp_dir)?;
+    *TEMP_DIR.write().unwrap_or_else(|p| p.into_inner()) = Some(temp_dir.to_owned());
     let dir = CString::new(temp_dir.as_os_str().as_encoded_bytes())
         .map_err(|_| crate::Error::internal("the temporary directory path contains NUL"))?;
     // SAFETY: `sqlite3_temp_directory` must be set before SQLite creates temporary files and must
@@ -122,6 +125,17 @@ pub fn configure(limits: &SqliteLimits, temp_dir: &Path) -> crate::Result<()> {
         ffi::sqlite3_temp_directory = copy;
     }
     Ok(())
+}
+
+/// The directory for this process's anonymous temporary files: the one given to [`configure`]
+/// (under the data dir), `std::env::temp_dir()` before that (unit tests). SQLite's own temporary
+/// files go there too; other code creating temporary files (e.g. the fan-out's spool) uses it.
+pub fn temp_dir() -> PathBuf {
+    TEMP_DIR
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// The configured `max_params`.
