@@ -27,6 +27,8 @@ pub mod watchdog;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 
 pub use limits::{QueryLimits, SqliteLimits};
 pub use open::{open, open_writable, Access, Synchronous, BUSY_TIMEOUT};
