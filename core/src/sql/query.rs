@@ -19,12 +19,12 @@
 //! with an error after output has started (the reader's business).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 use rusqlite::fallible_iterator::FallibleIterator as _;
-use rusqlite::{Batch, Connection, ErrorCode};
+use rusqlite::{Batch, Connection, ErrorCode, InterruptHandle};
 
 use super::limits::QueryLimits;
 use super::params::{bind, SqlRequest};
@@ -69,23 +69,54 @@ pub struct QueryStats {
 
 /// Lets another thread stop a running query promptly (e.g. when its client went away).
 ///
-/// Checked by the progress handler and between rows; a cancelled query fails with code
+/// While [`run_query_cancellable`] runs, the token holds the connection's interrupt handle, so
+/// [`CancelToken::cancel`] interrupts SQLite at once (even inside one slow step); the progress
+/// handler and the check between rows back it up. A cancelled query fails with code
 /// `query_cancelled`.
-#[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+#[derive(Clone, Default)]
+pub struct CancelToken(Arc<CancelInner>);
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    /// The running statement's connection, while one runs.
+    interrupt: Mutex<Option<InterruptHandle>>,
+}
+
+impl std::fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CancelToken")
+            .field(&self.is_cancelled())
+            .finish()
+    }
+}
 
 impl CancelToken {
     /// A fresh, not cancelled token.
     pub fn new() -> Self {
         Self::default()
     }
-    /// Requests cancellation.
+    /// Requests cancellation, interrupting the running statement if there is one.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.cancelled.store(true, Ordering::Release);
+        if let Some(h) = self.handle().as_ref() {
+            h.interrupt();
+        }
     }
     /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.cancelled.load(Ordering::Acquire)
+    }
+    fn handle(&self) -> std::sync::MutexGuard<'_, Option<InterruptHandle>> {
+        self.0.interrupt.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Lets `cancel` interrupt `conn` until [`Self::detach`].
+    fn attach(&self, conn: &Connection) {
+        *self.handle() = Some(conn.get_interrupt_handle());
+    }
+    /// After this returns, `cancel` no longer interrupts the connection.
+    fn detach(&self) {
+        *self.handle() = None;
     }
 }
 
@@ -148,9 +179,11 @@ pub fn run_query_cancellable(
     let mut stop = armed.stop_check();
     conn.progress_handler(PROGRESS_OPS, Some(move || token.is_cancelled() || stop()))
         .map_err(sqlite_error)?;
+    cancel.attach(conn);
     let result = execute(conn, req, limits, format, &armed, cancel, sink);
     // Disarm first, then drop the handler: a pooled connection must not keep an expired
-    // deadline for its next query.
+    // deadline (or a cancellation) for its next query.
+    cancel.detach();
     drop(armed);
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
     result
