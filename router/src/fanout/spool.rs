@@ -50,7 +50,9 @@ impl Spool {
                 None => {
                     mem.extend_from_slice(&chunk);
                     if mem.len() > memory_limit {
-                        let mut f = tempfile::tempfile().map_err(io)?;
+                        // Under the data dir, never $TMPDIR.
+                        let mut f = tempfile::tempfile_in(trough_core::sql::limits::temp_dir())
+                            .map_err(io)?;
                         f.write_all(&mem).map_err(io)?;
                         mem = Vec::new();
                         file = Some(f);
