@@ -55,14 +55,13 @@ pub async fn query(
     let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(|item| {
         let items: Vec<Result<Bytes, Error>> = match item {
             Ok(b) => vec![Ok(b)],
-            // After output started: make the failure visible, then break the stream.
-            Err(e) => vec![
-                Ok(Bytes::from(format!(
-                    "\n{}\n",
-                    error_line(e.kind(), e.code(), e.message())
-                ))),
-                Err(e),
-            ],
+            // After output started: the error line is the last thing sent (the producer stops
+            // after an error), and the body ends normally so the client surely receives it
+            // (decision 0003).
+            Err(e) => vec![Ok(Bytes::from(format!(
+                "\n{}\n",
+                error_line(e.kind(), e.code(), e.message())
+            )))],
         };
         futures::stream::iter(items)
     });

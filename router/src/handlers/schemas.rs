@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use trough_core::http::HttpError;
 use trough_core::{ErrorKind, SchemaName};
+
+use super::Path;
 
 use crate::body;
 use crate::Node;

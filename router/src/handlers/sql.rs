@@ -6,17 +6,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use futures::StreamExt;
 use trough_core::http::HttpError;
 use trough_core::sql::{Params, RowFormat, SqlRequest};
 use trough_core::{ApiError, ErrorKind, SegmentId};
 use trough_writer::ExecuteRequest;
 
-use super::{segment_id, segment_not_found};
+use super::{segment_id, segment_not_found, Path, Query};
 use crate::body;
 use crate::forward::{Attempt, Retry, FORWARDED_HEADER};
 use crate::Node;
@@ -140,6 +141,7 @@ async fn local_query(
     id: &SegmentId,
     req: SqlRequest,
     format: RowFormat,
+    forwarded: bool,
 ) -> Result<Response, HttpError> {
     let Some(reader) = &node.reader else {
         return Err(node
@@ -159,7 +161,16 @@ async fn local_query(
                 RowFormat::JsonArray => "application/json",
                 RowFormat::Ndjson => NDJSON,
             };
-            let mut resp = Body::from(stream).into_response();
+            let body = if forwarded {
+                // The forwarding node must see the failure as a broken body: it cannot tell a
+                // final error line from a row otherwise.
+                Body::from(stream)
+            } else {
+                // An outside client: the error line is the last thing sent, then the body ends
+                // normally so it surely arrives (decision 0003).
+                Body::from_stream(stream.take_while(|r| std::future::ready(r.is_ok())))
+            };
+            let mut resp = body.into_response();
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             Ok(resp)
@@ -191,7 +202,7 @@ pub async fn query(
     } else {
         RowFormat::JsonArray
     };
-    local_query(&node, &id, req, format).await
+    local_query(&node, &id, req, format, is_forwarded(&headers)).await
 }
 
 /// Runs a write request here, or explains why this node cannot take it.
@@ -331,7 +342,15 @@ pub async fn trough_wire(
         params: Params::None,
     };
     let holds_writer = node.writes_locally(&id);
-    match local_query(&node, &id, req, RowFormat::JsonArray).await {
+    match local_query(
+        &node,
+        &id,
+        req,
+        RowFormat::JsonArray,
+        is_forwarded(&headers),
+    )
+    .await
+    {
         // A write, or several statements (a read runs exactly one): on a writable segment the
         // whole body runs as one write transaction, as Trough's writer did; elsewhere the
         // reader's error stands.
