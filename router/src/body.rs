@@ -147,6 +147,19 @@ fn fields_of<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
     fields
 }
 
+/// Refuses SQL text containing a NUL character: SQLite would stop reading at it and silently
+/// ignore the rest (`INSERT ...;\0 DELETE ...` would answer 200 having run only the insert).
+pub fn sql_text(sql: &str) -> Result<(), HttpError> {
+    match sql.find('\0') {
+        None => Ok(()),
+        Some(at) => Err(HttpError::new(
+            ErrorKind::InvalidInput,
+            "nul_in_sql",
+            format!("the SQL text contains a NUL character (at byte {at})"),
+        )),
+    }
+}
+
 /// A SQL request from either body form: JSON `T`, or text becoming `from_text(sql)`.
 pub fn parse_sql<T: DeserializeOwned>(
     headers: &HeaderMap,

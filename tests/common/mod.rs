@@ -185,6 +185,11 @@ impl TestServer {
         &self.client
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The data dir (kept across restarts).
     pub fn data_dir(&self) -> &Path {
         self.dir.path()

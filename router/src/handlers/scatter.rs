@@ -32,6 +32,7 @@ pub async fn query(
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
     let _ = body::utf8(bytes.clone())?;
     let req: ScatterRequest = body::json(&bytes)?;
+    body::sql_text(&req.sql)?;
     let ndjson = super::sql::wants_ndjson(&headers);
     let gathered = fanout::gather(&node, &req).await?;
     let opts = MergeOptions {

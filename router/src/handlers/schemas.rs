@@ -26,6 +26,7 @@ pub async fn put(
     let name = SchemaName::new(&name)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
     let sql = body::utf8(bytes)?;
+    body::sql_text(&sql)?;
     let check = sql.clone();
     tokio::task::spawn_blocking(move || trough_writer::exec::validate_schema(&check))
         .await

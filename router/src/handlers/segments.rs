@@ -231,6 +231,9 @@ pub async fn provision(
     } else {
         body::json(&bytes)?
     };
+    if let Some(sql) = &req.schema_sql {
+        body::sql_text(sql)?;
+    }
     let (entry, created) = writer.provision(&id, req).await?;
     if let Some(reader) = &node.reader {
         reader

@@ -197,6 +197,7 @@ pub async fn query(
         sql,
         params: Params::None,
     })?;
+    body::sql_text(&req.sql)?;
     let format = if wants_ndjson(&headers) {
         RowFormat::Ndjson
     } else {
@@ -307,6 +308,7 @@ pub async fn execute(
         return forward_write(&node, &id, &path, &headers, bytes).await;
     }
     let req: ExecuteRequest = body::parse_sql(&headers, bytes, ExecuteRequest::text)?;
+    body::sql_text(&req.sql)?;
     let r = local_execute(&node, &id, req).await?;
     Ok(Json(r).into_response())
 }
@@ -337,6 +339,7 @@ pub async fn trough_wire(
         };
     }
     let sql = body::utf8(bytes)?;
+    body::sql_text(&sql)?;
     let req = SqlRequest {
         sql: sql.clone(),
         params: Params::None,
