@@ -62,7 +62,9 @@ impl Forwarder {
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the default `limits.http.header_read_timeout_ms` (10 s), after which a node
+            // closes an idle connection: reusing one the peer is closing would fail the request.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("static HTTP client configuration");
         Self { client }

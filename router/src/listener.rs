@@ -137,12 +137,11 @@ async fn serve_connection(
         tracing::debug!(error = %e, "connection ended with an error");
     }
     let tcp = conn.into_parts().io.into_inner();
-    linger(
-        tcp,
-        Duration::from_millis(limits.linger_ms),
-        limits.linger_bytes,
-    )
-    .await;
+    // Shutting down: no lingering (the process is about to close every socket anyway).
+    tokio::select! {
+        _ = linger(tcp, Duration::from_millis(limits.linger_ms), limits.linger_bytes) => {}
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
 }
 
 /// Answers a connection beyond the limit with a 503 and closes it.
