@@ -1,8 +1,10 @@
 //! Request bodies: SQL as text or JSON, with size limits and clear errors.
 //!
 //! A body is JSON when its `Content-Type` is `application/json`; anything else is SQL text, which
-//! must be UTF-8. Oversized bodies are refused with 413 before they are fully read. This module
-//! only parses; it does not run anything.
+//! must be UTF-8. Oversized bodies are refused with 413 before they are fully read, and a client
+//! that stops sending gets 408 (the idle timeout is set up in [`crate::http_guard`]). JSON bodies
+//! are strict: one object, known keys only. SQL text must not contain NUL. This module only
+//! parses; it does not run anything.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};

@@ -6,13 +6,13 @@
 //! - **slow heads**: hyper's `header_read_timeout` closes a connection whose request head does not
 //!   arrive in time (including an idle keep-alive connection).
 //! - **memory per connection**: hyper's read buffer is at most `4 × max_header_bytes` (≥ 8 KiB);
-//!   bodies are bounded by the handlers' body limits and their idle timeout ([`crate::http`]).
+//!   bodies are bounded by the handlers' body limits and their idle timeout ([`crate::http_guard`]).
 //! - **closing**: when hyper is done with a connection, the server half-closes it and reads and
 //!   discards what the client still sends (bounded in time and bytes) before closing: a client
 //!   that writes a whole oversized body before reading then sees its 413 rather than a reset.
 //!
 //! Not here: request-level checks (URI and header sizes, JSON errors, body timeouts), which are
-//! middleware in [`crate::http`].
+//! middleware in [`crate::http_guard`].
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -35,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const REJECT_LINGER: Duration = Duration::from_secs(1);
 
 /// Serves `app` on `listener` until `shutdown` turns `true`, then lets open connections finish
-/// their current request (for at most [`SHUTDOWN_GRACE`]).
+/// their current request (for at most 10 s).
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
