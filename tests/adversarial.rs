@@ -59,6 +59,9 @@ pub enum Expect {
     Status(u16),
     /// Any 4xx.
     Client,
+    /// Any 4xx, or 504 when the work it takes to find out outlasts the (short) test deadline on
+    /// a slow machine: refused or stopped in time, either way.
+    ClientOrTimeout,
     /// The connection is closed, with or without a bare status (hyper's own answers).
     Closed,
 }
@@ -206,6 +209,7 @@ fn judge(case: &Case, o: &Outcome) -> Option<String> {
         (Expect::Ok, Some(st)) => (200..300).contains(&st),
         (Expect::Status(want), Some(st)) => st == want,
         (Expect::Client, Some(st)) => (400..500).contains(&st),
+        (Expect::ClientOrTimeout, Some(st)) => (400..500).contains(&st) || st == 504,
         (Expect::Closed, None) => true,
         (Expect::Closed, Some(st)) => o.closed && (400..500).contains(&st),
         (_, None) => false,
@@ -419,8 +423,9 @@ fn hostile_inputs_change_nothing_and_wedge_nothing() {
     report(&failures, total);
 }
 
+/// Inputs for issue 10's SQLite-level defects (1-7, 10, 11) and defect 12; defect 4 (an index
+/// that disagrees with its table) is `tests/hardening.rs`, which builds such a file exactly.
 #[test]
-#[ignore = "needs issue 10's SQLite-level fixes (defects 1-7, 10, 11) and defect 12"]
 fn hostile_inputs_needing_sqlite_level_fixes() {
     let (s, watched) = setup();
     let cases = sql::needs_sqlite_fixes();

@@ -18,17 +18,6 @@ fn good() -> Vec<u8> {
     .bytes()
 }
 
-/// A file whose table and index pages were overwritten in the middle (defect 4: `quick_check`
-/// does not see it).
-pub fn damaged_table_page() -> Vec<u8> {
-    let mut b = good();
-    let n = b.len();
-    for x in &mut b[n - 3000..n - 2000] {
-        *x = 0xa5;
-    }
-    b
-}
-
 fn with(mut bytes: Vec<u8>, at: usize, patch: &[u8]) -> Vec<u8> {
     bytes[at..at + patch.len()].copy_from_slice(patch);
     bytes

@@ -12,7 +12,7 @@ const MAX_REGEX_BYTES: usize = 1024;
 
 /// Which segments a cluster-wide query covers.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum Selector {
     /// Exactly these ids (each must exist).
     List(Vec<String>),
@@ -112,6 +112,8 @@ mod tests {
         assert_eq!(names(sel("\"c\"").unwrap()), ["c"]);
         assert_eq!(names(sel("[\"c\", \"a1\", \"c\"]").unwrap()), ["a1", "c"]);
         assert_eq!(names(sel("{\"regex\": \"[ab]1\"}").unwrap()), ["a1", "b1"]);
+        // Strict: a key besides `regex` is not silently ignored.
+        assert!(serde_json::from_str::<Selector>("{\"regex\": \".*\", \"flags\": \"i\"}").is_err());
         // Anchored: "1" alone matches nothing.
         assert!(sel("{\"regex\": \"1\"}").unwrap().is_empty());
         assert!(sel("\"zz*\"").unwrap().is_empty());
