@@ -98,6 +98,16 @@ pub trait Coordinator: Send + Sync + 'static {
     /// earlier call; 0 to get the current index at once), or until `timeout`. Returns the index.
     async fn wait_for_change(&self, since: u64, timeout: Duration) -> Result<u64>;
 
+    /// The segments whose catalog entry changed after `since` (an index from
+    /// [`Coordinator::wait_for_change`] or from an earlier call), each once, with the index they
+    /// bring the caller up to. `None` when this backend cannot tell (it does not keep a change
+    /// log, or `since` is older than the log): the caller then re-reads the whole catalog. Lets
+    /// followers apply a change with point reads instead of a catalog-wide one.
+    async fn catalog_changes(&self, since: u64) -> Result<Option<(u64, Vec<SegmentId>)>> {
+        let _ = since;
+        Ok(None)
+    }
+
     // ----- schemas -----
 
     /// Registers (or replaces) a schema. Returns `true` when it was new.
