@@ -129,6 +129,9 @@ pub struct LocalSync {
     state: RwLock<BTreeMap<SegmentId, CopyState>>,
     /// Serializes passes and scrubs.
     pass_lock: tokio::sync::Mutex<()>,
+    /// How long the last pass took to read the coordinator and plan, in microseconds (not
+    /// counting downloads).
+    planning_micros: std::sync::atomic::AtomicU64,
 }
 
 impl LocalSync {
@@ -150,7 +153,16 @@ impl LocalSync {
             config,
             state: RwLock::new(BTreeMap::new()),
             pass_lock: tokio::sync::Mutex::new(()),
+            planning_micros: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How long the last pass spent reading the coordinator and planning.
+    fn planning_cost(&self) -> Duration {
+        Duration::from_micros(
+            self.planning_micros
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The state of every local copy.
@@ -238,6 +250,7 @@ impl LocalSync {
     /// One pass: fetch and drop what [`plan`] says, then report holdings.
     pub async fn pass(&self) -> trough_core::Result<()> {
         let _guard = self.pass_lock.lock().await;
+        let started = std::time::Instant::now();
         let assignment = self.coordinator.get_assignment().await?;
         let catalog: BTreeMap<SegmentId, SegmentEntry> = self
             .coordinator
@@ -261,6 +274,10 @@ impl LocalSync {
             .map(|(id, s)| (id, (s.version, s.verified)))
             .collect();
         let actions = plan(&self.identity.name, &assignment, &catalog, &held, &holders);
+        self.planning_micros.store(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut fetches = Vec::new();
         for a in actions {
             match a {
@@ -422,6 +439,12 @@ impl LocalSync {
                 last_scrub = tokio::time::Instant::now();
             }
             index = before;
+            // A pass reads the whole assignment: under a stream of publishes, rest as long as
+            // the pass took, so passes batch changes and take at most half the time.
+            tokio::select! {
+                _ = tokio::time::sleep(self.planning_cost()) => {}
+                _ = shutdown.changed() => return,
+            }
             tokio::select! {
                 r = self.coordinator.wait_for_change(index, wait) => { if let Ok(i) = r { index = i; } }
                 _ = shutdown.changed() => return,

@@ -211,7 +211,7 @@ pub async fn provision(
                         // Routing of the next requests (and the next provision's choice of
                         // writer) must see this segment at once.
                         if r.status().is_success() {
-                            let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+                            let _ = node.cluster.refresh_segment(&node.coordinator, &id).await;
                         }
                         Ok(r)
                     }
@@ -243,7 +243,7 @@ pub async fn provision(
             .install_live(id.clone(), writer.db_path(&id))
             .map_err(HttpError::from)?;
     }
-    let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+    let _ = node.cluster.refresh_segment(&node.coordinator, &id).await;
     let status = if created {
         StatusCode::CREATED
     } else {
