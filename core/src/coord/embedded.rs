@@ -195,6 +195,27 @@ impl Coordinator for EmbeddedCoordinator {
         .map_err(|e| Error::internal(format!("coordinator task failed: {e}")))
     }
 
+    async fn list_segments_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SegmentEntry>> {
+        use std::ops::Bound;
+        let mem = self.read();
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        Ok(mem
+            .catalog
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(id, _)| id.as_str().starts_with(prefix))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
     async fn get_segment(&self, id: &SegmentId) -> Result<Option<SegmentEntry>> {
         self.count(|s| s.get_segment += 1);
         Ok(self.read().catalog.get(id).cloned())

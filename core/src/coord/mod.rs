@@ -78,6 +78,26 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Every segment in the catalog, ordered by id.
     async fn list_segments(&self) -> Result<Vec<SegmentEntry>>;
 
+    /// At most `limit` segments whose id starts with `prefix` and sorts after `after` (all when
+    /// `None`), ordered by id: one page of the catalog. The default reads the whole catalog;
+    /// backends that can, answer from an index.
+    async fn list_segments_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SegmentEntry>> {
+        Ok(self
+            .list_segments()
+            .await?
+            .into_iter()
+            .filter(|e| {
+                e.id.as_str().starts_with(prefix) && after.is_none_or(|a| e.id.as_str() > a)
+            })
+            .take(limit)
+            .collect())
+    }
+
     /// One segment, if it exists.
     async fn get_segment(&self, id: &SegmentId) -> Result<Option<SegmentEntry>>;
 

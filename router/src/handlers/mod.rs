@@ -2,6 +2,7 @@
 //! the node, and returns a value or an error that `core::http` renders.
 
 pub mod ops;
+pub mod pages;
 pub mod scatter;
 pub mod schemas;
 pub mod segments;
