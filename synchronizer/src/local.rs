@@ -196,6 +196,15 @@ impl LocalSync {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The state of one local copy (without copying the others: called once per copy).
+    fn copy_state(&self, id: &SegmentId) -> Option<CopyState> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     /// At most `limit` copies whose id starts with `prefix` and sorts after `after`, by id.
     pub fn status_page(
         &self,
@@ -277,8 +286,7 @@ impl LocalSync {
             };
             // Keep only the newest adoptable version of each segment.
             let newer_held = self
-                .status()
-                .get(&m.id)
+                .copy_state(&m.id)
                 .is_some_and(|s| s.version >= m.version);
             if newer_held {
                 let _ = tokio::fs::remove_file(&path).await;
@@ -501,8 +509,7 @@ impl LocalSync {
         }
         self.verified.forget(&path);
         let still_held = self
-            .status()
-            .get(&m.id)
+            .copy_state(&m.id)
             .is_some_and(|s| s.version == m.version && s.sha256 == m.sha256);
         if still_held {
             self.reader.remove_stored(&m.id);
@@ -522,8 +529,7 @@ impl LocalSync {
         for m in todo {
             let _guard = self.pass_lock.lock().await;
             let held = self
-                .status()
-                .get(&m.id)
+                .copy_state(&m.id)
                 .is_some_and(|s| s.verified && s.version == m.version && s.sha256 == m.sha256);
             if !held {
                 continue;
@@ -546,7 +552,7 @@ impl LocalSync {
 
     /// The file of the copy held for `id`, if any.
     fn held_path(&self, id: &SegmentId) -> Option<PathBuf> {
-        let s = self.status().get(id).cloned()?;
+        let s = self.copy_state(id)?;
         Some(
             self.dir
                 .join(id.as_str())
@@ -570,7 +576,12 @@ impl LocalSync {
             let wait = match self.pass().await {
                 Ok(()) => {
                     backoff = Duration::from_millis(200);
-                    let retry_soon = self.status().values().any(|s| s.error.is_some());
+                    let retry_soon = self
+                        .state
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .values()
+                        .any(|s| s.error.is_some());
                     if retry_soon {
                         Duration::from_secs(1)
                     } else {
