@@ -84,6 +84,14 @@ impl Mem {
     }
 }
 
+fn rd(mem: &RwLock<Mem>) -> std::sync::RwLockReadGuard<'_, Mem> {
+    mem.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wr(mem: &RwLock<Mem>) -> std::sync::RwLockWriteGuard<'_, Mem> {
+    mem.write().unwrap_or_else(|p| p.into_inner())
+}
+
 /// In-process coordinator persisted in SQLite.
 #[derive(Clone)]
 pub struct EmbeddedCoordinator {
@@ -147,20 +155,22 @@ impl EmbeddedCoordinator {
 
     /// Runs `f` with the database and the in-memory state, off the async runtime. `f` returns
     /// its result and whether to notify (with the changed segment, if a catalog change).
+    ///
+    /// Writers are serialized by the database mutex, so `f` may check the state under a read
+    /// lock, commit, then apply under a short write lock: readers never wait for an fsync.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Db, &mut Mem) -> Result<(T, Option<Option<SegmentId>>)> + Send + 'static,
+        F: FnOnce(&mut Db, &RwLock<Mem>) -> Result<(T, Option<Option<SegmentId>>)> + Send + 'static,
     {
         let (db, mem, changes) = (self.db.clone(), self.mem.clone(), self.changes.clone());
         tokio::task::spawn_blocking(move || {
             // A poisoned lock means a panic mid-transaction; SQLite rolled it back, and memory
             // is only updated after a commit, so both are still consistent.
             let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
-            let mut mem = mem.write().unwrap_or_else(|p| p.into_inner());
-            let (out, notify) = f(&mut db, &mut mem)?;
+            let (out, notify) = f(&mut db, &mem)?;
             if let Some(changed) = notify {
-                let i = mem.bump(changed.as_ref());
+                let i = wr(&mem).bump(changed.as_ref());
                 changes.send_replace(i);
             }
             Ok(out)
@@ -223,25 +233,28 @@ impl Coordinator for EmbeddedCoordinator {
 
     async fn add_version(&self, manifest: &Manifest) -> Result<SegmentEntry> {
         let m = manifest.clone();
-        self.write(move |db, mem| {
-            let existing = mem
-                .catalog
-                .get(&m.id)
-                .and_then(|e| e.versions.iter().find(|v| v.version == m.version));
-            match existing {
-                Some(v) if v.sha256 == m.sha256 => {
-                    return Ok((mem.catalog[&m.id].clone(), None));
+        self.write(move |db, cell| {
+            {
+                let mem = rd(cell);
+                let existing = mem
+                    .catalog
+                    .get(&m.id)
+                    .and_then(|e| e.versions.iter().find(|v| v.version == m.version));
+                match existing {
+                    Some(v) if v.sha256 == m.sha256 => {
+                        return Ok((mem.catalog[&m.id].clone(), None));
+                    }
+                    Some(v) => {
+                        return Err(Error::conflict(
+                            "version_conflict",
+                            format!(
+                                "{} v{} is already recorded with sha256 {}",
+                                m.id, m.version, v.sha256
+                            ),
+                        ))
+                    }
+                    None => {}
                 }
-                Some(v) => {
-                    return Err(Error::conflict(
-                        "version_conflict",
-                        format!(
-                            "{} v{} is already recorded with sha256 {}",
-                            m.id, m.version, v.sha256
-                        ),
-                    ))
-                }
-                None => {}
             }
             let doc = serde_json::to_string(&m)?;
             db.transaction(|db| {
@@ -255,6 +268,7 @@ impl Coordinator for EmbeddedCoordinator {
                 )?;
                 Ok(())
             })?;
+            let mut mem = wr(cell);
             let e = mem
                 .catalog
                 .entry(m.id.clone())
@@ -276,9 +290,9 @@ impl Coordinator for EmbeddedCoordinator {
         info: Option<WritableInfo>,
     ) -> Result<SegmentEntry> {
         let id = id.clone();
-        self.write(move |db, mem| {
-            let current = mem.catalog.get(&id).and_then(|e| e.writable.as_ref());
-            match (current, &info) {
+        self.write(move |db, cell| {
+            let current = rd(cell).catalog.get(&id).and_then(|e| e.writable.clone());
+            match (&current, &info) {
                 (Some(cur), Some(new)) if cur.writer != new.writer => {
                     return Err(Error::conflict(
                         "write_lease_elsewhere",
@@ -299,7 +313,8 @@ impl Coordinator for EmbeddedCoordinator {
                         )?;
                         Ok(())
                     })?;
-                    mem.catalog
+                    wr(cell)
+                        .catalog
                         .entry(id.clone())
                         .or_insert_with(|| SegmentEntry {
                             id: id.clone(),
@@ -310,12 +325,12 @@ impl Coordinator for EmbeddedCoordinator {
                 }
                 (_, None) => {
                     db.exec("DELETE FROM writable WHERE id = ?1", [id.as_str()])?;
-                    if let Some(e) = mem.catalog.get_mut(&id) {
+                    if let Some(e) = wr(cell).catalog.get_mut(&id) {
                         e.writable = None;
                     }
                 }
             }
-            let entry = mem.catalog.get(&id).cloned().unwrap_or(SegmentEntry {
+            let entry = rd(cell).catalog.get(&id).cloned().unwrap_or(SegmentEntry {
                 id: id.clone(),
                 versions: vec![],
                 writable: None,
@@ -407,7 +422,8 @@ impl Coordinator for EmbeddedCoordinator {
 
     async fn put_assignment(&self, assignment: &AssignmentMap) -> Result<()> {
         let new = assignment.clone();
-        self.write(move |db, mem| {
+        self.write(move |db, cell| {
+            let mem = rd(cell);
             // Only the rows that differ are written.
             let removed: Vec<SegmentId> = mem
                 .assignment
@@ -422,6 +438,11 @@ impl Coordinator for EmbeddedCoordinator {
             if removed.is_empty() && changed.is_empty() {
                 return Ok(((), None));
             }
+            let changed: Vec<(SegmentId, String)> = changed
+                .into_iter()
+                .map(|(id, nodes)| Ok((id.clone(), serde_json::to_string(nodes)?)))
+                .collect::<Result<_>>()?;
+            drop(mem);
             db.transaction(|db| {
                 for id in &removed {
                     db.exec("DELETE FROM assigned WHERE id = ?1", [id.as_str()])?;
@@ -430,12 +451,12 @@ impl Coordinator for EmbeddedCoordinator {
                     db.exec(
                         "INSERT INTO assigned (id, nodes) VALUES (?1, ?2)
                          ON CONFLICT(id) DO UPDATE SET nodes = excluded.nodes",
-                        params![id.as_str(), serde_json::to_string(nodes)?],
+                        params![id.as_str(), nodes],
                     )?;
                 }
                 Ok(())
             })?;
-            mem.assignment = new;
+            wr(cell).assignment = new;
             Ok(((), Some(None)))
         })
         .await
