@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # trough against its peers, side by side: ONE command.
 #
-#   bench/run.sh [--preset smoke|small|full] [--scenarios 1,2,3,4,5] [--runs N] [--duration-ms MS]
-#                [--out FILE] [--work-dir DIR]
+#   bench/run.sh [--preset smoke|small|full] [--scenarios 1,2,3,4,5,6] [--runs N] [--duration-ms MS]
+#                [--scale-segments N] [--out FILE] [--work-dir DIR]
 #
 # Builds what it needs (release: trough and trough-bench; with TROUGH_BIN set, that trough binary
 # and a debug trough-bench, as the CI smoke test does), installs Datasette into
@@ -16,7 +16,7 @@ cd "$ROOT"
 CARGO="${CARGO:-cargo}"
 
 preset=small
-scenarios=1,2,3,4,5
+scenarios=1,2,3,4,5,6
 out=""
 work=""
 pass=()
@@ -30,8 +30,8 @@ while [ $# -gt 0 ]; do
     --out=*) out="${1#*=}"; shift ;;
     --work-dir) work="$2"; shift 2 ;;
     --work-dir=*) work="${1#*=}"; shift ;;
-    --runs|--duration-ms) pass+=("$1" "$2"); shift 2 ;;
-    --runs=*|--duration-ms=*) pass+=("$1"); shift ;;
+    --runs|--duration-ms|--scale-segments) pass+=("$1" "$2"); shift 2 ;;
+    --runs=*|--duration-ms=*|--scale-segments=*) pass+=("$1"); shift ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac

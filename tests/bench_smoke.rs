@@ -37,7 +37,7 @@ fn smoke_preset_runs_every_scenario_and_prints_the_tables() {
         "bench/run.sh --preset smoke failed ({}); stdout:\n{stdout}",
         run.status
     );
-    for sc in 1..=5 {
+    for sc in 1..=6 {
         assert!(
             stdout.contains(&format!("### Scenario {sc}:")),
             "no table for scenario {sc} in:\n{stdout}"

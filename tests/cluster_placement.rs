@@ -14,7 +14,7 @@ use common::cluster::{
     assert_matches_sqlite, health_bytes, health_has, health_segments, make_segment, ClusterSpec,
     TestCluster, CHECK_QUERIES,
 };
-use common::wait_until;
+use common::{wait_until, HEALTH_SEGMENTS};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -272,7 +272,7 @@ fn reader_at_quota_gets_no_more() {
     let max_seen = Arc::new(AtomicU64::new(0));
     let sampler = {
         let (stop, max_seen) = (stop.clone(), max_seen.clone());
-        let url = format!("{}/health", c.url("reader-3"));
+        let url = format!("{}{}", c.url("reader-3"), HEALTH_SEGMENTS);
         let client = c.client().clone();
         thread::spawn(move || {
             let mut samples = 0u64;

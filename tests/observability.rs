@@ -15,13 +15,19 @@ fn health_lists_held_segments() {
         health["node"].as_str().is_some_and(|n| !n.is_empty()),
         "{health}"
     );
-    assert_eq!(health["segments"], json!([]), "{health}");
+    // The summary by default; the copies themselves on request.
+    assert!(health.get("segments").is_none(), "{health}");
+    assert_eq!(health["summary"]["copies"], 0, "{health}");
+    assert_eq!(s.get_json(HEALTH_SEGMENTS).1["segments"], json!([]));
 
     let f = SqliteFile::new(SAMPLE_SQL);
     let m = s.publish("h.stored", f.bytes());
     s.provision("h.live", &json!({"schema_sql": "CREATE TABLE t (a);"}));
     s.wait_synced("h.stored", 1);
-    let (_, health) = s.get_json("/health");
+    let (_, summary) = s.get_json("/health");
+    assert_eq!(summary["summary"]["verified"], 1, "{summary}");
+    assert_eq!(summary["summary"]["live"], 1, "{summary}");
+    let (_, health) = s.get_json(HEALTH_SEGMENTS);
     let segs = health["segments"].as_array().unwrap();
     let stored = segs
         .iter()

@@ -127,7 +127,7 @@ fn publish_sync_query_round_trip_matches_sqlite() {
         assert_rows_eq(&got, &f.rows(sql, &json!([])));
     }
     s.wait_synced("roundtrip", 1);
-    let (_, health) = s.get_json("/health");
+    let (_, health) = s.get_json(HEALTH_SEGMENTS);
     let entry = health["segments"]
         .as_array()
         .and_then(|a| a.iter().find(|e| e["id"] == "roundtrip"))

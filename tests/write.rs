@@ -151,7 +151,7 @@ fn provision_forms_idempotence_and_listing() {
     assert_eq!(e["writer"], node.as_str());
 
     // /health: live copy.
-    let (_, health) = s.get_json("/health");
+    let (_, health) = s.get_json(HEALTH_SEGMENTS);
     let h = health["segments"]
         .as_array()
         .unwrap()

@@ -7,13 +7,15 @@
 //!
 //! Scenarios: 1 point lookup and range scan (trough, Datasette, a bare hyper server, rusqlite
 //! in-process); 2 writes; 3 sync vs `cp` + `sha256sum`; 4 cluster-wide queries vs one monolithic
-//! SQLite file, and router memory while streaming; 5 assignment.
+//! SQLite file, and router memory while streaming; 5 assignment; 6 scale (many small segments on
+//! one node, see [`scale`]).
 
 mod data;
 mod fixed;
 mod load;
 mod procs;
 mod results;
+mod scale;
 mod scenarios;
 mod stats;
 
@@ -80,7 +82,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "small")]
     preset: String,
     /// Scenarios to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6")]
     scenarios: Vec<u8>,
     /// The trough binary.
     #[arg(long)]
@@ -103,6 +105,9 @@ pub struct RunArgs {
     /// Override the preset's measuring window per load run, in milliseconds.
     #[arg(long)]
     duration_ms: Option<u64>,
+    /// Override the number of segments of scenario 6 (e.g. 100000).
+    #[arg(long)]
+    scale_segments: Option<usize>,
     /// The command line to record in the results.
     #[arg(long, default_value = "")]
     command: String,
@@ -140,6 +145,8 @@ pub struct Preset {
     pub s5_segments: usize,
     /// Scenario 5 (in-process): nodes.
     pub s5_nodes: usize,
+    /// Scenario 6: segments published (`--scale-segments` overrides).
+    pub s6_segments: usize,
 }
 
 impl Preset {
@@ -161,6 +168,7 @@ impl Preset {
                 s5_cargo_bench: false,
                 s5_segments: 10_000,
                 s5_nodes: 20,
+                s6_segments: 300,
             },
             "small" => Preset {
                 name: name.into(),
@@ -177,6 +185,7 @@ impl Preset {
                 s5_cargo_bench: true,
                 s5_segments: 100_000,
                 s5_nodes: 100,
+                s6_segments: 2_000,
             },
             "full" => Preset {
                 name: name.into(),
@@ -193,6 +202,7 @@ impl Preset {
                 s5_cargo_bench: true,
                 s5_segments: 100_000,
                 s5_nodes: 100,
+                s6_segments: 10_000,
             },
             other => bail!("unknown preset {other:?} (smoke, small, full)"),
         };
@@ -253,6 +263,9 @@ fn main() -> Result<()> {
             let mut preset = Preset::named(&args.preset)?;
             if let Some(r) = args.runs {
                 preset.runs = r.max(1);
+            }
+            if let Some(n) = args.scale_segments {
+                preset.s6_segments = n.max(20);
             }
             if let Some(d) = args.duration_ms {
                 preset.duration = Duration::from_millis(d.max(1));

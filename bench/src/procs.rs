@@ -234,14 +234,7 @@ async fn health(url: &str) -> Result<Value> {
 /// Number of verified copies `/health` reports.
 pub async fn verified_count(url: &str) -> Result<usize> {
     let h = health(url).await?;
-    Ok(h["segments"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|s| s["verified"] == Value::Bool(true))
-                .count()
-        })
-        .unwrap_or(0))
+    Ok(h["summary"]["verified"].as_u64().unwrap_or(0) as usize)
 }
 
 /// Polls `/health` every `every` until at least `n` copies are verified.

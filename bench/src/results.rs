@@ -126,6 +126,31 @@ impl Report {
         });
     }
 
+    /// Records one measurement against an absolute target.
+    pub fn target(
+        &mut self,
+        scenario: u8,
+        name: &str,
+        (case, system): (&str, &str),
+        target: Target,
+    ) {
+        let Some(value) = self.get(scenario, case, system) else {
+            return;
+        };
+        let (target, met) = match target {
+            Target::None => (None, None),
+            Target::AtLeast(t) => (Some(format!(">= {t}")), Some(value >= t)),
+            Target::AtMost(t) => (Some(format!("<= {t}")), Some(value <= t)),
+        };
+        self.ratios.push(Ratio {
+            scenario,
+            name: name.into(),
+            value,
+            target,
+            met,
+        });
+    }
+
     /// The tables, as Markdown.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -235,6 +260,7 @@ pub fn title(sc: u8) -> &'static str {
             "cluster-wide POST /query vs one monolithic SQLite file; router memory while streaming"
         }
         5 => "assignment of segments to nodes",
+        6 => "scale: many 8 KB segments on one node (publish, misses, listings, restart)",
         _ => "?",
     }
 }

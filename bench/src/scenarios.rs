@@ -76,7 +76,10 @@ pub async fn run(args: RunArgs, p: Preset) -> Result<()> {
             3 => s3(&ctx, &mut rep).await,
             4 => s4(&ctx, &mut rep).await,
             5 => s5(&ctx, &mut rep),
-            other => Err(anyhow!("no scenario {other} (1..=5)")),
+            6 => {
+                crate::scale::run(&ctx.p, &ctx.args.work_dir, &ctx.args.trough_bin, &mut rep).await
+            }
+            other => Err(anyhow!("no scenario {other} (1..=6)")),
         }
         .with_context(|| format!("scenario {sc}"))?;
         eprintln!(

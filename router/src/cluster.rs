@@ -1,15 +1,23 @@
 //! The router's view of the cluster: which nodes are alive, what each holds, who writes what.
 //!
-//! A [`ClusterView`] keeps a snapshot of the coordinator's node list and catalog, refreshed by a
+//! A [`ClusterView`] keeps a snapshot of the coordinator's node list and catalog, kept fresh by a
 //! background task that waits on the coordinator's change notifications (Consul blocking queries
-//! in a cluster). Routing a query never costs a coordinator lookup. The pure functions here
+//! in a cluster) and applies each catalog change with a point read when the coordinator can name
+//! the changed segments ([`Coordinator::catalog_changes`]); it re-reads the whole catalog only
+//! when it cannot. Routing a query never costs a coordinator lookup. A request for a segment the
+//! view cannot place costs one point read of that segment ([`ClusterView::refresh_segment`]),
+//! shared by concurrent misses, never a catalog-wide read. The pure functions here
 //! ([`read_targets`], [`pick_writer`]) decide where a request goes. Nodes that just failed are
 //! put at the back of the line for a few seconds ([`ClusterView::penalize`]).
 //!
 //! Not here: sending requests ([`crate::forward`]) or serving them locally (handlers).
 
+mod flight;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,8 +34,8 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Snapshot {
     /// Live nodes by name.
     pub nodes: BTreeMap<NodeName, NodeInfo>,
-    /// The catalog.
-    pub catalog: BTreeMap<SegmentId, SegmentEntry>,
+    /// The catalog (entries shared between snapshots: a change replaces one entry).
+    pub catalog: BTreeMap<SegmentId, Arc<SegmentEntry>>,
 }
 
 /// A node a request may be sent to.
@@ -104,6 +112,8 @@ pub struct ClusterView {
     snapshot: RwLock<Arc<Snapshot>>,
     penalties: Mutex<HashMap<NodeName, Instant>>,
     rotation: AtomicUsize,
+    flights: flight::Flights,
+    full_reads: AtomicU64,
 }
 
 impl Default for ClusterView {
@@ -119,7 +129,27 @@ impl ClusterView {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             penalties: Mutex::new(HashMap::new()),
             rotation: AtomicUsize::new(0),
+            flights: flight::Flights::default(),
+            full_reads: AtomicU64::new(0),
         }
+    }
+
+    /// How many times this view re-read the whole catalog (also the metric
+    /// `trough_cluster_view_full_reads_total`).
+    pub fn full_reads(&self) -> u64 {
+        self.full_reads.load(Ordering::Relaxed)
+    }
+
+    /// Lookups that joined one already in flight instead of asking the coordinator again.
+    pub fn shared_lookups(&self) -> u64 {
+        self.flights.shared()
+    }
+
+    /// Changes the snapshot in place when no reader holds it (else on a copy whose entries are
+    /// shared with the old one).
+    fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        let mut guard = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        f(Arc::make_mut(&mut guard));
     }
 
     /// The current snapshot.
@@ -130,8 +160,11 @@ impl ClusterView {
             .clone()
     }
 
-    /// Reloads nodes and catalog from the coordinator.
+    /// Reloads nodes and the whole catalog from the coordinator (at start, and when the
+    /// coordinator cannot name what changed).
     pub async fn refresh(&self, coordinator: &dyn Coordinator) -> trough_core::Result<()> {
+        self.full_reads.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("trough_cluster_view_full_reads_total").increment(1);
         let nodes = coordinator
             .list_nodes()
             .await?
@@ -142,14 +175,72 @@ impl ClusterView {
             .list_segments()
             .await?
             .into_iter()
-            .map(|e| (e.id.clone(), e))
+            .map(|e| (e.id.clone(), Arc::new(e)))
             .collect();
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Snapshot { nodes, catalog });
         Ok(())
     }
 
-    /// Keeps the view fresh until `shutdown`.
+    /// Brings the view up to date from index `since` (0: never read): the changed segments by
+    /// point reads and the node list, or everything when the coordinator cannot name the
+    /// changes. Returns the index the view is now current to.
+    pub async fn catch_up(
+        &self,
+        coordinator: &dyn Coordinator,
+        since: u64,
+    ) -> trough_core::Result<u64> {
+        if since != 0 {
+            if let Some((index, ids)) = coordinator.catalog_changes(since).await? {
+                let mut entries = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let e = coordinator.get_segment(&id).await?;
+                    entries.push((id, e));
+                }
+                let nodes = coordinator.list_nodes().await?;
+                self.update(|s| {
+                    for (id, e) in entries {
+                        set_entry(s, id, e);
+                    }
+                    s.nodes = nodes.into_iter().map(|n| (n.name.clone(), n)).collect();
+                });
+                return Ok(index);
+            }
+        }
+        let index = coordinator.wait_for_change(0, Duration::ZERO).await?;
+        self.refresh(coordinator).await?;
+        Ok(index)
+    }
+
+    /// Re-reads one segment's catalog entry (a point read), for a request the view cannot place;
+    /// when the segment exists but the view knows no live copy of it, re-reads the node list too.
+    /// Concurrent calls for the same segment (and concurrent node re-reads) share one request.
+    pub async fn refresh_segment(
+        &self,
+        coordinator: &Arc<dyn Coordinator>,
+        id: &SegmentId,
+    ) -> trough_core::Result<()> {
+        let entry = self.flights.segment(coordinator, id).await?;
+        let exists = entry.is_some();
+        self.update(|s| set_entry(s, id.clone(), entry));
+        if exists && read_targets(&self.snapshot(), id, 0).is_empty() {
+            self.refresh_nodes(coordinator).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the node list (shared by concurrent callers).
+    pub async fn refresh_nodes(
+        &self,
+        coordinator: &Arc<dyn Coordinator>,
+    ) -> trough_core::Result<()> {
+        let nodes = self.flights.nodes(coordinator).await?;
+        self.update(|s| s.nodes = nodes.iter().map(|n| (n.name.clone(), n.clone())).collect());
+        Ok(())
+    }
+
+    /// Keeps the view fresh until `shutdown`. A round never starts sooner after the previous
+    /// one than that round took, so following a busy catalog costs at most half the time.
     pub async fn run(
         self: Arc<Self>,
         coordinator: Arc<dyn Coordinator>,
@@ -157,17 +248,24 @@ impl ClusterView {
     ) {
         let mut index = 0;
         loop {
-            let before = coordinator
-                .wait_for_change(0, Duration::ZERO)
-                .await
-                .unwrap_or(index);
-            if let Err(e) = self.refresh(coordinator.as_ref()).await {
-                tracing::warn!(error = %e, "cluster view refresh failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            let started = Instant::now();
+            match self.catch_up(coordinator.as_ref(), index).await {
+                Ok(i) => index = i,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster view refresh failed");
+                    index = 0;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-            index = before;
+            let pause = started.elapsed();
             tokio::select! {
-                r = coordinator.wait_for_change(index, REFRESH_INTERVAL) => { if let Ok(i) = r { index = i; } }
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => return,
+            }
+            tokio::select! {
+                r = coordinator.wait_for_change(index.max(1), REFRESH_INTERVAL) => {
+                    if r.is_err() { index = 0; }
+                }
                 _ = shutdown.changed() => return,
             }
         }
@@ -226,119 +324,14 @@ impl ClusterView {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-    use trough_core::{Manifest, WritableInfo};
-
-    fn node(name: &str, roles: &[&str], held: &[(&str, u64)]) -> NodeInfo {
-        NodeInfo {
-            name: NodeName::new(name).unwrap(),
-            address: format!("http://{name}"),
-            tier: "default".into(),
-            quota_bytes: 0,
-            stored_bytes: 0,
-            roles: roles.iter().map(|s| s.to_string()).collect(),
-            held: held
-                .iter()
-                .map(|(id, v)| (SegmentId::new(id).unwrap(), *v))
-                .collect(),
-            updated_at: Utc::now(),
+/// Sets (or removes, for `None`) one catalog entry of a snapshot.
+fn set_entry(s: &mut Snapshot, id: SegmentId, entry: Option<SegmentEntry>) {
+    match entry {
+        Some(e) => {
+            s.catalog.insert(id, Arc::new(e));
         }
-    }
-
-    fn entry(id: &str, latest: u64, writer: Option<&str>) -> SegmentEntry {
-        let sid = SegmentId::new(id).unwrap();
-        SegmentEntry {
-            id: sid.clone(),
-            versions: (1..=latest)
-                .map(|v| Manifest {
-                    id: sid.clone(),
-                    version: v,
-                    sha256: String::new(),
-                    size: 0,
-                    created_at: Utc::now(),
-                    schema: None,
-                    writable: false,
-                    key: String::new(),
-                })
-                .collect(),
-            writable: writer.map(|w| WritableInfo {
-                writer: NodeName::new(w).unwrap(),
-                schema: None,
-                provisioned_at: Utc::now(),
-            }),
-        }
-    }
-
-    fn snapshot(nodes: Vec<NodeInfo>, entries: Vec<SegmentEntry>) -> Snapshot {
-        Snapshot {
-            nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
-            catalog: entries.into_iter().map(|e| (e.id.clone(), e)).collect(),
-        }
-    }
-
-    #[test]
-    fn newest_holders_first_and_rotated() {
-        let s = snapshot(
-            vec![
-                node("a", &["reader"], &[("s", 2)]),
-                node("b", &["reader"], &[("s", 1)]),
-                node("c", &["reader"], &[("s", 2)]),
-                node("d", &["writer"], &[("s", 2)]),
-            ],
-            vec![entry("s", 2, None)],
-        );
-        let id = SegmentId::new("s").unwrap();
-        let names = |r| {
-            read_targets(&s, &id, r)
-                .into_iter()
-                .map(|t| t.name.to_string())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(names(0), ["a", "c", "b"]);
-        assert_eq!(names(1), ["c", "a", "b"]);
-        assert!(read_targets(&s, &SegmentId::new("nope").unwrap(), 0).is_empty());
-    }
-
-    #[test]
-    fn writable_reads_go_to_the_writer_only() {
-        let s = snapshot(
-            vec![
-                node("r", &["reader"], &[("w", 1)]),
-                node("wr", &["writer"], &[]),
-            ],
-            vec![entry("w", 1, Some("wr"))],
-        );
-        let t = read_targets(&s, &SegmentId::new("w").unwrap(), 0);
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].name.as_str(), "wr");
-    }
-
-    #[test]
-    fn least_loaded_writer() {
-        let s = snapshot(
-            vec![node("w1", &["writer"], &[]), node("w2", &["writer"], &[])],
-            vec![entry("x", 0, Some("w1")), entry("y", 0, Some("w1"))],
-        );
-        assert_eq!(pick_writer(&s).unwrap().name.as_str(), "w2");
-    }
-
-    #[test]
-    fn penalized_nodes_go_last() {
-        let view = ClusterView::new();
-        *view.snapshot.write().unwrap() = Arc::new(snapshot(
-            vec![
-                node("a", &["reader"], &[("s", 1)]),
-                node("b", &["reader"], &[("s", 1)]),
-            ],
-            vec![entry("s", 1, None)],
-        ));
-        let id = SegmentId::new("s").unwrap();
-        view.penalize(&NodeName::new("a").unwrap());
-        for _ in 0..4 {
-            assert_eq!(view.read_targets(&id)[0].name.as_str(), "b");
+        None => {
+            s.catalog.remove(&id);
         }
     }
 }

@@ -45,6 +45,57 @@ pub async fn get_json(base: &str, path: &str) -> anyhow::Result<()> {
     finish(resp).await
 }
 
+/// Follows the pages of a listing (`GET path?limit=…&cursor=…&prefix=…`, see docs/api.md) and
+/// prints the items of every page under `key`, as one document.
+pub async fn get_all_pages(
+    base: &str,
+    path: &str,
+    key: &str,
+    prefix: Option<&str>,
+    page_size: usize,
+) -> anyhow::Result<()> {
+    let http = client()?;
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", page_size.to_string())];
+        if let Some(p) = prefix {
+            query.push(("prefix", p.to_owned()));
+        }
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let mut u =
+            reqwest::Url::parse(&url(base, path)).with_context(|| format!("invalid URL {base}"))?;
+        u.query_pairs_mut().extend_pairs(&query);
+        let resp = http
+            .get(u)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"))?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the response")?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<trough_core::http::ErrorBody>(&text)
+                .map(|b| format!("{} ({})", b.error.message, b.error.code))
+                .unwrap_or(text);
+            bail!("{status}: {msg}");
+        }
+        let mut page: serde_json::Value =
+            serde_json::from_str(&text).context("the listing is not JSON")?;
+        if let Some(a) = page.get_mut(key).and_then(|v| v.as_array_mut()) {
+            items.append(a);
+        }
+        match page.get("next_cursor").and_then(|c| c.as_str()) {
+            Some(c) if cursor.as_deref() != Some(c) => cursor = Some(c.to_owned()),
+            _ => break,
+        }
+    }
+    let doc = serde_json::json!({ key: items });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
 pub async fn post(base: &str, path: &str, payload: Option<Payload>) -> anyhow::Result<()> {
     let mut req = client()?.post(url(base, path));
     if let Some(Payload::Json(v)) = payload {

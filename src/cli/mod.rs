@@ -100,8 +100,14 @@ enum SegmentCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// List every segment with its latest version.
+    /// List every segment with its latest version (following the pages of `GET /segments`).
     Ls {
+        /// Only segments whose id starts with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Segments per request.
+        #[arg(long, default_value_t = 1000)]
+        page_size: usize,
         #[command(flatten)]
         target: Target,
     },
@@ -196,7 +202,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             SegmentCommand::Upload { id, file, target } => {
                 client::upload(&target.url, &id, &file).await
             }
-            SegmentCommand::Ls { target } => client::get_json(&target.url, "/segments").await,
+            SegmentCommand::Ls {
+                prefix,
+                page_size,
+                target,
+            } => {
+                client::get_all_pages(
+                    &target.url,
+                    "/segments",
+                    "segments",
+                    prefix.as_deref(),
+                    page_size,
+                )
+                .await
+            }
             SegmentCommand::Show { id, target } => {
                 client::get_json(&target.url, &format!("/segments/{id}")).await
             }

@@ -96,7 +96,8 @@ pub async fn round(
     Ok(true)
 }
 
-/// Runs rounds until `shutdown`.
+/// Runs rounds until `shutdown`. A round never starts sooner after the previous one than that
+/// round took.
 pub async fn run(
     me: NodeName,
     coordinator: Arc<dyn Coordinator>,
@@ -114,10 +115,20 @@ pub async fn run(
             .wait_for_change(0, Duration::ZERO)
             .await
             .unwrap_or(index);
+        let started = tokio::time::Instant::now();
         if let Err(e) = round(&me, coordinator.as_ref(), &config).await {
             tracing::warn!(error = %e, "assignment round failed");
         }
         index = before;
+        // A round reads the whole catalog: under a stream of publishes, rest as long as the
+        // round took, so rounds batch changes and take at most half the time.
+        tokio::select! {
+            _ = tokio::time::sleep(started.elapsed()) => {}
+            _ = shutdown.changed() => {
+                let _ = coordinator.unlock(LEADER_LOCK_KEY, &me).await;
+                return;
+            }
+        }
         tokio::select! {
             r = coordinator.wait_for_change(index, interval) => { if let Ok(i) = r { index = i; } }
             _ = shutdown.changed() => {

@@ -16,3 +16,4 @@
 pub mod assign;
 pub mod leader;
 pub mod local;
+pub mod verified;

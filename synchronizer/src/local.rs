@@ -10,6 +10,11 @@
 //! withdrawn from service at once and fetched again on the next pass. After each pass the node
 //! reports its verified holdings to the coordinator (its heartbeat).
 //!
+//! Every verified copy is recorded in a [`VerifiedLog`] (size, mtime, inode, SHA-256). At
+//! restart ([`LocalSync::adopt_existing`]) a copy whose file is unchanged since it was recorded
+//! is served at once and re-hashed in the background right after the first pass; a copy whose
+//! file changed is re-hashed before it is served, and deleted if it no longer matches.
+//!
 //! Not here: deciding the assignment (leader), serving queries (reader).
 
 use std::collections::BTreeMap;
@@ -26,6 +31,8 @@ use trough_core::store::SegmentStore;
 use trough_core::{Manifest, NodeName, SegmentEntry, SegmentId};
 use trough_reader::Reader;
 
+use crate::verified::VerifiedLog;
+
 /// What this node knows about one of its copies.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct CopyState {
@@ -39,6 +46,19 @@ pub struct CopyState {
     pub verified: bool,
     /// The last error fetching or verifying this segment, if any.
     pub error: Option<String>,
+}
+
+/// Counts of a node's local copies (the summary of `/health`).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CopySummary {
+    /// Copies known (verified or not).
+    pub copies: u64,
+    /// Verified copies (the ones served).
+    pub verified: u64,
+    /// Bytes of the verified copies.
+    pub verified_bytes: u64,
+    /// Copies whose last fetch or verification failed.
+    pub errors: u64,
 }
 
 /// One step a pass should take.
@@ -129,6 +149,13 @@ pub struct LocalSync {
     state: RwLock<BTreeMap<SegmentId, CopyState>>,
     /// Serializes passes and scrubs.
     pass_lock: tokio::sync::Mutex<()>,
+    /// How long the last pass took to read the coordinator and plan, in microseconds (not
+    /// counting downloads).
+    planning_micros: std::sync::atomic::AtomicU64,
+    /// Which copies were verified, and their files' identity then.
+    verified: VerifiedLog,
+    /// Copies adopted at restart without re-hashing, to re-hash in the background.
+    unhashed: std::sync::Mutex<Vec<Manifest>>,
 }
 
 impl LocalSync {
@@ -143,19 +170,78 @@ impl LocalSync {
     ) -> Self {
         Self {
             identity,
-            dir,
             store,
             coordinator,
             reader,
             config,
             state: RwLock::new(BTreeMap::new()),
             pass_lock: tokio::sync::Mutex::new(()),
+            planning_micros: std::sync::atomic::AtomicU64::new(0),
+            verified: VerifiedLog::open(&dir),
+            unhashed: std::sync::Mutex::new(Vec::new()),
+            dir,
         }
+    }
+
+    /// How long the last pass spent reading the coordinator and planning.
+    fn planning_cost(&self) -> Duration {
+        Duration::from_micros(
+            self.planning_micros
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The state of every local copy.
     pub fn status(&self) -> BTreeMap<SegmentId, CopyState> {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The state of one local copy (without copying the others: called once per copy).
+    fn copy_state(&self, id: &SegmentId) -> Option<CopyState> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// At most `limit` copies whose id starts with `prefix` and sorts after `after`, by id.
+    pub fn status_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(SegmentId, CopyState)> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(id, _)| id.as_str().starts_with(prefix))
+            .take(limit)
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Counts of the local copies, without listing them.
+    pub fn summary(&self) -> CopySummary {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = CopySummary::default();
+        for s in st.values() {
+            out.copies += 1;
+            if s.verified {
+                out.verified += 1;
+                out.verified_bytes += s.size;
+            }
+            if s.error.is_some() {
+                out.errors += 1;
+            }
+        }
+        out
     }
 
     fn copy_path(&self, m: &Manifest) -> PathBuf {
@@ -164,8 +250,10 @@ impl LocalSync {
             .join(format!("{}-{}.sqlite", m.version, m.sha256))
     }
 
-    /// Re-adopts the copies already on disk (after a restart): each is re-hashed, and only a
-    /// copy that matches a manifest in the catalog is served; anything else is deleted.
+    /// Re-adopts the copies already on disk (after a restart). Only a copy that matches a
+    /// manifest in the catalog is served; anything else is deleted. A copy whose file is
+    /// unchanged since it was verified (see [`VerifiedLog`]) is served at once and re-hashed in
+    /// the background ([`LocalSync::rehash_adopted`]); any other is re-hashed first.
     pub async fn adopt_existing(&self) -> trough_core::Result<usize> {
         let _guard = self.pass_lock.lock().await;
         tokio::fs::create_dir_all(&self.dir).await?;
@@ -188,6 +276,7 @@ impl LocalSync {
             }
         }
         let mut adopted = 0;
+        let (mut trusted, mut hashed) = (0u64, 0u64);
         for path in files {
             let manifest = identify(&path, &catalog);
             let Some(m) = manifest else {
@@ -197,21 +286,39 @@ impl LocalSync {
             };
             // Keep only the newest adoptable version of each segment.
             let newer_held = self
-                .status()
-                .get(&m.id)
+                .copy_state(&m.id)
                 .is_some_and(|s| s.version >= m.version);
             if newer_held {
                 let _ = tokio::fs::remove_file(&path).await;
                 continue;
             }
-            if verify_file(&path, &m).await {
+            if self.verified.unchanged(&path, &m.sha256, m.size) {
+                trusted += 1;
+                metrics::counter!("trough_sync_adopted_total", "check" => "unchanged").increment(1);
+                self.install(&m, path)?;
+                self.unhashed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(m);
+                adopted += 1;
+            } else if verify_file(&path, &m).await {
+                hashed += 1;
+                metrics::counter!("trough_sync_adopted_total", "check" => "hashed").increment(1);
+                self.verified.record(&path, &m.sha256);
                 self.install(&m, path)?;
                 adopted += 1;
             } else {
+                metrics::counter!("trough_sync_adopt_failures_total").increment(1);
                 tracing::warn!(path = %path.display(), "local copy failed verification; deleting");
+                self.verified.forget(&path);
                 let _ = tokio::fs::remove_file(&path).await;
             }
         }
+        tracing::info!(
+            unchanged = trusted,
+            hashed,
+            "adopted local copies (unchanged ones are re-hashed in the background)"
+        );
         Ok(adopted)
     }
 
@@ -238,6 +345,7 @@ impl LocalSync {
     /// One pass: fetch and drop what [`plan`] says, then report holdings.
     pub async fn pass(&self) -> trough_core::Result<()> {
         let _guard = self.pass_lock.lock().await;
+        let started = std::time::Instant::now();
         let assignment = self.coordinator.get_assignment().await?;
         let catalog: BTreeMap<SegmentId, SegmentEntry> = self
             .coordinator
@@ -261,12 +369,19 @@ impl LocalSync {
             .map(|(id, s)| (id, (s.version, s.verified)))
             .collect();
         let actions = plan(&self.identity.name, &assignment, &catalog, &held, &holders);
+        self.planning_micros.store(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut fetches = Vec::new();
         for a in actions {
             match a {
                 Action::Fetch(m) => fetches.push(m),
                 Action::Drop(id) => {
                     tracing::info!(segment = %id, "dropping local copy (no longer assigned)");
+                    if let Some(path) = self.held_path(&id) {
+                        self.verified.forget(&path);
+                    }
                     self.reader.remove_stored(&id);
                     self.state
                         .write()
@@ -317,6 +432,7 @@ impl LocalSync {
         let started = std::time::Instant::now();
         // `download` verifies size and SHA-256 while streaming and renames only on a match.
         self.store.download(m, &dest).await?;
+        self.verified.record(&dest, &m.sha256);
         self.install(m, dest)?;
         metrics::counter!("trough_sync_fetched_bytes_total").increment(m.size);
         metrics::histogram!("trough_sync_fetch_seconds").record(started.elapsed().as_secs_f64());
@@ -368,16 +484,10 @@ impl LocalSync {
                 writable: false,
                 key: String::new(),
             };
-            let path = self.copy_path(&m);
-            if !verify_file(&path, &m).await {
+            if !self.recheck(&m).await {
                 failed += 1;
                 metrics::counter!("trough_sync_scrub_failures_total").increment(1);
                 tracing::error!(segment = %id, version = s.version, "scrub: local copy does not match its manifest; withdrawn");
-                self.reader.remove_stored(&id);
-                self.state
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
             }
         }
         if failed > 0 {
@@ -389,8 +499,70 @@ impl LocalSync {
         failed
     }
 
+    /// Re-hashes one held copy; a mismatch is withdrawn from service (and forgotten by the
+    /// verification record). Returns whether it matched.
+    async fn recheck(&self, m: &Manifest) -> bool {
+        let path = self.copy_path(m);
+        if verify_file(&path, m).await {
+            self.verified.record(&path, &m.sha256);
+            return true;
+        }
+        self.verified.forget(&path);
+        let still_held = self
+            .copy_state(&m.id)
+            .is_some_and(|s| s.version == m.version && s.sha256 == m.sha256);
+        if still_held {
+            self.reader.remove_stored(&m.id);
+            self.state
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&m.id);
+        }
+        false
+    }
+
+    /// Re-hashes the copies [`LocalSync::adopt_existing`] served without hashing, one at a time
+    /// (passes may run in between). Returns how many failed (withdrawn).
+    pub async fn rehash_adopted(&self) -> usize {
+        let todo = std::mem::take(&mut *self.unhashed.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut failed = 0;
+        for m in todo {
+            let _guard = self.pass_lock.lock().await;
+            let held = self
+                .copy_state(&m.id)
+                .is_some_and(|s| s.verified && s.version == m.version && s.sha256 == m.sha256);
+            if !held {
+                continue;
+            }
+            if self.recheck(&m).await {
+                metrics::counter!("trough_sync_background_verified_total").increment(1);
+            } else {
+                failed += 1;
+                metrics::counter!("trough_sync_scrub_failures_total").increment(1);
+                tracing::error!(segment = %m.id, version = m.version, "background re-hash: local copy does not match its manifest; withdrawn");
+            }
+        }
+        if failed > 0 {
+            if let Err(e) = self.report().await {
+                tracing::warn!(error = %e, "reporting after re-hash failed");
+            }
+        }
+        failed
+    }
+
+    /// The file of the copy held for `id`, if any.
+    fn held_path(&self, id: &SegmentId) -> Option<PathBuf> {
+        let s = self.copy_state(id)?;
+        Some(
+            self.dir
+                .join(id.as_str())
+                .join(format!("{}-{}.sqlite", s.version, s.sha256)),
+        )
+    }
+
     /// Runs passes until `shutdown`: after every change in the coordinator, or at least every
-    /// `sync.interval_secs`; scrubs every `sync.scrub_interval_secs`.
+    /// `sync.interval_secs`; scrubs every `sync.scrub_interval_secs`. After the first pass, the
+    /// copies adopted without hashing are re-hashed ([`LocalSync::rehash_adopted`]).
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut index = 0;
         let mut backoff = Duration::from_millis(200);
@@ -404,7 +576,12 @@ impl LocalSync {
             let wait = match self.pass().await {
                 Ok(()) => {
                     backoff = Duration::from_millis(200);
-                    let retry_soon = self.status().values().any(|s| s.error.is_some());
+                    let retry_soon = self
+                        .state
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .values()
+                        .any(|s| s.error.is_some());
                     if retry_soon {
                         Duration::from_secs(1)
                     } else {
@@ -417,11 +594,26 @@ impl LocalSync {
                     backoff
                 }
             };
+            let unhashed = !self
+                .unhashed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if unhashed {
+                let me = self.clone();
+                tokio::spawn(async move { me.rehash_adopted().await });
+            }
             if !scrub_every.is_zero() && last_scrub.elapsed() >= scrub_every {
                 self.scrub().await;
                 last_scrub = tokio::time::Instant::now();
             }
             index = before;
+            // A pass reads the whole assignment: under a stream of publishes, rest as long as
+            // the pass took, so passes batch changes and take at most half the time.
+            tokio::select! {
+                _ = tokio::time::sleep(self.planning_cost()) => {}
+                _ = shutdown.changed() => return,
+            }
             tokio::select! {
                 r = self.coordinator.wait_for_change(index, wait) => { if let Ok(i) = r { index = i; } }
                 _ = shutdown.changed() => return,
@@ -455,103 +647,4 @@ async fn verify_file(path: &Path, m: &Manifest) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sid(s: &str) -> SegmentId {
-        SegmentId::new(s).unwrap()
-    }
-    fn node(s: &str) -> NodeName {
-        NodeName::new(s).unwrap()
-    }
-    fn entry(id: &str, versions: &[u64]) -> SegmentEntry {
-        SegmentEntry {
-            id: sid(id),
-            versions: versions
-                .iter()
-                .map(|&v| Manifest {
-                    id: sid(id),
-                    version: v,
-                    sha256: format!("sha{v}"),
-                    size: 1,
-                    created_at: Utc::now(),
-                    schema: None,
-                    writable: false,
-                    key: String::new(),
-                })
-                .collect(),
-            writable: None,
-        }
-    }
-
-    #[test]
-    fn fetches_missing_and_stale_copies() {
-        let me = node("n1");
-        let catalog: BTreeMap<_, _> = [entry("a", &[1]), entry("b", &[1, 2]), entry("c", &[3])]
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
-        let assignment: AssignmentMap = [
-            (sid("a"), vec![me.clone()]),
-            (sid("b"), vec![me.clone()]),
-            (sid("c"), vec![me.clone()]),
-        ]
-        .into_iter()
-        .collect();
-        // a: missing; b: stale v1; c: held but unverified.
-        let held: BTreeMap<_, _> = [(sid("b"), (1, true)), (sid("c"), (3, false))]
-            .into_iter()
-            .collect();
-        let actions = plan(&me, &assignment, &catalog, &held, &BTreeMap::new());
-        let fetched: Vec<_> = actions
-            .iter()
-            .map(|a| match a {
-                Action::Fetch(m) => (m.id.to_string(), m.version),
-                Action::Drop(_) => panic!("nothing to drop"),
-            })
-            .collect();
-        assert_eq!(fetched, [("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
-        // Once everything is held verified, nothing to do.
-        let held: BTreeMap<_, _> = [
-            (sid("a"), (1, true)),
-            (sid("b"), (2, true)),
-            (sid("c"), (3, true)),
-        ]
-        .into_iter()
-        .collect();
-        assert!(plan(&me, &assignment, &catalog, &held, &BTreeMap::new()).is_empty());
-    }
-
-    #[test]
-    fn drops_only_after_replacement_holds_latest() {
-        let me = node("n1");
-        let other = node("n2");
-        let catalog: BTreeMap<_, _> = [entry("a", &[1, 2])]
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
-        let assignment: AssignmentMap = [(sid("a"), vec![other.clone()])].into_iter().collect();
-        let held: BTreeMap<_, _> = [(sid("a"), (2, true))].into_iter().collect();
-        // n2 holds nothing yet: keep ours.
-        assert!(plan(&me, &assignment, &catalog, &held, &BTreeMap::new()).is_empty());
-        // n2 holds an old version: keep ours.
-        let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
-        holders
-            .entry(sid("a"))
-            .or_default()
-            .insert(other.clone(), 1);
-        assert!(plan(&me, &assignment, &catalog, &held, &holders).is_empty());
-        // n2 holds the latest: drop ours.
-        holders.entry(sid("a")).or_default().insert(other, 2);
-        assert_eq!(
-            plan(&me, &assignment, &catalog, &held, &holders),
-            [Action::Drop(sid("a"))]
-        );
-        // A segment gone from the catalog is dropped at once.
-        let held: BTreeMap<_, _> = [(sid("gone"), (1, true))].into_iter().collect();
-        assert_eq!(
-            plan(&me, &assignment, &catalog, &held, &BTreeMap::new()),
-            [Action::Drop(sid("gone"))]
-        );
-    }
-}
+mod tests;

@@ -387,7 +387,7 @@ impl TestCluster {
 
     /// `GET /health` of node `name`.
     pub fn health(&self, name: &str) -> Value {
-        let (status, v) = self.get_json(&format!("{}/health", self.url(name)));
+        let (status, v) = self.get_json(&format!("{}{}", self.url(name), super::HEALTH_SEGMENTS));
         assert_eq!(status, StatusCode::OK, "GET /health of {name}: {v}");
         v
     }
@@ -426,7 +426,8 @@ impl TestCluster {
         self.running_readers()
             .into_iter()
             .filter(|n| {
-                let (status, h) = self.get_json(&format!("{}/health", self.url(n)));
+                let (status, h) =
+                    self.get_json(&format!("{}{}", self.url(n), super::HEALTH_SEGMENTS));
                 status == StatusCode::OK && health_has(&h, id, version)
             })
             .collect()

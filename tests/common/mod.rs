@@ -25,6 +25,9 @@ use sha2::Digest as _;
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_trough");
 
+/// `/health` with its per-segment detail (every copy on one page).
+pub const HEALTH_SEGMENTS: &str = "/health?segments=true&limit=10000";
+
 /// How long a server may take to print its URL and answer `/health`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a segment may take to be downloaded, verified and installed after a publish.
@@ -351,7 +354,7 @@ impl TestServer {
     /// Waits until `/health` lists segment `id` at `version` with `verified: true`.
     pub fn wait_synced(&self, id: &str, version: u64) {
         let ok = wait_until(SYNC_TIMEOUT, || {
-            let (status, health) = self.get_json("/health");
+            let (status, health) = self.get_json(HEALTH_SEGMENTS);
             status == StatusCode::OK
                 && health["segments"].as_array().is_some_and(|segs| {
                     segs.iter()
@@ -361,7 +364,7 @@ impl TestServer {
         assert!(
             ok,
             "segment {id} v{version} not verified in /health after {SYNC_TIMEOUT:?}: {}",
-            self.get_json("/health").1
+            self.get_json(HEALTH_SEGMENTS).1
         );
     }
 }

@@ -5,40 +5,99 @@
 //! `<data_dir>/coordinator.sqlite` (WAL, `synchronous=FULL`), and change notifications are an
 //! in-process counter. Locks never expire here (there is no other process to take over), so a
 //! [`Lease`] from this backend is never lost. Not for clusters: use the Consul backend there.
+//!
+//! ## Cost of a change
+//!
+//! The file is read once, at open, into memory; every read is answered from memory and every
+//! change is a few point writes with cached prepared statements (see `store`), so a publish costs
+//! the same with ten segments or a hundred thousand. The assignment is stored one row per segment
+//! and only the rows that changed are written. Catalog changes are logged in memory (the last
+//! [`CHANGE_LOG_LEN`]) so followers can apply them one by one
+//! ([`Coordinator::catalog_changes`]) instead of re-reading the catalog. Node registrations are
+//! liveness and stay in memory (a restarted process registers again at once).
+//! [`EmbeddedCoordinator::stats`] counts statements and whole-catalog reads for tests.
 
+mod store;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use super::{AssignmentMap, Coordinator, Lease, NodeInfo};
 use crate::error::{Error, Result};
 use crate::id::{NodeName, SchemaName, SegmentId};
 use crate::manifest::{Manifest, SegmentEntry, WritableInfo};
+use store::Db;
 
 /// How long a node stays listed without refreshing its registration.
 pub const NODE_TTL: Duration = Duration::from_secs(30);
 
-const SCHEMA_SQL: &str = "
-CREATE TABLE IF NOT EXISTS versions (
-    id TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, manifest TEXT NOT NULL,
-    PRIMARY KEY (id, version));
-CREATE TABLE IF NOT EXISTS writable (id TEXT PRIMARY KEY, info TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS schemas (name TEXT PRIMARY KEY, sql TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, info TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS assignment (k INTEGER PRIMARY KEY CHECK (k = 0), doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS segments (id TEXT PRIMARY KEY);
-INSERT OR IGNORE INTO segments SELECT id FROM versions UNION SELECT id FROM writable;
-";
+/// How many catalog changes are kept for [`Coordinator::catalog_changes`].
+pub const CHANGE_LOG_LEN: usize = 65_536;
+
+/// Work counters of one embedded coordinator (see [`EmbeddedCoordinator::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EmbeddedStats {
+    /// SQL statements run since open (transactions count their BEGIN and COMMIT).
+    pub statements: u64,
+    /// Calls of [`Coordinator::list_segments`] (whole-catalog reads).
+    pub list_segments: u64,
+    /// Calls of [`Coordinator::list_nodes`].
+    pub list_nodes: u64,
+    /// Calls of [`Coordinator::get_segment`] (point reads).
+    pub get_segment: u64,
+    /// Calls of [`Coordinator::get_assignment`] (whole-assignment reads).
+    pub get_assignment: u64,
+}
+
+/// What is answered from memory.
+struct Mem {
+    catalog: BTreeMap<SegmentId, SegmentEntry>,
+    assignment: AssignmentMap,
+    nodes: BTreeMap<NodeName, NodeInfo>,
+    /// The change index (also published on the watch channel).
+    index: u64,
+    /// Catalog changes `(index, segment)`, oldest first.
+    log: VecDeque<(u64, SegmentId)>,
+    /// Every catalog change after this index is in `log`.
+    log_floor: u64,
+    stats: EmbeddedStats,
+}
+
+impl Mem {
+    fn bump(&mut self, changed: Option<&SegmentId>) -> u64 {
+        self.index += 1;
+        if let Some(id) = changed {
+            self.log.push_back((self.index, id.clone()));
+            while self.log.len() > CHANGE_LOG_LEN {
+                if let Some((i, _)) = self.log.pop_front() {
+                    self.log_floor = i;
+                }
+            }
+        }
+        self.index
+    }
+}
+
+fn rd(mem: &RwLock<Mem>) -> std::sync::RwLockReadGuard<'_, Mem> {
+    mem.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wr(mem: &RwLock<Mem>) -> std::sync::RwLockWriteGuard<'_, Mem> {
+    mem.write().unwrap_or_else(|p| p.into_inner())
+}
 
 /// In-process coordinator persisted in SQLite.
 #[derive(Clone)]
 pub struct EmbeddedCoordinator {
-    db: Arc<Mutex<Connection>>,
+    /// Serializes writers; held across the SQL and the in-memory update.
+    db: Arc<Mutex<Db>>,
+    mem: Arc<RwLock<Mem>>,
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -54,149 +113,175 @@ impl EmbeddedCoordinator {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self> {
+    fn init(mut conn: Connection) -> Result<Self> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA_SQL)?;
-        // Locks do not survive a restart of the only process that could hold them.
-        conn.execute("DELETE FROM locks", [])?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let loaded = store::open(&mut conn)?;
         let (tx, _rx) = tokio::sync::watch::channel(1u64);
         Ok(Self {
-            db: Arc::new(Mutex::new(conn)),
+            db: Arc::new(Mutex::new(Db {
+                conn,
+                statements: 0,
+            })),
+            mem: Arc::new(RwLock::new(Mem {
+                catalog: loaded.catalog,
+                assignment: loaded.assignment,
+                nodes: BTreeMap::new(),
+                index: 1,
+                log: VecDeque::new(),
+                log_floor: 1,
+                stats: EmbeddedStats::default(),
+            })),
             changes: Arc::new(tx),
         })
     }
 
-    /// Runs `f` on the database off the async runtime.
-    async fn with<T, F>(&self, f: F) -> Result<T>
+    /// Work done since open: statements run and whole-catalog reads served.
+    pub fn stats(&self) -> EmbeddedStats {
+        let mut s = self.read().stats;
+        s.statements = self.db.lock().unwrap_or_else(|p| p.into_inner()).statements;
+        s
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Mem> {
+        self.mem.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut EmbeddedStats)) {
+        f(&mut self.mem.write().unwrap_or_else(|p| p.into_inner()).stats);
+    }
+
+    /// Runs `f` with the database and the in-memory state, off the async runtime. `f` returns
+    /// its result and whether to notify (with the changed segment, if a catalog change).
+    ///
+    /// Writers are serialized by the database mutex, so `f` may check the state under a read
+    /// lock, commit, then apply under a short write lock: readers never wait for an fsync.
+    async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Db, &RwLock<Mem>) -> Result<(T, Option<Option<SegmentId>>)> + Send + 'static,
     {
-        let db = self.db.clone();
+        let (db, mem, changes) = (self.db.clone(), self.mem.clone(), self.changes.clone());
         tokio::task::spawn_blocking(move || {
-            // A poisoned lock means a panic mid-transaction; SQLite rolled it back, so the
-            // connection itself is still consistent.
-            let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
+            // A poisoned lock means a panic mid-transaction; SQLite rolled it back, and memory
+            // is only updated after a commit, so both are still consistent.
+            let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+            let (out, notify) = f(&mut db, &mem)?;
+            if let Some(changed) = notify {
+                let i = wr(&mem).bump(changed.as_ref());
+                changes.send_replace(i);
+            }
+            Ok(out)
         })
         .await
         .map_err(|e| Error::internal(format!("coordinator task failed: {e}")))?
     }
 
-    fn notify(&self) {
-        self.changes.send_modify(|i| *i += 1);
+    /// Runs a read-only `f` on the database off the async runtime (schemas, locks).
+    async fn query<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&mut db.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .map_err(|e| Error::internal(format!("coordinator task failed: {e}")))?
     }
-}
-
-fn load_entry(conn: &Connection, id: &SegmentId) -> Result<Option<SegmentEntry>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT manifest FROM versions WHERE id = ?1 ORDER BY version")?;
-    let versions = stmt
-        .query_map([id.as_str()], |r| r.get::<_, String>(0))?
-        .map(|r| Ok(serde_json::from_str::<Manifest>(&r?)?))
-        .collect::<Result<Vec<_>>>()?;
-    let writable: Option<String> = conn
-        .query_row(
-            "SELECT info FROM writable WHERE id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let writable = writable
-        .map(|s| serde_json::from_str::<WritableInfo>(&s))
-        .transpose()?;
-    if versions.is_empty() && writable.is_none() {
-        // A segment that existed stays in the catalog (empty) when it stops being writable.
-        let exists: bool = conn
-            .query_row(
-                "SELECT 1 FROM segments WHERE id = ?1",
-                [id.as_str()],
-                |_| Ok(true),
-            )
-            .optional()?
-            .unwrap_or(false);
-        if !exists {
-            return Ok(None);
-        }
-    }
-    Ok(Some(SegmentEntry {
-        id: id.clone(),
-        versions,
-        writable,
-    }))
 }
 
 #[async_trait]
 impl Coordinator for EmbeddedCoordinator {
     async fn list_segments(&self) -> Result<Vec<SegmentEntry>> {
-        self.with(|conn| {
-            let ids: Vec<String> = conn
-                .prepare("SELECT id FROM segments ORDER BY 1")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                let id = SegmentId::new(&id)?;
-                if let Some(e) = load_entry(conn, &id)? {
-                    out.push(e);
-                }
-            }
-            Ok(out)
+        self.count(|s| s.list_segments += 1);
+        let mem = self.mem.clone();
+        tokio::task::spawn_blocking(move || {
+            let mem = mem.read().unwrap_or_else(|p| p.into_inner());
+            mem.catalog.values().cloned().collect()
         })
         .await
+        .map_err(|e| Error::internal(format!("coordinator task failed: {e}")))
+    }
+
+    async fn list_segments_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SegmentEntry>> {
+        use std::ops::Bound;
+        let mem = self.read();
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        Ok(mem
+            .catalog
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(id, _)| id.as_str().starts_with(prefix))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 
     async fn get_segment(&self, id: &SegmentId) -> Result<Option<SegmentEntry>> {
-        let id = id.clone();
-        self.with(move |conn| load_entry(conn, &id)).await
+        self.count(|s| s.get_segment += 1);
+        Ok(self.read().catalog.get(id).cloned())
     }
 
     async fn add_version(&self, manifest: &Manifest) -> Result<SegmentEntry> {
         let m = manifest.clone();
-        let (entry, changed) = self
-            .with(move |conn| {
-                let tx = conn.transaction()?;
-                let existing: Option<String> = tx
-                    .query_row(
-                        "SELECT sha256 FROM versions WHERE id = ?1 AND version = ?2",
-                        params![m.id.as_str(), m.version as i64],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let changed = match existing {
-                    Some(sha) if sha == m.sha256 => false,
-                    Some(sha) => {
+        self.write(move |db, cell| {
+            {
+                let mem = rd(cell);
+                let existing = mem
+                    .catalog
+                    .get(&m.id)
+                    .and_then(|e| e.versions.iter().find(|v| v.version == m.version));
+                match existing {
+                    Some(v) if v.sha256 == m.sha256 => {
+                        return Ok((mem.catalog[&m.id].clone(), None));
+                    }
+                    Some(v) => {
                         return Err(Error::conflict(
                             "version_conflict",
                             format!(
-                                "{} v{} is already recorded with sha256 {sha}",
-                                m.id, m.version
+                                "{} v{} is already recorded with sha256 {}",
+                                m.id, m.version, v.sha256
                             ),
                         ))
                     }
-                    None => {
-                        tx.execute(
-                            "INSERT OR IGNORE INTO segments (id) VALUES (?1)",
-                            [m.id.as_str()],
-                        )?;
-                        tx.execute(
-                            "INSERT INTO versions (id, version, sha256, manifest) VALUES (?1, ?2, ?3, ?4)",
-                            params![m.id.as_str(), m.version as i64, m.sha256, serde_json::to_string(&m)?],
-                        )?;
-                        true
-                    }
-                };
-                let entry = load_entry(&tx, &m.id)?.expect("just inserted");
-                tx.commit()?;
-                Ok((entry, changed))
-            })
-            .await?;
-        if changed {
-            self.notify();
-        }
-        Ok(entry)
+                    None => {}
+                }
+            }
+            let doc = serde_json::to_string(&m)?;
+            db.transaction(|db| {
+                db.exec(
+                    "INSERT OR IGNORE INTO segments (id) VALUES (?1)",
+                    [m.id.as_str()],
+                )?;
+                db.exec(
+                    "INSERT INTO versions (id, version, sha256, manifest) VALUES (?1, ?2, ?3, ?4)",
+                    params![m.id.as_str(), m.version as i64, m.sha256, doc],
+                )?;
+                Ok(())
+            })?;
+            let mut mem = wr(cell);
+            let e = mem
+                .catalog
+                .entry(m.id.clone())
+                .or_insert_with(|| SegmentEntry {
+                    id: m.id.clone(),
+                    versions: Vec::new(),
+                    writable: None,
+                });
+            let at = e.versions.partition_point(|v| v.version < m.version);
+            e.versions.insert(at, m.clone());
+            Ok((e.clone(), Some(Some(m.id.clone()))))
+        })
+        .await
     }
 
     async fn set_writable(
@@ -205,43 +290,54 @@ impl Coordinator for EmbeddedCoordinator {
         info: Option<WritableInfo>,
     ) -> Result<SegmentEntry> {
         let id = id.clone();
-        let entry = self
-            .with(move |conn| {
-                let tx = conn.transaction()?;
-                let current = load_entry(&tx, &id)?.and_then(|e| e.writable);
-                match (&current, &info) {
-                    (Some(cur), Some(new)) if cur.writer != new.writer => {
-                        return Err(Error::conflict(
-                            "write_lease_elsewhere",
-                            format!("{id} is writable on node {}", cur.writer),
-                        ))
-                    }
-                    (Some(_), Some(_)) => {}
-                    (_, Some(new)) => {
-                        tx.execute(
+        self.write(move |db, cell| {
+            let current = rd(cell).catalog.get(&id).and_then(|e| e.writable.clone());
+            match (&current, &info) {
+                (Some(cur), Some(new)) if cur.writer != new.writer => {
+                    return Err(Error::conflict(
+                        "write_lease_elsewhere",
+                        format!("{id} is writable on node {}", cur.writer),
+                    ))
+                }
+                (Some(_), Some(_)) => {}
+                (_, Some(new)) => {
+                    let doc = serde_json::to_string(new)?;
+                    db.transaction(|db| {
+                        db.exec(
                             "INSERT OR IGNORE INTO segments (id) VALUES (?1)",
                             [id.as_str()],
                         )?;
-                        tx.execute(
+                        db.exec(
                             "INSERT INTO writable (id, info) VALUES (?1, ?2)",
-                            params![id.as_str(), serde_json::to_string(new)?],
+                            params![id.as_str(), doc],
                         )?;
-                    }
-                    (_, None) => {
-                        tx.execute("DELETE FROM writable WHERE id = ?1", [id.as_str()])?;
+                        Ok(())
+                    })?;
+                    wr(cell)
+                        .catalog
+                        .entry(id.clone())
+                        .or_insert_with(|| SegmentEntry {
+                            id: id.clone(),
+                            versions: Vec::new(),
+                            writable: None,
+                        })
+                        .writable = Some(new.clone());
+                }
+                (_, None) => {
+                    db.exec("DELETE FROM writable WHERE id = ?1", [id.as_str()])?;
+                    if let Some(e) = wr(cell).catalog.get_mut(&id) {
+                        e.writable = None;
                     }
                 }
-                let entry = load_entry(&tx, &id)?.unwrap_or(SegmentEntry {
-                    id: id.clone(),
-                    versions: vec![],
-                    writable: None,
-                });
-                tx.commit()?;
-                Ok(entry)
-            })
-            .await?;
-        self.notify();
-        Ok(entry)
+            }
+            let entry = rd(cell).catalog.get(&id).cloned().unwrap_or(SegmentEntry {
+                id: id.clone(),
+                versions: vec![],
+                writable: None,
+            });
+            Ok((entry, Some(Some(id.clone()))))
+        })
+        .await
     }
 
     async fn wait_for_change(&self, since: u64, timeout: Duration) -> Result<u64> {
@@ -255,45 +351,43 @@ impl Coordinator for EmbeddedCoordinator {
         Ok(now)
     }
 
+    async fn catalog_changes(&self, since: u64) -> Result<Option<(u64, Vec<SegmentId>)>> {
+        let mem = self.read();
+        if since < mem.log_floor {
+            return Ok(None);
+        }
+        let start = mem.log.partition_point(|(i, _)| *i <= since);
+        let ids: BTreeSet<SegmentId> = mem.log.range(start..).map(|(_, id)| id.clone()).collect();
+        Ok(Some((mem.index, ids.into_iter().collect())))
+    }
+
     async fn put_schema(&self, name: &SchemaName, sql: &str) -> Result<bool> {
         let (name, sql) = (name.clone(), sql.to_owned());
-        self.with(move |conn| {
-            let existed: bool = conn
-                .query_row(
-                    "SELECT 1 FROM schemas WHERE name = ?1",
-                    [name.as_str()],
-                    |_| Ok(true),
-                )
-                .optional()?
-                .unwrap_or(false);
-            conn.execute(
+        self.query(move |db| {
+            let existed: Option<i64> =
+                db.one("SELECT 1 FROM schemas WHERE name = ?1", [name.as_str()])?;
+            db.exec(
                 "INSERT INTO schemas (name, sql) VALUES (?1, ?2)
                  ON CONFLICT(name) DO UPDATE SET sql = excluded.sql",
                 params![name.as_str(), sql],
             )?;
-            Ok(!existed)
+            Ok(existed.is_none())
         })
         .await
     }
 
     async fn get_schema(&self, name: &SchemaName) -> Result<Option<String>> {
         let name = name.clone();
-        self.with(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT sql FROM schemas WHERE name = ?1",
-                    [name.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?)
-        })
-        .await
+        self.query(move |db| db.one("SELECT sql FROM schemas WHERE name = ?1", [name.as_str()]))
+            .await
     }
 
     async fn list_schemas(&self) -> Result<Vec<(SchemaName, String)>> {
-        self.with(|conn| {
-            let rows: Vec<(String, String)> = conn
-                .prepare("SELECT name, sql FROM schemas ORDER BY name")?
+        self.query(|db| {
+            db.statements += 1;
+            let rows: Vec<(String, String)> = db
+                .conn
+                .prepare_cached("SELECT name, sql FROM schemas ORDER BY name")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             rows.into_iter()
@@ -306,86 +400,84 @@ impl Coordinator for EmbeddedCoordinator {
     async fn register_node(&self, node: &NodeInfo) -> Result<()> {
         let mut node = node.clone();
         node.updated_at = Utc::now();
-        self.with(move |conn| {
-            conn.execute(
-                "INSERT INTO nodes (name, info) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET info = excluded.info",
-                params![node.name.as_str(), serde_json::to_string(&node)?],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
-        self.with(|conn| {
-            let rows: Vec<String> = conn
-                .prepare("SELECT info FROM nodes ORDER BY name")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let cutoff = Utc::now() - chrono::Duration::from_std(NODE_TTL).unwrap_or_default();
-            let mut out = Vec::new();
-            for r in rows {
-                let n: NodeInfo = serde_json::from_str(&r)?;
-                if n.updated_at >= cutoff {
-                    out.push(n);
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn put_assignment(&self, assignment: &AssignmentMap) -> Result<()> {
-        let doc = serde_json::to_string(assignment)?;
-        let changed = self
-            .with(move |conn| {
-                let old: Option<String> = conn
-                    .query_row("SELECT doc FROM assignment WHERE k = 0", [], |r| r.get(0))
-                    .optional()?;
-                if old.as_deref() == Some(doc.as_str()) {
-                    return Ok(false);
-                }
-                conn.execute(
-                    "INSERT INTO assignment (k, doc) VALUES (0, ?1)
-                     ON CONFLICT(k) DO UPDATE SET doc = excluded.doc",
-                    [doc],
-                )?;
-                Ok(true)
-            })
-            .await?;
-        if changed {
-            self.notify();
-        }
+        self.mem
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .insert(node.name.clone(), node);
         Ok(())
     }
 
-    async fn get_assignment(&self) -> Result<AssignmentMap> {
-        self.with(|conn| {
-            let doc: Option<String> = conn
-                .query_row("SELECT doc FROM assignment WHERE k = 0", [], |r| r.get(0))
-                .optional()?;
-            Ok(match doc {
-                Some(d) => serde_json::from_str(&d)?,
-                None => AssignmentMap::new(),
-            })
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.count(|s| s.list_nodes += 1);
+        let cutoff = Utc::now() - chrono::Duration::from_std(NODE_TTL).unwrap_or_default();
+        Ok(self
+            .read()
+            .nodes
+            .values()
+            .filter(|n| n.updated_at >= cutoff)
+            .cloned()
+            .collect())
+    }
+
+    async fn put_assignment(&self, assignment: &AssignmentMap) -> Result<()> {
+        let new = assignment.clone();
+        self.write(move |db, cell| {
+            let mem = rd(cell);
+            // Only the rows that differ are written.
+            let removed: Vec<SegmentId> = mem
+                .assignment
+                .keys()
+                .filter(|id| !new.contains_key(*id))
+                .cloned()
+                .collect();
+            let changed: Vec<(&SegmentId, &Vec<NodeName>)> = new
+                .iter()
+                .filter(|(id, nodes)| mem.assignment.get(*id) != Some(*nodes))
+                .collect();
+            if removed.is_empty() && changed.is_empty() {
+                return Ok(((), None));
+            }
+            let changed: Vec<(SegmentId, String)> = changed
+                .into_iter()
+                .map(|(id, nodes)| Ok((id.clone(), serde_json::to_string(nodes)?)))
+                .collect::<Result<_>>()?;
+            drop(mem);
+            db.transaction(|db| {
+                for id in &removed {
+                    db.exec("DELETE FROM assigned WHERE id = ?1", [id.as_str()])?;
+                }
+                for (id, nodes) in &changed {
+                    db.exec(
+                        "INSERT INTO assigned (id, nodes) VALUES (?1, ?2)
+                         ON CONFLICT(id) DO UPDATE SET nodes = excluded.nodes",
+                        params![id.as_str(), nodes],
+                    )?;
+                }
+                Ok(())
+            })?;
+            wr(cell).assignment = new;
+            Ok(((), Some(None)))
         })
         .await
+    }
+
+    async fn get_assignment(&self) -> Result<AssignmentMap> {
+        self.count(|s| s.get_assignment += 1);
+        Ok(self.read().assignment.clone())
     }
 
     async fn try_lock(&self, key: &str, holder: &NodeName) -> Result<Option<Lease>> {
         let (k, h) = (key.to_owned(), holder.clone());
         let got = self
-            .with(move |conn| {
-                conn.execute(
+            .query(move |db| {
+                db.exec(
                     "INSERT INTO locks (key, holder) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
                     params![k, h.as_str()],
                 )?;
-                let cur: String =
-                    conn.query_row("SELECT holder FROM locks WHERE key = ?1", [&k], |r| {
-                        r.get(0)
-                    })?;
-                Ok(cur == h.as_str())
+                let cur: Option<String> =
+                    db.one("SELECT holder FROM locks WHERE key = ?1", [&k])?;
+                Ok(cur.as_deref() == Some(h.as_str()))
             })
             .await?;
         if !got {
@@ -403,8 +495,8 @@ impl Coordinator for EmbeddedCoordinator {
 
     async fn unlock(&self, key: &str, holder: &NodeName) -> Result<()> {
         let (k, h) = (key.to_owned(), holder.clone());
-        self.with(move |conn| {
-            conn.execute(
+        self.query(move |db| {
+            db.exec(
                 "DELETE FROM locks WHERE key = ?1 AND holder = ?2",
                 params![k, h.as_str()],
             )?;
@@ -416,47 +508,11 @@ impl Coordinator for EmbeddedCoordinator {
     async fn lock_holder(&self, key: &str) -> Result<Option<NodeName>> {
         let k = key.to_owned();
         let h: Option<String> = self
-            .with(move |conn| {
-                Ok(conn
-                    .query_row("SELECT holder FROM locks WHERE key = ?1", [&k], |r| {
-                        r.get(0)
-                    })
-                    .optional()?)
-            })
+            .query(move |db| db.one("SELECT holder FROM locks WHERE key = ?1", [&k]))
             .await?;
         h.map(|s| NodeName::new(&s)).transpose()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn conformance_in_memory() {
-        let c = EmbeddedCoordinator::in_memory().unwrap();
-        super::super::conformance::run_all(&c).await;
-    }
-
-    #[tokio::test]
-    async fn persists_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("coord.sqlite");
-        let c = EmbeddedCoordinator::open(&path).unwrap();
-        super::super::conformance::catalog(&c).await;
-        super::super::conformance::schemas(&c).await;
-        drop(c);
-        let c = EmbeddedCoordinator::open(&path).unwrap();
-        let e = c
-            .get_segment(&SegmentId::new("cat-a").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(e.latest_version(), 2);
-        assert!(c
-            .get_schema(&SchemaName::new("urls").unwrap())
-            .await
-            .unwrap()
-            .is_some());
-    }
-}
+mod tests;

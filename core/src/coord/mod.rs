@@ -78,6 +78,26 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Every segment in the catalog, ordered by id.
     async fn list_segments(&self) -> Result<Vec<SegmentEntry>>;
 
+    /// At most `limit` segments whose id starts with `prefix` and sorts after `after` (all when
+    /// `None`), ordered by id: one page of the catalog. The default reads the whole catalog;
+    /// backends that can, answer from an index.
+    async fn list_segments_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SegmentEntry>> {
+        Ok(self
+            .list_segments()
+            .await?
+            .into_iter()
+            .filter(|e| {
+                e.id.as_str().starts_with(prefix) && after.is_none_or(|a| e.id.as_str() > a)
+            })
+            .take(limit)
+            .collect())
+    }
+
     /// One segment, if it exists.
     async fn get_segment(&self, id: &SegmentId) -> Result<Option<SegmentEntry>>;
 
@@ -97,6 +117,16 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Waits until the catalog or the assignment changes after `since` (an index returned by an
     /// earlier call; 0 to get the current index at once), or until `timeout`. Returns the index.
     async fn wait_for_change(&self, since: u64, timeout: Duration) -> Result<u64>;
+
+    /// The segments whose catalog entry changed after `since` (an index from
+    /// [`Coordinator::wait_for_change`] or from an earlier call), each once, with the index they
+    /// bring the caller up to. `None` when this backend cannot tell (it does not keep a change
+    /// log, or `since` is older than the log): the caller then re-reads the whole catalog. Lets
+    /// followers apply a change with point reads instead of a catalog-wide one.
+    async fn catalog_changes(&self, since: u64) -> Result<Option<(u64, Vec<SegmentId>)>> {
+        let _ = since;
+        Ok(None)
+    }
 
     // ----- schemas -----
 

@@ -356,7 +356,7 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error>
         .collect();
     let targets = if targets.is_empty() {
         // The cached view may predate this segment's placement: refresh once and look again.
-        let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+        let _ = node.cluster.refresh_segment(&node.coordinator, id).await;
         node.cluster
             .read_targets(id)
             .into_iter()

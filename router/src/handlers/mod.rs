@@ -4,6 +4,7 @@
 mod gather;
 pub mod legacy;
 pub mod ops;
+pub mod pages;
 mod per_segment;
 pub mod scatter;
 pub mod schemas;

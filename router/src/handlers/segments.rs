@@ -1,10 +1,12 @@
 //! `/segments`: the catalog listing, one segment's document, publishing a file, provisioning and
 //! promoting writable segments.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,14 +19,28 @@ use trough_core::publish::PublishOptions;
 use trough_core::{ErrorKind, SegmentEntry, SegmentId};
 use trough_writer::ProvisionRequest;
 
+use super::pages::PageParams;
 use super::{segment_id, segment_not_found, sql, Path};
 use crate::body;
 use crate::forward::{Attempt, Retry};
 use crate::Node;
 
-/// `GET /segments`: the latest version of every segment.
-pub async fn list(State(node): State<Arc<Node>>) -> Result<Json<Value>, HttpError> {
-    let entries = node.coordinator.list_segments().await?;
+/// `GET /segments`: the latest version of every segment, one page at a time (`limit`, `cursor`,
+/// `prefix`; see [`super::pages`]).
+pub async fn list(
+    State(node): State<Arc<Node>>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, HttpError> {
+    let p = PageParams::parse(query)?;
+    let mut entries = node
+        .coordinator
+        .list_segments_page(&p.prefix, p.cursor.as_deref(), p.limit + 1)
+        .await?;
+    let more = entries.len() > p.limit;
+    entries.truncate(p.limit);
+    let next_cursor = more
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
     let segments: Vec<Value> = entries
         .iter()
         .map(|e| {
@@ -40,7 +56,11 @@ pub async fn list(State(node): State<Arc<Node>>) -> Result<Json<Value>, HttpErro
             })
         })
         .collect();
-    Ok(Json(json!({ "segments": segments })))
+    let mut doc = json!({ "segments": segments });
+    if let Some(c) = next_cursor {
+        doc["next_cursor"] = Value::String(c);
+    }
+    Ok(Json(doc))
 }
 
 /// The full document of one segment: versions, writer, replicas.
@@ -205,7 +225,7 @@ pub async fn provision(
                         // Routing of the next requests (and the next provision's choice of
                         // writer) must see this segment at once.
                         if r.status().is_success() {
-                            let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+                            let _ = node.cluster.refresh_segment(&node.coordinator, &id).await;
                         }
                         Ok(r)
                     }
@@ -240,7 +260,7 @@ pub async fn provision(
             .install_live(id.clone(), writer.db_path(&id))
             .map_err(HttpError::from)?;
     }
-    let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+    let _ = node.cluster.refresh_segment(&node.coordinator, &id).await;
     let status = if created {
         StatusCode::CREATED
     } else {

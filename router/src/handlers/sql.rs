@@ -118,7 +118,7 @@ impl Node {
         let mut targets = others(self);
         if targets.is_empty() {
             // The cached view may predate this segment's placement: refresh once and look again.
-            let _ = self.cluster.refresh(self.coordinator.as_ref()).await;
+            let _ = self.cluster.refresh_segment(&self.coordinator, id).await;
             targets = others(self);
         }
         let mut failures = Vec::new();
@@ -285,7 +285,7 @@ async fn forward_write(
                 return Err(trough_writer::Error::NotWritable(id.clone()).into());
             };
             if node.cluster.node(&w.writer).is_none() {
-                let _ = node.cluster.refresh(node.coordinator.as_ref()).await;
+                let _ = node.cluster.refresh_nodes(&node.coordinator).await;
             }
             match node.cluster.node(&w.writer) {
                 Some(t) => Some(t),
