@@ -437,5 +437,8 @@ fn a_gather_past_the_disk_budget_is_merge_too_large() {
         &json!({"sql": "SELECT t.k, length(t.pad) AS l FROM t, u WHERE t.k = u.k AND t.k < 10", "segments": "big-*"}),
     );
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["rows"], json!([{"k": 3, "l": 200}, {"k": 3, "l": 200}, {"k": 3, "l": 200}, {"k": 3, "l": 200}]));
+    assert_eq!(
+        v["rows"],
+        json!([{"k": 3, "l": 200}, {"k": 3, "l": 200}, {"k": 3, "l": 200}, {"k": 3, "l": 200}])
+    );
 }

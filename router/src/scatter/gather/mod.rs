@@ -41,6 +41,9 @@ mod plan;
 mod pushdown;
 mod schema;
 
+#[cfg(test)]
+mod budget_test;
+
 use trough_core::error::Result;
 
 pub use analyze::{analyze, Analysis, Table};
