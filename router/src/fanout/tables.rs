@@ -236,3 +236,36 @@ fn spool_values(spool: Spool) -> Result<Vec<Vec<Value>>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(partial: &str) -> ScatterRequest {
+        serde_json::from_value(serde_json::json!({
+            "sql": "SELECT 1", "segments": "*", "partial": partial
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_segment_fails_the_gather_unless_partial_is_allowed() {
+        let failed = vec![Failure {
+            id: SegmentId::new("s-1").unwrap(),
+            error: "timed out after 5 ms".into(),
+        }];
+        let e = check_failures(&request("deny"), 3, &failed).unwrap_err();
+        assert_eq!(e.status().as_u16(), 503);
+        assert_eq!(e.body.error.code, "segments_failed");
+        assert!(
+            e.body
+                .error
+                .message
+                .contains("1 of 3 segments failed: s-1 (timed out"),
+            "{}",
+            e.body.error.message
+        );
+        assert!(check_failures(&request("allow"), 3, &failed).is_ok());
+        assert!(check_failures(&request("deny"), 3, &[]).is_ok());
+    }
+}
