@@ -74,12 +74,9 @@ pub async fn gather_query(
         .collect();
     let (loads, schema) = {
         let sql = sql.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let (loads, schema) = gather::prepare(&sql, &named)?;
-            Ok((loads, schema.clone()))
-        })
-        .await
-        .map_err(|e| Error::internal(e.to_string()))??
+        tokio::task::spawn_blocking(move || -> Result<_, Error> { gather::prepare(&sql, &named) })
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??
     };
 
     // 3. Rows.

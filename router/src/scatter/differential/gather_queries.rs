@@ -152,7 +152,7 @@ fn run_gather(
         Err(e) => return Scatter::Failed(e.to_string()),
     };
     let result = (|| {
-        let mut db = MergeDb::create(schema, opts)?;
+        let mut db = MergeDb::create(&schema, opts)?;
         for c in segments {
             for l in &loads {
                 let (_, rows) = run_one(c, &l.segment_sql, &Params::None)
@@ -160,7 +160,7 @@ fn run_gather(
                 db.insert(&l.table, &l.columns, &mut rows.into_iter().map(Ok))?;
             }
         }
-        let rows = db.finish(schema, sql, params)?;
+        let rows = db.finish(&schema, sql, params)?;
         let names = rows.columns().to_vec();
         Ok::<_, trough_core::Error>((names, rows.collect::<Result<Vec<_>, _>>()?))
     })();

@@ -52,9 +52,10 @@ pub use plan::{loads, Load};
 pub use schema::{check_same, Entry, Kind, Schema, SCHEMA_SQL};
 
 /// Steps 2 to 4 for the schemas the segments reported (at least one; the first is the
-/// reference): what each segment must return, and the schema the merge database gets.
+/// reference): what each segment must return, and the schema the merge database gets (the
+/// tables and views the query reads, with their indexes, in the segments' creation order).
 /// Blocking (an in-memory SQLite prepares the query).
-pub fn prepare<'a>(sql: &str, schemas: &'a [(String, Schema)]) -> Result<(Vec<Load>, &'a Schema)> {
+pub fn prepare(sql: &str, schemas: &[(String, Schema)]) -> Result<(Vec<Load>, Schema)> {
     let Some((ref_id, reference)) = schemas.first() else {
         return Err(trough_core::Error::internal(
             "no segment schema to gather with",
@@ -66,5 +67,60 @@ pub fn prepare<'a>(sql: &str, schemas: &'a [(String, Schema)]) -> Result<(Vec<Lo
         (ref_id.as_str(), reference),
         schemas.iter().skip(1).map(|(id, s)| (id.as_str(), s)),
     )?;
-    Ok((loads(sql, &analysis), reference))
+    let read = |name: &str| {
+        analysis
+            .objects
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(name))
+    };
+    let needed = Schema {
+        entries: reference
+            .entries
+            .iter()
+            .filter(|e| match e.kind {
+                Kind::Table | Kind::View => read(&e.name),
+                Kind::Index => read(&e.table),
+                Kind::VirtualTable | Kind::Trigger => false,
+            })
+            .cloned()
+            .collect(),
+    };
+    Ok((loads(sql, &analysis), needed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn the_merge_database_gets_only_what_the_query_reads() {
+        let rows: Vec<Vec<Value>> = serde_json::from_value(json!([
+            ["table", "t1", "t1", "CREATE TABLE t1(a INTEGER, b TEXT)"],
+            [
+                "table",
+                "f",
+                "f",
+                "CREATE VIRTUAL TABLE f USING nosuchmodule(x)"
+            ],
+            ["table", "t2", "t2", "CREATE TABLE t2(x INTEGER)"],
+            ["index", "i1", "t1", "CREATE INDEX i1 ON t1(b)"],
+            ["index", "i2", "t2", "CREATE INDEX i2 ON t2(x)"],
+            ["view", "v", "v", "CREATE VIEW v AS SELECT a FROM t1"],
+            [
+                "trigger",
+                "tr",
+                "t1",
+                "CREATE TRIGGER tr AFTER INSERT ON t1 BEGIN DELETE FROM t2; END"
+            ],
+        ]))
+        .unwrap();
+        let schema = Schema::from_rows(&rows).unwrap();
+        let schemas = vec![("s0".to_owned(), schema.clone()), ("s1".to_owned(), schema)];
+        let (loads, needed) = prepare("SELECT count(*) FROM v WHERE a > 1", &schemas).unwrap();
+        let names: Vec<&str> = needed.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["t1", "i1", "v"]);
+        assert_eq!(loads.len(), 1);
+        assert_eq!(loads[0].segment_sql, "SELECT \"a\", \"b\" FROM main.\"t1\"");
+    }
 }
