@@ -19,7 +19,8 @@
 //!    collations and declared types behave as in one database), inserts the rows (values travel in
 //!    core's lossless JSON value encoding), creates the indexes, and runs the **original query
 //!    text** with the request's parameters. Its answer is what one database holding every row
-//!    would give.
+//!    would give. Key constraints are per segment: the merge database holds the union of the
+//!    rows, with PRIMARY KEY / UNIQUE cut from its `CREATE TABLE` text (`keys`).
 //!
 //! A query without any table (`SELECT 1 + 2`) gathers nothing and is evaluated once, in the merge
 //! database.
@@ -36,6 +37,7 @@
 //! Not here: the fan-out I/O (`crate::fanout::tables`), HTTP (`crate::handlers::gather`).
 
 mod analyze;
+mod keys;
 mod load;
 mod plan;
 mod pushdown;
@@ -73,6 +75,7 @@ pub fn prepare(sql: &str, schemas: &[(String, Schema)]) -> Result<(Vec<Load>, Sc
             .iter()
             .any(|o| o.eq_ignore_ascii_case(name))
     };
+    let union_keys = !keys::mentions_rowid(sql);
     let needed = Schema {
         entries: reference
             .entries
@@ -82,10 +85,53 @@ pub fn prepare(sql: &str, schemas: &[(String, Schema)]) -> Result<(Vec<Load>, Sc
                 Kind::Index => read(&e.table),
                 Kind::VirtualTable | Kind::Trigger => false,
             })
-            .cloned()
+            .map(|e| {
+                let mut e = e.clone();
+                if union_keys {
+                    let replaced = match e.kind {
+                        Kind::Table => {
+                            keys::without_keys(&e.sql).filter(|s| same_columns(&e.sql, s, &e.name))
+                        }
+                        Kind::Index => keys::plain_index(&e.sql),
+                        _ => None,
+                    };
+                    if let Some(s) = replaced {
+                        e.sql = s;
+                    }
+                }
+                e
+            })
             .collect(),
     };
     Ok((loads(sql, &analysis), needed))
+}
+
+/// Whether two `CREATE TABLE` statements define the same columns (name, declared type, NOT
+/// NULL, default, hidden/generated), as SQLite reads them; keys aside.
+fn same_columns(a: &str, b: &str, table: &str) -> bool {
+    type Column = (String, String, i64, Option<String>, i64);
+    let columns = |sql: &str| -> Option<Vec<Column>> {
+        let c = rusqlite::Connection::open_in_memory().ok()?;
+        c.execute_batch(sql).ok()?;
+        let mut stmt = c
+            .prepare(
+                "SELECT name, type, \"notnull\", dflt_value, hidden FROM pragma_table_xinfo(?1) \
+                 ORDER BY cid",
+            )
+            .ok()?;
+        let rows = stmt
+            .query_map([table], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .ok()?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .ok()?;
+        Some(rows)
+    };
+    match (columns(a), columns(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
