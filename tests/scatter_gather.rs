@@ -294,6 +294,16 @@ fn ndjson_and_partial_selection() {
 #[test]
 fn refusals_and_errors_name_their_reason() {
     let f = fixture();
+    // A pattern that matches nothing: an empty answer, as for every /query.
+    let (status, v) = post(
+        &f.server,
+        &json!({"sql": "SELECT * FROM t1 JOIN t2 ON t1.b = t2.x", "segments": "none-*"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"rows": [], "segments": {"queried": 0, "answered": 0, "failed": []}})
+    );
     let refused = [
         (
             "SELECT t2.rowid, t1.a FROM t1 JOIN t2 ON t1.b = t2.x",

@@ -44,6 +44,33 @@ pub async fn gather_query(
     let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
     let ids = select::select(&catalog, &req.segments)?;
     let mut failed: Vec<Failure> = Vec::new();
+    let limits = &node.limits;
+    let opts = MergeOptions {
+        memory_budget_bytes: limits.scatter.merge_memory_budget_bytes,
+        disk_budget_bytes: Some(limits.scatter.merge_disk_budget_bytes),
+        temp_dir: Some(node.tmp_dir.clone()),
+        deadline: Some(Instant::now() + Duration::from_millis(limits.query.timeout_ms)),
+        ..MergeOptions::default()
+    };
+    if ids.is_empty() {
+        // A pattern that matches no segment: an empty answer, as for every `/query` (there is no
+        // database, hence no schema, to evaluate the query in).
+        let rows = tokio::task::spawn_blocking(move || {
+            MergeDb::create(&Schema::default(), &opts)?.finish(
+                &Schema::default(),
+                "SELECT NULL WHERE 0",
+                &Params::None,
+            )
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+        let summary = Summary {
+            queried: 0,
+            answered: 0,
+            failed,
+        };
+        return Ok(GatherAnswer { rows, summary });
+    }
 
     // 1. Schemas.
     let schema_sql = vec![gather::SCHEMA_SQL.to_owned()];
@@ -113,14 +140,6 @@ pub async fn gather_query(
     );
 
     // 4. Merge.
-    let limits = &node.limits;
-    let opts = MergeOptions {
-        memory_budget_bytes: limits.scatter.merge_memory_budget_bytes,
-        disk_budget_bytes: Some(limits.scatter.merge_disk_budget_bytes),
-        temp_dir: Some(node.tmp_dir.clone()),
-        deadline: Some(Instant::now() + Duration::from_millis(limits.query.timeout_ms)),
-        ..MergeOptions::default()
-    };
     let params = req.params.clone();
     let rows = tokio::task::spawn_blocking(move || -> Result<GatheredRows, Error> {
         let mut db = MergeDb::create(&schema, &opts)?;
