@@ -334,6 +334,7 @@ mod tests {
     #[test]
     fn collects_tables_through_joins_subqueries_ctes_and_views() {
         assert_eq!(tables("SELECT 1 + 2"), Vec::<String>::new());
+        assert_eq!(tables("SELECT count(*) FROM t1; -- done\n"), ["t1"]);
         assert_eq!(tables("SELECT count(*) FROM t1"), ["t1"]);
         assert_eq!(tables("SELECT * FROM t1 JOIN t2 ON a = x"), ["t1", "t2"]);
         assert_eq!(
