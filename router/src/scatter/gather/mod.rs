@@ -75,7 +75,13 @@ pub fn prepare(sql: &str, schemas: &[(String, Schema)]) -> Result<(Vec<Load>, Sc
             .iter()
             .any(|o| o.eq_ignore_ascii_case(name))
     };
-    let union_keys = !keys::mentions_rowid(sql);
+    // A rowid named by the query or by a view it reads is an INTEGER PRIMARY KEY's value only
+    // while the key is kept.
+    let union_keys = !keys::mentions_rowid(sql)
+        && !reference
+            .entries
+            .iter()
+            .any(|e| e.kind == Kind::View && read(&e.name) && keys::mentions_rowid(&e.sql));
     let needed = Schema {
         entries: reference
             .entries
@@ -168,5 +174,52 @@ mod tests {
         assert_eq!(names, ["t1", "i1", "v"]);
         assert_eq!(loads.len(), 1);
         assert_eq!(loads[0].segment_sql, "SELECT \"a\", \"b\" FROM main.\"t1\"");
+    }
+
+    #[test]
+    fn keys_are_per_segment_unless_a_rowid_is_named() {
+        let rows: Vec<Vec<Value>> = serde_json::from_value(json!([
+            [
+                "table",
+                "t",
+                "t",
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)"
+            ],
+            ["index", "tv", "t", "CREATE UNIQUE INDEX tv ON t(v, id)"],
+            [
+                "view",
+                "r",
+                "r",
+                "CREATE VIEW r AS SELECT rowid AS n, v FROM t"
+            ],
+        ]))
+        .unwrap();
+        let schemas = vec![("s0".to_owned(), Schema::from_rows(&rows).unwrap())];
+        let sqls = |q: &str| -> Vec<String> {
+            prepare(q, &schemas)
+                .unwrap()
+                .1
+                .entries
+                .into_iter()
+                .map(|e| e.sql)
+                .collect()
+        };
+        assert_eq!(
+            sqls("SELECT a.v FROM t a JOIN t b ON a.id = b.id"),
+            [
+                "CREATE TABLE t(id INTEGER , v TEXT )",
+                "CREATE  INDEX tv ON t(v, id)"
+            ]
+        );
+        for q in [
+            "SELECT a.v FROM t a JOIN t b ON a.rowid = b.id",
+            "SELECT n FROM r",
+        ] {
+            assert_eq!(
+                sqls(q)[0],
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)",
+                "{q}"
+            );
+        }
     }
 }
