@@ -3,6 +3,8 @@
 # (default ~/.cache/trough-tools, outside the checkout so fresh clones reuse it):
 #   - consul 1.8.7 (Debian bullseye's package, unpacked; the system's apt sources are not changed)
 #   - s3s-fs 0.14.1 (a real S3 server over a local directory), built with cargo
+#   - the original Trough's Python clients (PyPI `trough` and `warcprox`) in a venv, for
+#     tests/trough_clients.rs
 # Re-running it is cheap: everything already present is kept.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -47,6 +49,27 @@ install_s3s_fs() {
   ln -sf "$TOOLS/cargo/bin/s3s-fs" "$TOOLS/bin/s3s-fs"
 }
 
+# The original Trough's clients, unchanged, from PyPI. `trough` and `warcprox` are installed
+# without their declared dependencies: those pull Trough's server side (HDFS, uWSGI, old
+# aiohttp) that no longer builds on Python 3.11 and that the clients do not import; the
+# libraries the clients do import are pinned below.
+TROUGH_CLIENT_PINS="trough==0.2.0 warcprox==2.13.1"
+TROUGH_CLIENT_DEPS="requests==2.34.2 doublethink==0.4.9 rethinkdb==2.4.9 aiohttp==3.14.5 warctools==5.0.1 urlcanon==0.3.1 cachetools==8.0.2 PySocks==1.7.1 cryptography==45.0.7 idna==3.20 rfc3986==2.0.0 PyYAML==6.0.4 six==1.17.0 urllib3==2.8.0"
+install_trough_clients() {
+  local venv="$TOOLS/trough-clients-venv"
+  local want="$TROUGH_CLIENT_PINS $TROUGH_CLIENT_DEPS"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.pins" 2>/dev/null)" = "$want" ]; then
+    return
+  fi
+  log "installing the original Trough clients (trough, warcprox) from PyPI"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps $TROUGH_CLIENT_PINS >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $TROUGH_CLIENT_DEPS >&2
+  echo "$want" > "$venv/.pins"
+}
+
 install_consul
 install_s3s_fs
+install_trough_clients
 log "ready: $TOOLS/bin"

@@ -168,18 +168,16 @@ fn a_failing_segment_fails_the_query_unless_partial_is_allowed() {
         sizes.push(m["size"].clone());
     }
     let q = "SELECT id, abs(v) AS av FROM t";
+    // The failure is the query's own (an integer overflow, as one database would raise it):
+    // a 400 with SQLite's message, not a retryable 503.
     let (status, v) = scatter(&s, &json!({"sql": q, "segments": "*"}));
     assert_error(
         reqwest::StatusCode::from_u16(status).unwrap(),
         &v,
-        503,
-        "segments_failed",
+        400,
+        "sql_error",
     );
-    let msg = v["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("seg-1") && !msg.contains("seg-0") && !msg.contains("seg-2"),
-        "{msg}"
-    );
+    assert_eq!(v["error"]["message"], "integer overflow", "{v}");
 
     let (status, v) = scatter(&s, &json!({"sql": q, "segments": "*", "partial": "allow"}));
     assert_eq!(status, 200, "{v}");
@@ -304,4 +302,261 @@ fn cli_query_all_and_segments() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["segments"]["queried"], 2);
+}
+
+/// The data of issue 9: `r-0` holds (1,2); `r-1` holds (3,4) and (1,5); `r-2` is empty.
+fn issue9_server() -> TestServer {
+    let s = TestServer::start();
+    let schema = "CREATE TABLE t(a INTEGER, b INTEGER);";
+    for (id, rows) in [
+        ("r-0", "INSERT INTO t VALUES (1, 2);"),
+        ("r-1", "INSERT INTO t VALUES (3, 4), (1, 5);"),
+        ("r-2", ""),
+    ] {
+        let m = s.publish(id, SqliteFile::new(&format!("{schema}{rows}")).bytes());
+        s.wait_synced(id, m["version"].as_u64().unwrap());
+    }
+    s
+}
+
+fn sorted_rows(v: &Value) -> Vec<Value> {
+    let mut rows = v["rows"].as_array().cloned().unwrap_or_default();
+    rows.sort_by_key(|r| r.to_string());
+    rows
+}
+
+#[test]
+fn issue_9_defects_answer_exactly_or_clearly() {
+    let s = issue9_server();
+    let q = |sql: &str| scatter(&s, &json!({"sql": sql, "segments": "r-*"}));
+    // 1. DISTINCT aggregates without GROUP BY over no matching row: one row, SQLite's values.
+    for (sql, want) in [
+        (
+            "SELECT count(DISTINCT a) AS n FROM t WHERE b > 100",
+            json!([{"n": 0}]),
+        ),
+        (
+            "SELECT sum(DISTINCT a) AS s, avg(DISTINCT a) AS v, min(DISTINCT a) AS lo, max(DISTINCT a) AS hi, total(DISTINCT a) AS t FROM t WHERE b > 100",
+            json!([{"s": null, "v": null, "lo": null, "hi": null, "t": 0.0}]),
+        ),
+        (
+            "SELECT count(*) AS c, count(DISTINCT a) AS n FROM t WHERE b > 100",
+            json!([{"c": 0, "n": 0}]),
+        ),
+    ] {
+        let (status, v) = q(sql);
+        assert_eq!(status, 200, "{sql}: {v}");
+        assert_eq!(v["rows"], want, "{sql}");
+    }
+    // 2. A result alias that is also a column means the column in WHERE, even when the alias
+    //    reading would match nothing.
+    let (status, v) = q("SELECT a AS b FROM t WHERE b > 3");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(sorted_rows(&v), [json!({"b": 1}), json!({"b": 3})]);
+    let (status, v) = q("SELECT a AS b FROM t WHERE b > 100");
+    assert_eq!((status, v["rows"].clone()), (200, json!([])), "{v}");
+    // 3. Integer constants are values, not column numbers.
+    let (status, v) = q("SELECT count(DISTINCT 8) AS n FROM t");
+    assert_eq!((status, v["rows"].clone()), (200, json!([{"n": 1}])), "{v}");
+    let (status, v) = q("SELECT 7 AS k FROM t GROUP BY k");
+    assert_eq!((status, v["rows"].clone()), (200, json!([{"k": 7}])), "{v}");
+    // `a` is a column: GROUP BY a groups by it (two groups), as in SQLite.
+    let (status, v) = q("SELECT 7 AS a FROM t GROUP BY a");
+    assert_eq!(
+        (status, v["rows"].clone()),
+        (200, json!([{"a": 7}, {"a": 7}])),
+        "{v}"
+    );
+    // 4. A refusal in plain JSON mode is a complete 400 JSON document (a view in one segment is
+    //    only known from the segment; the answer is refused before any row is sent).
+    let v_sql = "CREATE TABLE u(a INTEGER, b INTEGER); CREATE VIEW t AS SELECT a, b FROM u;";
+    let m = s.publish("v-0", SqliteFile::new(v_sql).bytes());
+    s.wait_synced("v-0", m["version"].as_u64().unwrap());
+    let resp = s
+        .client()
+        .post(s.at("/query"))
+        .json(&json!({"sql": "SELECT a AS b FROM t WHERE b > 0", "segments": ["r-2", "v-0"]}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["error"]["code"], "unsupported_scatter_query", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("view"));
+    // 5. A segment's own client error keeps its kind: 400 with SQLite's message.
+    for (sql, msg) in [
+        ("SELECT zz FROM t", "no such column: zz"),
+        ("SELECT a FROM nope", "no such table: nope"),
+        (
+            "SELECT abs(a - 9223372036854775807 - 2) FROM t",
+            "integer overflow",
+        ),
+    ] {
+        let (status, v) = q(sql);
+        assert_eq!(status, 400, "{sql}: {v}");
+        assert_eq!(v["error"]["code"], "sql_error", "{sql}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with(msg),
+            "{sql}: {v}"
+        );
+    }
+    let (status, v) = scatter(
+        &s,
+        &json!({"sql": "SELECT a FROM t WHERE b > :x", "segments": "r-*"}),
+    );
+    assert_eq!(status, 400, "missing parameter: {v}");
+    // 6. SQL SQLite reads but the planner cannot is gathered: answered as one database would,
+    //    including SQLite's own error (t has two columns); not SQL at all: SQLite's syntax error.
+    let (status, v) = q("SELECT 1 IN t");
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "sql_error", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sub-select returns 2 columns"),
+        "{v}"
+    );
+    let (status, v) = q("SELECT 3 IN (SELECT a FROM t) AS x");
+    assert_eq!((status, v["rows"].clone()), (200, json!([{"x": 1}])), "{v}");
+    let (status, v) = q("SELEC a FROM t");
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (400, json!("sql_error"))
+    );
+}
+
+#[test]
+fn columnar_answers_keep_duplicate_names_on_one_segment_and_cluster_wide() {
+    let s = issue9_server();
+    let columnar = |path: &str, body: Value| -> (u16, String, Value) {
+        let resp = s
+            .client()
+            .post(s.at(path))
+            .header("accept", "application/vnd.trough.columnar+json")
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        (
+            status,
+            ct,
+            serde_json::from_str(&resp.text().unwrap()).unwrap(),
+        )
+    };
+    // One segment.
+    let (status, ct, v) = columnar(
+        "/segments/r-1/query",
+        json!({"sql": "SELECT a, a, b AS a FROM t ORDER BY b"}),
+    );
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "application/vnd.trough.columnar+json")
+    );
+    assert_eq!(
+        v,
+        json!({"columns": ["a", "a", "a"], "rows": [[3, 3, 4], [1, 1, 5]]})
+    );
+    let (_, _, v) = columnar("/segments/r-2/query", json!({"sql": "SELECT b, a FROM t"}));
+    assert_eq!(v, json!({"columns": ["b", "a"], "rows": []}));
+    // Cluster-wide: the same shape, with the fan-out summary.
+    let (status, ct, v) = columnar(
+        "/query",
+        json!({"sql": "SELECT a, a, b AS a FROM t ORDER BY b", "segments": "r-*"}),
+    );
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "application/vnd.trough.columnar+json")
+    );
+    assert_eq!(v["columns"], json!(["a", "a", "a"]));
+    assert_eq!(v["rows"], json!([[1, 1, 2], [3, 3, 4], [1, 1, 5]]));
+    assert_eq!(v["segments"]["answered"], 3);
+    let (_, _, v) = columnar(
+        "/query",
+        json!({"sql": "SELECT a, a, count(*) AS n FROM t GROUP BY a ORDER BY a", "segments": "r-*"}),
+    );
+    assert_eq!(v["columns"], json!(["a", "a", "n"]));
+    assert_eq!(v["rows"], json!([[1, 1, 2], [3, 3, 1]]));
+    // No row anywhere: the names are still SQLite's.
+    for (sql, names) in [
+        ("SELECT * FROM t WHERE b > 100", json!(["a", "b"])),
+        (
+            "SELECT B, a + 1, a AS x FROM t WHERE b > 100",
+            json!(["b", "a + 1", "x"]),
+        ),
+        (
+            "SELECT count(DISTINCT a) FROM t WHERE b > 100",
+            json!(["count(DISTINCT a)"]),
+        ),
+    ] {
+        let (status, _, v) = columnar("/query", json!({"sql": sql, "segments": "r-*"}));
+        assert_eq!(status, 200, "{sql}: {v}");
+        assert_eq!(v["columns"], names, "{sql}");
+    }
+}
+
+#[test]
+fn per_segment_mode_runs_the_statement_in_each_segment_and_tags_rows() {
+    let s = issue9_server();
+    let per = |sql: &str| {
+        scatter(
+            &s,
+            &json!({"sql": sql, "segments": "r-*", "mode": "per_segment"}),
+        )
+    };
+    // An aggregate: one row per segment, tagged, in segment order; nothing merged.
+    let (status, v) = per("SELECT count(*) AS n FROM t");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"],
+        json!([
+            {"_segment": "r-0", "n": 1},
+            {"_segment": "r-1", "n": 2},
+            {"_segment": "r-2", "n": 0}
+        ])
+    );
+    assert_eq!(v["segments"]["answered"], 3);
+    // A join runs inside each segment (exact mode refuses it).
+    let join = "SELECT x.a AS a, y.b AS b FROM t x JOIN t y ON x.a = y.a ORDER BY b";
+    let (status, v) = per(join);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"],
+        json!([
+            {"_segment": "r-0", "a": 1, "b": 2},
+            {"_segment": "r-1", "a": 3, "b": 4},
+            {"_segment": "r-1", "a": 1, "b": 5}
+        ])
+    );
+    // Exact mode gathers the join: the rows of every segment meet.
+    let (status, v) = scatter(&s, &json!({"sql": join, "segments": "r-*"}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rows"].as_array().unwrap().len(), 5, "{v}");
+    // Columnar: `_segment` leads the columns.
+    let resp = s
+        .client()
+        .post(s.at("/query"))
+        .header("accept", "application/vnd.trough.columnar+json")
+        .json(&json!({"sql": "SELECT a, a FROM t WHERE b > 3", "segments": "r-*", "mode": "per_segment"}))
+        .send()
+        .unwrap();
+    let v: Value = serde_json::from_str(&resp.text().unwrap()).unwrap();
+    assert_eq!(v["columns"], json!(["_segment", "a", "a"]));
+    assert_eq!(v["rows"], json!([["r-1", 3, 3], ["r-1", 1, 1]]));
+    // Writes are refused, and change nothing.
+    let (status, v) = per("DELETE FROM t");
+    assert_error(
+        reqwest::StatusCode::from_u16(status).unwrap(),
+        &v,
+        400,
+        "not_read_only",
+    );
+    let (_, v) = per("SELECT count(*) AS n FROM t");
+    assert_eq!(v["rows"][1]["n"], 2);
+    let (status, v) = scatter(
+        &s,
+        &json!({"sql": "SELECT 1", "segments": "r-*", "mode": "merged"}),
+    );
+    assert_eq!(status, 400, "unknown mode: {v}");
 }

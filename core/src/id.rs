@@ -11,14 +11,19 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, ErrorKind};
 
-/// Maximum length of a segment id, in bytes (`[A-Za-z0-9][A-Za-z0-9._-]{0,127}`).
+/// Maximum length of a segment id, in bytes (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`).
 pub const SEGMENT_ID_MAX_LEN: usize = 128;
 
+/// `[A-Za-z0-9_][A-Za-z0-9._-]*` of at most `max_len` bytes. A leading `_` is allowed because
+/// Trough's clients use ids like `__unspecified__` (warcprox's default bucket); it is safe as a
+/// file name, object key, URL part and Consul tag (a DNS label `__x` before
+/// `trough-read.service.consul` is read as a tag, not as an RFC 2782 `_service._proto` name).
+/// A leading `.` or `-` is not (hidden files, command-line options).
 fn valid_name(s: &str, max_len: usize) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= max_len
-        && bytes[0].is_ascii_alphanumeric()
+        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
         && bytes[1..]
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -32,7 +37,7 @@ macro_rules! name_type {
         pub struct $name(String);
 
         impl $name {
-            /// Validates `s`: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most the maximum length.
+            /// Validates `s`: `[A-Za-z0-9_][A-Za-z0-9._-]*`, at most the maximum length.
             pub fn new(s: &str) -> Result<Self, Error> {
                 if valid_name(s, $max) {
                     Ok(Self(s.to_owned()))
@@ -44,7 +49,7 @@ macro_rules! name_type {
                             concat!(
                                 "invalid ",
                                 $what,
-                                " {:?}: must match [A-Za-z0-9][A-Za-z0-9._-]{{0,{}}}"
+                                " {:?}: must match [A-Za-z0-9_][A-Za-z0-9._-]{{0,{}}}"
                             ),
                             truncate_for_message(s),
                             $max - 1
@@ -88,7 +93,7 @@ macro_rules! name_type {
 }
 
 name_type!(
-    /// A segment id: `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`. Safe as a path component, key and URL part.
+    /// A segment id: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`. Safe as a path component, key and URL part.
     SegmentId,
     "segment_id",
     SEGMENT_ID_MAX_LEN
@@ -121,7 +126,15 @@ mod tests {
 
     #[test]
     fn accepts_valid_ids() {
-        for ok in ["a", "A0", "seg-1.2_3", &"x".repeat(128), "0"] {
+        for ok in [
+            "a",
+            "A0",
+            "seg-1.2_3",
+            &"x".repeat(128),
+            "0",
+            "__unspecified__",
+            "_x",
+        ] {
             assert!(SegmentId::new(ok).is_ok(), "{ok}");
         }
     }
@@ -133,7 +146,6 @@ mod tests {
             "../etc",
             ".hidden",
             "-x",
-            "_x",
             "a/b",
             "a b",
             "é",

@@ -92,7 +92,7 @@ impl QueryStream {
         Bytes::from(match self.format {
             // Row lines already end with '\n'.
             RowFormat::Ndjson => format!("{line}\n"),
-            RowFormat::JsonArray => format!("\n{line}\n"),
+            RowFormat::JsonArray | RowFormat::Columnar => format!("\n{line}\n"),
         })
     }
 }

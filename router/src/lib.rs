@@ -61,9 +61,9 @@ pub struct Node {
 
 /// The route table of the public HTTP contract.
 pub fn app(node: Arc<Node>) -> axum::Router {
-    use handlers::{ops, schemas, segments, sql};
+    use handlers::{legacy, ops, schemas, segments, sql};
     axum::Router::new()
-        .route("/", post(sql::trough_wire))
+        .route("/", post(legacy::root))
         .route("/query", post(handlers::scatter::query))
         .route("/segments", get(segments::list))
         .route("/segments/{id}", get(segments::show).put(segments::publish))
@@ -73,6 +73,18 @@ pub fn app(node: Arc<Node>) -> axum::Router {
         .route("/segments/{id}/promote", post(segments::promote))
         .route("/schemas", get(schemas::list))
         .route("/schemas/{name}", get(schemas::show).put(schemas::put))
+        // Trough's segment-manager API, for existing Trough clients (handlers::legacy).
+        .route("/provision", post(legacy::provision_json))
+        .route("/promote", post(legacy::promote))
+        .route("/schema", get(legacy::schema_list))
+        .route(
+            "/schema/{name}",
+            get(legacy::schema_show).put(legacy::schema_put_json),
+        )
+        .route(
+            "/schema/{name}/sql",
+            get(legacy::schema_sql_show).put(legacy::schema_put_sql),
+        )
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)

@@ -93,7 +93,7 @@ const NO_ROLES: serve::Roles = serve::Roles {
 enum SegmentCommand {
     /// Publish a SQLite file as the next version of segment ID (shows a progress bar).
     Upload {
-        /// Segment id ([A-Za-z0-9][A-Za-z0-9._-]{0,127}).
+        /// Segment id ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}).
         id: String,
         /// The SQLite database file to publish.
         file: PathBuf,

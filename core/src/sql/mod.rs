@@ -28,7 +28,9 @@ mod tests;
 pub use limits::QueryLimits;
 pub use open::{open, open_writable, Access, Synchronous, BUSY_TIMEOUT};
 pub use params::{bind, Params, SqlRequest};
-pub use query::{run_query, run_query_cancellable, CancelToken, QueryStats, RowFormat};
+pub use query::{
+    run_query, run_query_cancellable, CancelToken, QueryStats, RowFormat, COLUMNAR_MEDIA_TYPE,
+};
 
 use rusqlite::ErrorCode;
 

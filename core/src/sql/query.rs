@@ -9,7 +9,9 @@
 //! within the first chunk) is returned before any output exists and can get a proper status code.
 //!
 //! Formats: [`RowFormat::JsonArray`] is `[row,row,…]` with no newlines (`[]` when empty);
-//! [`RowFormat::Ndjson`] is one row object per line, each ending in `\n`.
+//! [`RowFormat::Ndjson`] is one row object per line, each ending in `\n`;
+//! [`RowFormat::Columnar`] is `{"columns":[names],"rows":[[values],…]}` (column names once, rows
+//! as arrays: duplicate names stay usable, and the names are there even without a row).
 //!
 //! The time limit is enforced both by an SQLite progress handler (checked every
 //! [`PROGRESS_OPS`] virtual-machine steps, so a long aggregate with no output row is interrupted)
@@ -42,7 +44,13 @@ pub enum RowFormat {
     JsonArray,
     /// Newline-delimited JSON: one row object per line.
     Ndjson,
+    /// One JSON object: the column names, then the rows as arrays:
+    /// `{"columns":["a","a"],"rows":[[1,2]]}`.
+    Columnar,
 }
+
+/// The media type that asks for [`RowFormat::Columnar`] (in `Accept`).
+pub const COLUMNAR_MEDIA_TYPE: &str = "application/vnd.trough.columnar+json";
 
 impl RowFormat {
     /// The `Content-Type` of this format.
@@ -50,6 +58,7 @@ impl RowFormat {
         match self {
             RowFormat::JsonArray => "application/json",
             RowFormat::Ndjson => "application/x-ndjson",
+            RowFormat::Columnar => COLUMNAR_MEDIA_TYPE,
         }
     }
 }
@@ -188,16 +197,30 @@ fn execute(
     }
     bind(&mut stmt, &req.params)?;
 
-    // `"name":` for each column, encoded once.
+    // `"name":` for each column, encoded once (columnar rows are arrays: no keys).
+    let columnar = format == RowFormat::Columnar;
     let keys: Vec<Vec<u8>> = stmt
         .column_names()
         .map(|name| {
             let mut k = Vec::with_capacity(name.len() + 3);
-            write_str(&mut k, name);
-            k.push(b':');
+            if !columnar {
+                write_str(&mut k, name);
+                k.push(b':');
+            }
             k
         })
         .collect();
+    let mut header = Vec::new();
+    if columnar {
+        header.extend_from_slice(b"{\"columns\":[");
+        for (i, name) in stmt.column_names().enumerate() {
+            if i > 0 {
+                header.push(b',');
+            }
+            write_str(&mut header, name);
+        }
+        header.extend_from_slice(b"],\"rows\":[");
+    }
 
     let mut stats = QueryStats::default();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + 1024);
@@ -213,8 +236,10 @@ fn execute(
             Err(cancelled_error())
         }
     };
-    if format == RowFormat::JsonArray {
-        buf.push(b'[');
+    match format {
+        RowFormat::JsonArray => buf.push(b'['),
+        RowFormat::Columnar => buf.extend_from_slice(&header),
+        RowFormat::Ndjson => {}
     }
     let mut rows = stmt.raw_query();
     loop {
@@ -239,10 +264,10 @@ fn execute(
                 limits.max_rows
             )));
         }
-        if format == RowFormat::JsonArray && stats.rows > 1 {
+        if format != RowFormat::Ndjson && stats.rows > 1 {
             buf.push(b',');
         }
-        buf.push(b'{');
+        buf.push(if columnar { b'[' } else { b'{' });
         for (i, key) in keys.iter().enumerate() {
             if i > 0 {
                 buf.push(b',');
@@ -250,12 +275,12 @@ fn execute(
             buf.extend_from_slice(key);
             write_json(&mut buf, row.get_ref(i).map_err(sqlite_error)?);
         }
-        buf.push(b'}');
+        buf.push(if columnar { b']' } else { b'}' });
         if format == RowFormat::Ndjson {
             buf.push(b'\n');
         }
-        // +1 for the closing `]`.
-        if stats.bytes + buf.len() as u64 + 1 > limits.max_response_bytes {
+        // +2 for the closing `]` (and `}`).
+        if stats.bytes + buf.len() as u64 + 2 > limits.max_response_bytes {
             return Err(too_large(format!(
                 "the result is larger than max_response_bytes = {} bytes; narrow the query \
                  (e.g. add LIMIT or select fewer columns) or page through it",
@@ -272,8 +297,10 @@ fn execute(
             return Err(timeout_error(limits));
         }
     }
-    if format == RowFormat::JsonArray {
-        buf.push(b']');
+    match format {
+        RowFormat::JsonArray => buf.push(b']'),
+        RowFormat::Columnar => buf.extend_from_slice(b"]}"),
+        RowFormat::Ndjson => {}
     }
     if !buf.is_empty() {
         flush(&mut buf, &mut stats)?;

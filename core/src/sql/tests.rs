@@ -410,6 +410,28 @@ fn formats_and_empty_results() {
     );
     assert_eq!(r.unwrap().rows, 0);
     assert_eq!(text(c), "[]");
+    // Columnar: names once (duplicates kept), rows as arrays; names even without a row.
+    let (c, r) = run_chunks(
+        &mut conn,
+        "SELECT id, id, 'x' AS id FROM t WHERE id < 3",
+        json!(null),
+        &limits,
+        RowFormat::Columnar,
+    );
+    assert_eq!(r.unwrap().rows, 2);
+    let v: serde_json::Value = serde_json::from_str(&text(c)).unwrap();
+    assert_eq!(
+        v,
+        json!({"columns": ["id", "id", "id"], "rows": [[1, 1, "x"], [2, 2, "x"]]})
+    );
+    let (c, _) = run_chunks(
+        &mut conn,
+        "SELECT id AS a, id AS a FROM t WHERE 0",
+        json!(null),
+        &limits,
+        RowFormat::Columnar,
+    );
+    assert_eq!(text(c), "{\"columns\":[\"a\",\"a\"],\"rows\":[]}");
 }
 
 #[test]

@@ -20,6 +20,7 @@
 //!
 //! Not here: SQL rewriting (scatter), single-segment queries (handlers::sql).
 
+pub mod per_segment;
 pub mod select;
 pub mod spool;
 pub mod tables;
@@ -32,9 +33,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use trough_core::http::HttpError;
 use trough_core::sql::{Params, RowFormat, SqlRequest};
-use trough_core::{ErrorKind, SegmentId};
+use trough_core::{ApiError, Error, ErrorKind, SegmentId};
 
 use crate::forward::FORWARDED_HEADER;
+use crate::scatter::SegmentFacts;
 use crate::Node;
 pub use select::Selector;
 use spool::Spool;
@@ -54,6 +56,21 @@ pub struct ScatterRequest {
     /// segments that answered and list the others.
     #[serde(default)]
     pub partial: Partial,
+    /// `"exact"` (default): one answer, as one database would give it; `"per_segment"`: the
+    /// statement as it is in each segment, rows tagged with their segment ([`per_segment`]).
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// How a cluster-wide query is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Exactly as one database holding every chosen segment's rows (planned and merged).
+    #[default]
+    Exact,
+    /// Each segment answers the statement on its own rows; rows are tagged with the segment.
+    PerSegment,
 }
 
 /// What to do when some segments fail.
@@ -95,60 +112,68 @@ pub struct Gathered {
     pub answers: Vec<(SegmentId, Spool)>,
     /// The summary.
     pub summary: Summary,
+    /// The table's declared columns (from the first segment's guard answer), to name the result
+    /// columns of an answer without rows.
+    pub table_columns: Vec<String>,
+}
+
+/// What the fan-out of a planned query came to.
+pub enum FanOut {
+    /// Every segment answered (or failed within the partial contract): merge these.
+    Merge(Box<Gathered>),
+    /// The segments' schemas make this plan inexact (a view, a declared COLLATE, segments that
+    /// disagree on an alias): the error says why. The query is still answerable by gathering
+    /// its tables (`handlers::gather`), which runs it as written in one database.
+    Refused(Error),
 }
 
 /// Plans, selects and fans out; returns the spooled answers, or the error to send.
-pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, HttpError> {
+///
+/// Every segment answers the plan's guard query besides its data query (both at once); the
+/// guard answers are judged before anything is merged (`ScatterPlan::check_segments`), and a
+/// plan that took a result alias for what the segments say is a column is replaced, its data
+/// query run again.
+pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<FanOut, HttpError> {
     let started = Instant::now();
-    let plan = crate::scatter::plan(&req.sql)?;
+    let mut plan = crate::scatter::plan(&req.sql)?;
     let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
     let ids = select::select(&catalog, &req.segments)?;
-    let limits = &node.limits.scatter;
-    let segment_timeout = Duration::from_millis(limits.segment_timeout_ms.max(1));
-    let body = Bytes::from(
-        serde_json::to_vec(&SqlRequest {
-            sql: plan.segment_sql().to_owned(),
-            params: req.params.clone(),
-        })
-        .map_err(|e| HttpError::new(ErrorKind::Internal, "internal", e.to_string()))?,
-    );
-    let concurrency = limits.concurrency.max(1);
-    let results: Vec<(SegmentId, Result<Spool, String>)> = futures::stream::iter(ids.clone())
-        .map(|id| {
-            let body = body.clone();
-            let node = node.clone();
-            async move {
-                let t0 = Instant::now();
-                let r = match tokio::time::timeout(segment_timeout, fetch(&node, &id, body)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "timed out after {} ms",
-                        segment_timeout.as_millis()
-                    )),
-                };
-                metrics::histogram!("trough_scatter_segment_seconds")
-                    .record(t0.elapsed().as_secs_f64());
-                (id, r)
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let mut answers = Vec::with_capacity(results.len());
-    let mut failed = Vec::new();
-    for (id, r) in results {
-        match r {
-            Ok(s) => answers.push((id, s)),
-            Err(error) => failed.push(Failure { id, error }),
+    let guard_body = request_body(plan.guard_sql(), &Params::None)?;
+    let body = request_body(plan.segment_sql(), &req.params)?;
+    let (guards, data) = tokio::join!(fan_out(node, &ids, guard_body), fan_out(node, &ids, body));
+    let mut failures: Vec<(SegmentId, Error)> = Vec::new();
+    let mut facts = Vec::new();
+    for (id, r) in guards {
+        match r.and_then(read_facts) {
+            Ok(f) => facts.push((id, f)),
+            Err(e) => failures.push((id, e)),
         }
     }
-    answers.sort_by(|a, b| a.0.cmp(&b.0));
-    failed.sort_by(|a, b| a.id.cmp(&b.id));
-    let summary = Summary {
-        queried: ids.len(),
-        answered: answers.len(),
-        failed,
+    let mut results = data;
+    let named: Vec<(String, SegmentFacts)> = facts
+        .iter()
+        .map(|(id, f)| (id.to_string(), f.clone()))
+        .collect();
+    let checked = match plan.check_segments(&named) {
+        Ok(c) => c,
+        Err(refusal) => return Ok(FanOut::Refused(refusal)),
     };
+    if let Some(columns) = checked {
+        plan = crate::scatter::plan_with_columns(&req.sql, &columns)?;
+        if let Err(refusal) = plan.check_segments(&named) {
+            return Ok(FanOut::Refused(refusal));
+        }
+        let body = request_body(plan.segment_sql(), &req.params)?;
+        let answered: Vec<SegmentId> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut again = fan_out(node, &answered, body).await;
+        again.extend(results.into_iter().filter(|(_, r)| r.is_err()));
+        results = again;
+    }
+    let (answers, summary) = settle(req, ids.len(), results, failures)?;
     metrics::histogram!("trough_scatter_fanout_segments").record(ids.len() as f64);
     tracing::info!(
         segments = summary.queried,
@@ -159,6 +184,65 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
         sql = %req.sql,
         "scatter query"
     );
+    let table_columns = facts
+        .into_iter()
+        .next()
+        .map(|(_, f)| f.columns)
+        .unwrap_or_default();
+    Ok(FanOut::Merge(Box::new(Gathered {
+        plan,
+        answers,
+        summary,
+        table_columns,
+    })))
+}
+
+/// Sorts the segments' outcomes into answers and failures and applies the failure contract:
+/// a segment's client error is the query's (400, as the segment said it) unless `partial` allows
+/// an answer from the others; any other failure is 503 `segments_failed` unless `partial` is
+/// `"allow"`. `failures` are segments already known to have failed.
+#[allow(clippy::type_complexity)]
+pub(crate) fn settle(
+    req: &ScatterRequest,
+    queried: usize,
+    results: Vec<(SegmentId, Result<Spool, Error>)>,
+    mut failures: Vec<(SegmentId, Error)>,
+) -> Result<(Vec<(SegmentId, Spool)>, Summary), HttpError> {
+    let mut answers = Vec::with_capacity(results.len());
+    for (id, r) in results {
+        match r {
+            Ok(s) if !failures.iter().any(|(f, _)| *f == id) => answers.push((id, s)),
+            Ok(_) => {}
+            Err(e) => failures.push((id, e)),
+        }
+    }
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
+    // A segment's own client error (bad SQL for its schema, integer overflow, a missing
+    // parameter) is the query's fault, the same on every replica: the client's error as SQLite
+    // said it (400), not an unavailability. Only with `"partial": "allow"` and other segments
+    // answering is it listed among the failed segments like any other failure.
+    let partial_answer = req.partial == Partial::Allow && !answers.is_empty();
+    if let Some((id, e)) = failures
+        .iter()
+        .find(|(_, e)| e.kind() == ErrorKind::InvalidInput && !partial_answer)
+    {
+        tracing::info!(segment = %id, code = e.code(), "scatter query failed on a segment: {}", e.message());
+        return Err(HttpError::new(e.kind(), e.code(), e.message()));
+    }
+    let mut failed: Vec<Failure> = failures
+        .into_iter()
+        .map(|(id, e)| Failure {
+            id,
+            error: e.message().to_owned(),
+        })
+        .collect();
+    failed.dedup_by(|a, b| a.id == b.id);
+    answers.sort_by(|a, b| a.0.cmp(&b.0));
+    let summary = Summary {
+        queried,
+        answered: answers.len(),
+        failed,
+    };
     if !summary.failed.is_empty() && req.partial == Partial::Deny {
         metrics::counter!("trough_scatter_queries_total", "outcome" => "failed_segments")
             .increment(1);
@@ -181,27 +265,81 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<Gathered, 
             ),
         ));
     }
-    Ok(Gathered {
-        plan,
-        answers,
-        summary,
-    })
+    Ok((answers, summary))
+}
+
+pub(crate) fn request_body(sql: &str, params: &Params) -> Result<Bytes, HttpError> {
+    Ok(Bytes::from(
+        serde_json::to_vec(&SqlRequest {
+            sql: sql.to_owned(),
+            params: params.clone(),
+        })
+        .map_err(|e| HttpError::new(ErrorKind::Internal, "internal", e.to_string()))?,
+    ))
+}
+
+/// The one row of a guard answer.
+fn read_facts(spool: Spool) -> Result<SegmentFacts, Error> {
+    let mut rows = spool.rows();
+    let row = match rows.next_pairs() {
+        Some(Ok(pairs)) => pairs.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        Some(Err(e)) => return Err(Error::internal(e)),
+        None => return Err(Error::internal("the scatter guard query returned no row")),
+    };
+    SegmentFacts::from_row(&row)
+}
+
+/// Runs `body` on every segment of `ids`, at most `limits.scatter.concurrency` at a time, each
+/// within `limits.scatter.segment_timeout_ms`.
+pub(crate) async fn fan_out(
+    node: &Arc<Node>,
+    ids: &[SegmentId],
+    body: Bytes,
+) -> Vec<(SegmentId, Result<Spool, Error>)> {
+    let limits = &node.limits.scatter;
+    let segment_timeout = Duration::from_millis(limits.segment_timeout_ms.max(1));
+    let concurrency = limits.concurrency.max(1);
+    futures::stream::iter(ids.to_vec())
+        .map(|id| {
+            let body = body.clone();
+            let node = node.clone();
+            async move {
+                let t0 = Instant::now();
+                let r = match tokio::time::timeout(segment_timeout, fetch(&node, &id, body)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Timeout,
+                        "segment_timeout",
+                        format!("timed out after {} ms", segment_timeout.as_millis()),
+                    )),
+                };
+                metrics::histogram!("trough_scatter_segment_seconds")
+                    .record(t0.elapsed().as_secs_f64());
+                (id, r)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
 }
 
 /// Runs the per-segment SQL on one segment (here, or on a replica) and spools its NDJSON answer.
-async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, String> {
+/// The error keeps its kind: the query's own fault (`InvalidInput`, as the segment said it) or
+/// the segment's unavailability.
+async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error> {
     let spool_mem = node.limits.scatter.spool_memory_bytes;
     if node.reads_locally(id) {
         let reader = node
             .reader
             .as_ref()
             .expect("reads_locally implies a reader");
-        let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let req: SqlRequest =
+            serde_json::from_slice(&body).map_err(|e| Error::internal(e.to_string()))?;
         let stream = reader
             .query(id, req, RowFormat::Ndjson)
             .await
-            .map_err(|e| e.to_string())?;
-        return Spool::collect(stream.map(|r| r.map_err(|e| e.to_string())), spool_mem).await;
+            .map_err(reader_error)?;
+        return Spool::collect(stream.map(|r| r.map_err(reader_error)), spool_mem).await;
     }
     let targets: Vec<_> = node
         .cluster
@@ -221,7 +359,7 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, String
         targets
     };
     if targets.is_empty() {
-        return Err("no healthy replica holds it".into());
+        return Err(unavailable("no healthy replica holds it".into()));
     }
     let mut errors = Vec::new();
     for t in targets {
@@ -247,19 +385,23 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, String
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            let msg = serde_json::from_str::<trough_core::http::ErrorBody>(&text)
-                .map(|b| b.error.message)
-                .unwrap_or(text);
+            let body = serde_json::from_str::<trough_core::http::ErrorBody>(&text).ok();
             // A 4xx is the query's own fault and the same on every replica.
             if status.is_client_error() {
-                return Err(msg);
+                let kind = trough_core::http::kind_for_status(status);
+                return Err(match body {
+                    Some(b) => Error::new(kind, b.error.code, b.error.message),
+                    None => Error::new(kind, "segment_error", text),
+                });
             }
+            let msg = body.map(|b| b.error.message).unwrap_or(text);
             node.cluster.penalize(&t.name);
             errors.push(format!("{}: {status} {msg}", t.name));
             continue;
         }
         match Spool::collect(
-            resp.bytes_stream().map(|r| r.map_err(|e| e.to_string())),
+            resp.bytes_stream()
+                .map(|r| r.map_err(|e| unavailable(e.to_string()))),
             spool_mem,
         )
         .await
@@ -271,7 +413,18 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, String
             }
         }
     }
-    Err(errors.join("; "))
+    Err(unavailable(errors.join("; ")))
+}
+
+fn reader_error(e: trough_reader::Error) -> Error {
+    match e {
+        trough_reader::Error::Core(e) => e,
+        e => Error::new(e.kind(), e.code(), e.to_string()),
+    }
+}
+
+fn unavailable(msg: String) -> Error {
+    Error::new(ErrorKind::Unavailable, "segment_unavailable", msg)
 }
 
 impl Node {

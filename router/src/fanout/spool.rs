@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
+use trough_core::Error;
 
 /// A spooled NDJSON answer.
 pub enum Spool {
@@ -19,22 +20,25 @@ pub enum Spool {
 }
 
 impl Spool {
-    /// Collects a byte stream, moving to a temporary file past `memory_limit` bytes.
-    pub async fn collect<S>(mut stream: S, memory_limit: usize) -> Result<Spool, String>
+    /// Collects a byte stream, moving to a temporary file past `memory_limit` bytes. The
+    /// stream's own error is returned as it is (its kind kept); a failing temporary file is an
+    /// internal error.
+    pub async fn collect<S>(mut stream: S, memory_limit: usize) -> Result<Spool, Error>
     where
-        S: Stream<Item = Result<Bytes, String>> + Unpin,
+        S: Stream<Item = Result<Bytes, Error>> + Unpin,
     {
+        let io = |e: std::io::Error| Error::internal(format!("cannot spool a segment answer: {e}"));
         let mut mem = Vec::new();
         let mut file: Option<std::fs::File> = None;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             match &mut file {
-                Some(f) => f.write_all(&chunk).map_err(|e| e.to_string())?,
+                Some(f) => f.write_all(&chunk).map_err(io)?,
                 None => {
                     mem.extend_from_slice(&chunk);
                     if mem.len() > memory_limit {
-                        let mut f = tempfile::tempfile().map_err(|e| e.to_string())?;
-                        f.write_all(&mem).map_err(|e| e.to_string())?;
+                        let mut f = tempfile::tempfile().map_err(io)?;
+                        f.write_all(&mem).map_err(io)?;
                         mem = Vec::new();
                         file = Some(f);
                     }
@@ -43,7 +47,7 @@ impl Spool {
         }
         match file {
             Some(mut f) => {
-                f.rewind().map_err(|e| e.to_string())?;
+                f.rewind().map_err(io)?;
                 Ok(Spool::File(f))
             }
             None => Ok(Spool::Memory(mem)),
@@ -127,7 +131,7 @@ mod tests {
 
     #[tokio::test]
     async fn spills_and_reads_back() {
-        let lines: Vec<Result<Bytes, String>> = (0..1000)
+        let lines: Vec<Result<Bytes, Error>> = (0..1000)
             .map(|i| Ok(Bytes::from(format!("{{\"a\":{i},\"a\":\"x{i}\"}}\n"))))
             .collect();
         let spool = Spool::collect(futures::stream::iter(lines), 1024)
@@ -153,10 +157,13 @@ mod tests {
 
     #[tokio::test]
     async fn stream_error_is_an_error() {
-        let items: Vec<Result<Bytes, String>> =
-            vec![Ok(Bytes::from("{\"a\":1}\n")), Err("cut off".into())];
-        assert!(Spool::collect(futures::stream::iter(items), 1024)
+        let items: Vec<Result<Bytes, Error>> = vec![
+            Ok(Bytes::from("{\"a\":1}\n")),
+            Err(Error::invalid("sql_error", "integer overflow")),
+        ];
+        let e = Spool::collect(futures::stream::iter(items), 1024)
             .await
-            .is_err());
+            .unwrap_err();
+        assert_eq!(e.kind(), trough_core::ErrorKind::InvalidInput);
     }
 }

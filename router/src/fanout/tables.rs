@@ -43,7 +43,7 @@ pub async fn gather_query(
     let started = Instant::now();
     let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
     let ids = select::select(&catalog, &req.segments)?;
-    let mut failed: Vec<Failure> = Vec::new();
+    let mut failed: Vec<(SegmentId, Error)> = Vec::new();
     let limits = &node.limits;
     let opts = MergeOptions {
         memory_budget_bytes: limits.scatter.merge_memory_budget_bytes,
@@ -67,7 +67,7 @@ pub async fn gather_query(
         let summary = Summary {
             queried: 0,
             answered: 0,
-            failed,
+            failed: Vec::new(),
         };
         return Ok(GatherAnswer { rows, summary });
     }
@@ -77,12 +77,14 @@ pub async fn gather_query(
     let mut schemas: Vec<(SegmentId, Schema)> = Vec::with_capacity(ids.len());
     for (id, r) in run_each(node, &ids, &schema_sql).await {
         let parsed = r.and_then(|mut spools| {
-            let spool = spools.pop().ok_or("no answer")?;
-            Schema::from_rows(&spool_values(spool)?)
+            let spool = spools.pop().ok_or_else(|| Error::internal("no answer"))?;
+            spool_values(spool)
+                .and_then(|rows| Schema::from_rows(&rows))
+                .map_err(Error::internal)
         });
         match parsed {
             Ok(s) => schemas.push((id, s)),
-            Err(error) => failed.push(Failure { id, error }),
+            Err(error) => failed.push((id, error)),
         }
     }
     check_failures(req, ids.len(), &failed)?;
@@ -116,13 +118,20 @@ pub async fn gather_query(
         for (id, r) in run_each(node, &answered, &statements).await {
             match r {
                 Ok(s) => spooled.push((id, s)),
-                Err(error) => failed.push(Failure { id, error }),
+                Err(error) => failed.push((id, error)),
             }
         }
         check_failures(req, ids.len(), &failed)?;
     }
     spooled.sort_by(|a, b| a.0.cmp(&b.0));
-    failed.sort_by(|a, b| a.id.cmp(&b.id));
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    let failed: Vec<Failure> = failed
+        .into_iter()
+        .map(|(id, e)| Failure {
+            id,
+            error: e.message().to_owned(),
+        })
+        .collect();
     let summary = Summary {
         queried: ids.len(),
         answered: spooled.len(),
@@ -162,20 +171,28 @@ pub async fn gather_query(
     Ok(GatherAnswer { rows, summary })
 }
 
-/// The 503 for failed segments, unless partial answers are allowed.
+/// The failure contract of `/query` (as [`super::settle`]): a segment's client error is the
+/// query's (400, as the segment said it); any other failure is 503 `segments_failed`; with
+/// `"partial": "allow"`, neither stops the others' answer.
 fn check_failures(
     req: &ScatterRequest,
     queried: usize,
-    failed: &[Failure],
+    failed: &[(SegmentId, Error)],
 ) -> Result<(), HttpError> {
     if failed.is_empty() || req.partial == Partial::Allow {
         return Ok(());
+    }
+    if let Some((_, e)) = failed
+        .iter()
+        .find(|(_, e)| e.kind() == ErrorKind::InvalidInput)
+    {
+        return Err(HttpError::new(e.kind(), e.code(), e.message()));
     }
     metrics::counter!("trough_scatter_queries_total", "outcome" => "failed_segments").increment(1);
     let names: Vec<String> = failed
         .iter()
         .take(20)
-        .map(|f| format!("{} ({})", f.id, f.error))
+        .map(|(id, e)| format!("{id} ({})", e.message()))
         .collect();
     let more = failed.len().saturating_sub(20);
     Err(HttpError::new(
@@ -198,7 +215,7 @@ async fn run_each(
     node: &Arc<Node>,
     ids: &[SegmentId],
     statements: &[String],
-) -> Vec<(SegmentId, Result<Vec<Spool>, String>)> {
+) -> Vec<(SegmentId, Result<Vec<Spool>, Error>)> {
     let limits = &node.limits.scatter;
     let segment_timeout = Duration::from_millis(limits.segment_timeout_ms.max(1));
     let bodies: Vec<Bytes> = statements
@@ -228,9 +245,9 @@ async fn run_each(
                 };
                 let r = match tokio::time::timeout(segment_timeout, all).await {
                     Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "timed out after {} ms",
-                        segment_timeout.as_millis()
+                    Err(_) => Err(Error::unavailable(
+                        "segment_timeout",
+                        format!("timed out after {} ms", segment_timeout.as_millis()),
                     )),
                 };
                 metrics::histogram!("trough_scatter_segment_seconds")
@@ -266,10 +283,11 @@ mod tests {
 
     #[test]
     fn a_failed_segment_fails_the_gather_unless_partial_is_allowed() {
-        let failed = vec![Failure {
-            id: SegmentId::new("s-1").unwrap(),
-            error: "timed out after 5 ms".into(),
-        }];
+        let id = SegmentId::new("s-1").unwrap();
+        let failed = vec![(
+            id.clone(),
+            Error::unavailable("segment_timeout", "timed out after 5 ms"),
+        )];
         let e = check_failures(&request("deny"), 3, &failed).unwrap_err();
         assert_eq!(e.status().as_u16(), 503);
         assert_eq!(e.body.error.code, "segments_failed");
@@ -283,5 +301,10 @@ mod tests {
         );
         assert!(check_failures(&request("allow"), 3, &failed).is_ok());
         assert!(check_failures(&request("deny"), 3, &[]).is_ok());
+        // A segment's own client error is the query's: 400, as the segment said it.
+        let failed = vec![(id, Error::invalid("sql_error", "integer overflow"))];
+        let e = check_failures(&request("deny"), 3, &failed).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        assert_eq!(e.body.error.code, "sql_error");
     }
 }

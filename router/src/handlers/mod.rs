@@ -1,8 +1,10 @@
 //! Route handlers, one module per resource. Each handler validates its inputs, calls one part of
 //! the node, and returns a value or an error that `core::http` renders.
 
-pub mod gather;
+mod gather;
+pub mod legacy;
 pub mod ops;
+mod per_segment;
 pub mod scatter;
 pub mod schemas;
 pub mod segments;

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use trough_core::http::HttpError;
-use trough_core::sql::{Params, RowFormat, SqlRequest};
+use trough_core::sql::{Params, RowFormat, SqlRequest, COLUMNAR_MEDIA_TYPE};
 use trough_core::{ApiError, ErrorKind, SegmentId};
 use trough_writer::ExecuteRequest;
 
@@ -34,6 +34,31 @@ pub(crate) fn wants_ndjson(headers: &HeaderMap) -> bool {
                 .next()
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON))
         })
+}
+
+/// Whether `Accept` asks for the columnar answer ([`COLUMNAR_MEDIA_TYPE`]).
+pub(crate) fn wants_columnar(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(COLUMNAR_MEDIA_TYPE))
+        })
+}
+
+/// The answer format `Accept` asks for: columnar, NDJSON, else a JSON array of row objects.
+pub(crate) fn row_format(headers: &HeaderMap) -> RowFormat {
+    if wants_columnar(headers) {
+        RowFormat::Columnar
+    } else if wants_ndjson(headers) {
+        RowFormat::Ndjson
+    } else {
+        RowFormat::JsonArray
+    }
 }
 
 fn is_forwarded(headers: &HeaderMap) -> bool {
@@ -155,13 +180,11 @@ async fn local_query(
     };
     match reader.query(id, req, format).await {
         Ok(stream) => {
-            let content_type = match format {
-                RowFormat::JsonArray => "application/json",
-                RowFormat::Ndjson => NDJSON,
-            };
             let mut resp = Body::from(stream).into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
             Ok(resp)
         }
         Err(e) if e.kind() == ErrorKind::Unavailable => Err(node.unknown_or(id, e.into()).await),
@@ -186,12 +209,7 @@ pub async fn query(
         sql,
         params: Params::None,
     })?;
-    let format = if wants_ndjson(&headers) {
-        RowFormat::Ndjson
-    } else {
-        RowFormat::JsonArray
-    };
-    local_query(&node, &id, req, format).await
+    local_query(&node, &id, req, row_format(&headers)).await
 }
 
 /// Runs a write request here, or explains why this node cannot take it.

@@ -139,6 +139,7 @@ pub mod gather;
 mod merge;
 mod order;
 mod plan;
+mod syntax;
 
 #[cfg(test)]
 mod differential;
@@ -150,4 +151,4 @@ pub use merge::{
     merge, MergeOptions, MergedRows, Row, SegmentRows, SegmentStream, DEFAULT_MEMORY_BUDGET,
 };
 pub use order::compare;
-pub use plan::{plan, PlanError, ScatterPlan, Strategy};
+pub use plan::{plan, plan_with_columns, PlanError, ScatterPlan, SegmentFacts, Strategy};

@@ -9,7 +9,9 @@ use rusqlite::Connection;
 use trough_core::sql::value::to_json;
 use trough_core::sql::{bind, Access, Params};
 
-use crate::scatter::{merge, plan, MergeOptions, Row, SegmentStream};
+use crate::scatter::{
+    merge, plan, plan_with_columns, MergeOptions, Row, SegmentFacts, SegmentStream,
+};
 
 /// Segment files and the monolithic database, in a temporary directory.
 pub(in crate::scatter) struct Fixture {
@@ -100,10 +102,36 @@ pub(in crate::scatter) fn run_scatter(
     params: &Params,
     opts: &MergeOptions,
 ) -> Scatter {
-    let p = match plan(sql) {
+    let mut p = match plan(sql) {
         Ok(p) => p,
         Err(e) => return Scatter::Refused(e.to_string()),
     };
+    // The guard query, answered by every segment, judged before anything is merged.
+    let mut facts = Vec::new();
+    for (i, c) in segments.iter().enumerate() {
+        let row = match run_one(c, p.guard_sql(), &Params::None) {
+            Ok((_, rows)) if rows.len() == 1 => rows.into_iter().next().unwrap(),
+            Ok((_, rows)) => return Scatter::Failed(format!("guard: {} rows", rows.len())),
+            Err(e) => return Scatter::Failed(e),
+        };
+        match SegmentFacts::from_row(&row) {
+            Ok(f) => facts.push((format!("seg{i:02}"), f)),
+            Err(e) => return Scatter::Failed(e.to_string()),
+        }
+    }
+    match p.check_segments(&facts) {
+        Ok(None) => {}
+        Ok(Some(columns)) => {
+            p = match plan_with_columns(sql, &columns) {
+                Ok(p) => p,
+                Err(e) => return Scatter::Refused(e.to_string()),
+            };
+            if let Err(e) = p.check_segments(&facts) {
+                return Scatter::Failed(e.to_string());
+            }
+        }
+        Err(e) => return Scatter::Failed(e.to_string()),
+    }
     let mut streams = Vec::new();
     let mut columns = None;
     for (i, c) in segments.iter().enumerate() {

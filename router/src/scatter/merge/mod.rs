@@ -8,7 +8,7 @@
 //! - `stream`: concatenation and the k-way merge of sorted rows, streaming (Concat, SortedMerge);
 //! - `sql`: the temporary merge database and the merge SQL (SqlMerge);
 //! - `sum`: `_trough_sum`, the exact `sum()` of partial sums the merge SQL uses;
-//! - `guard`: the check of every segment row (its width and guard column).
+//! - `guard`: the check of every segment row (its width).
 
 mod guard;
 mod sql;
@@ -184,12 +184,7 @@ pub fn merge(
         )));
     }
     let front = n - plan.tail;
-    let checker = RowCheck {
-        width: n,
-        fatal: plan.guard_fatal,
-        table: plan.table.clone(),
-        aliases: plan.alias_refs.clone(),
-    };
+    let checker = RowCheck { width: n };
     match &plan.merge {
         MergeSpec::Concat { limit, offset } => Ok(MergedRows {
             columns: segment_columns[..front].to_vec(),

@@ -90,20 +90,23 @@ impl Planner {
             .filter(|(_, c)| c.kind == ColKind::Key)
             .map(|(i, _)| b.col_ref(i))
             .collect();
-        let segment_groups: Vec<&str> = b
+        // Grouped by column number: a constant term (`count(DISTINCT 8)`, `7 AS a … GROUP BY a`)
+        // written out would itself be read as a column number.
+        let segment_groups: Vec<String> = b
             .cols
             .iter()
-            .filter(|c| matches!(c.kind, ColKind::Key | ColKind::DistinctArg))
-            .map(|c| c.sql.as_str())
+            .enumerate()
+            .filter(|(_, c)| matches!(c.kind, ColKind::Key | ColKind::DistinctArg))
+            .map(|(i, _)| (i + 1).to_string())
             .collect();
         let compares =
             !segment_groups.is_empty() || !self.order.is_empty() || b.cols.iter().any(|c| c.minmax);
         let seg_cols: Vec<&str> = b.cols.iter().map(|c| c.sql.as_str()).collect();
+        let width = seg_cols.len();
         let segment_sql = format!(
-            "{}SELECT {}, {} FROM {}{}{}",
+            "{}SELECT {} FROM {}{}{}",
             self.params_prefix,
             seg_cols.join(", "),
-            self.guard_sql(compares),
             self.table_sql,
             self.where_sql(),
             if segment_groups.is_empty() {
@@ -126,15 +129,17 @@ impl Planner {
             merge_sql.push_str(&format!(" ORDER BY {}", order_terms.join(", ")));
         }
         merge_sql.push_str(&self.limit_sql());
-        Ok(self.finish(
+        let mut plan = self.finish(
             segment_sql,
             MergeSpec::Sql {
                 body: SqlBody::Fixed(merge_sql),
                 names: Names::Fixed(names),
             },
-            1,
+            0,
             compares,
-        ))
+        );
+        plan.segment_width = Some(width);
+        Ok(plan)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The planner: parses one `SELECT`, decides whether its answer over many segments can be computed
 //! exactly from per-segment answers, and if so writes the per-segment SQL and the merge. PURE: no
-//! I/O, no SQLite. See the module docs of [`super`] for the design.
+//! I/O, no data (only SQL its parser cannot read is shown to SQLite's parser, `super::syntax`, to
+//! tell a syntax error from a refusal). See the module docs of [`super`] for the design.
 //!
 //! This file holds the public face ([`plan`], [`ScatterPlan`], [`Strategy`], [`PlanError`]), the
 //! analysed query every step works on (`Planner`) and the choice of strategy. It neither takes the
@@ -35,10 +36,11 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use trough_core::error::{ApiError, ErrorKind};
 
 use super::expr::{contains_agg, refuse};
+use super::syntax::{sqlite_verdict, Verdict};
 use order_limit::{Order, OrderTerm};
 use source::{select_item_texts, SourceText};
 
-pub(crate) use guard::{GUARD_ALIAS, GUARD_COLLATE, GUARD_VIEW};
+pub use guard::SegmentFacts;
 pub(crate) use spec::{KeyCol, MergeSpec, Names, OutputName, SortKey, SqlBody};
 
 /// Why a query cannot be answered over many segments (HTTP 400).
@@ -115,14 +117,26 @@ pub enum Strategy {
 pub struct ScatterPlan {
     pub(crate) segment_sql: String,
     pub(crate) merge: MergeSpec,
-    /// Number of helper columns at the end of every segment row: hidden sort keys, then the guard.
+    /// Number of helper columns at the end of every segment row: the hidden sort keys.
     pub(crate) tail: usize,
-    /// The guard bits that make a segment's answer unusable (see [`GUARD_VIEW`]…).
-    pub(crate) guard_fatal: i64,
-    /// The table the query reads, for messages.
-    pub(crate) table: String,
-    /// Result aliases the query uses as names (guard bit [`GUARD_ALIAS`]).
-    pub(crate) alias_refs: Vec<String>,
+    /// The number of segment columns, when the plan knows it without a segment's answer
+    /// (aggregate plans: the merge must run even when no segment returned a row).
+    pub(crate) segment_width: Option<usize>,
+    /// The guard query and how to judge its answers (`guard`).
+    pub(crate) guard: guard::Guard,
+    /// How each result column is named, for answers without any row.
+    pub(crate) item_names: Vec<ItemName>,
+}
+
+/// How SQLite names one result column (see [`ScatterPlan::column_names_without_rows`]).
+#[derive(Clone, Debug)]
+pub(crate) enum ItemName {
+    /// An alias, or an expression's source text.
+    Text(String),
+    /// A plain column, as written (SQLite uses its declared spelling).
+    Column(String),
+    /// `*` or `t.*`: every column of the table.
+    Star,
 }
 
 impl ScatterPlan {
@@ -139,6 +153,38 @@ impl ScatterPlan {
             MergeSpec::Sql { .. } => Strategy::SqlMerge,
         }
     }
+    /// The number of columns of [`ScatterPlan::segment_sql`] when the plan knows it without a
+    /// segment's answer: `Some` for plans whose merge yields rows even when no segment returned
+    /// one (`SELECT count(DISTINCT a) FROM t WHERE …` over nothing is one row `0`). A caller that
+    /// got no row from any segment calls [`super::merge()`] with that many (placeholder) names.
+    pub fn segment_width(&self) -> Option<usize> {
+        self.segment_width
+    }
+    /// The result column names when no segment returned a row (so no segment reported them):
+    /// what SQLite would name them, given the table's declared columns (`SegmentFacts::columns`).
+    pub fn column_names_without_rows(&self, table_columns: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in &self.item_names {
+            match n {
+                ItemName::Text(t) => out.push(t.clone()),
+                ItemName::Column(c) => out.push(
+                    table_columns
+                        .iter()
+                        .find(|d| d.eq_ignore_ascii_case(c))
+                        .unwrap_or(c)
+                        .clone(),
+                ),
+                ItemName::Star => out.extend(table_columns.iter().cloned()),
+            }
+        }
+        out
+    }
+    /// The one-row query every segment answers besides [`ScatterPlan::segment_sql`]: the schema
+    /// facts the plan depends on ([`SegmentFacts::from_row`] reads its row). It takes no
+    /// parameters.
+    pub fn guard_sql(&self) -> &str {
+        &self.guard.sql
+    }
     /// The merge SQL (for [`Strategy::SqlMerge`] plans whose merge SQL does not depend on the
     /// segments' column count), for logs and tests.
     pub fn merge_sql(&self) -> Option<&str> {
@@ -153,11 +199,22 @@ impl ScatterPlan {
 }
 
 /// Parses and plans `sql`; see the module docs of [`super`] for what is supported.
+///
+/// A name that is both a result alias and possibly a column (`SELECT a AS b … WHERE b > 3`) is
+/// planned as the alias; the segments' answers to [`ScatterPlan::guard_sql`] say whether it is a
+/// column, and [`ScatterPlan::check_segments`] then asks for [`plan_with_columns`].
 pub fn plan(sql: &str) -> Result<ScatterPlan, PlanError> {
+    plan_with_columns(sql, &BTreeSet::new())
+}
+
+/// [`plan`], knowing that the lower-case names in `columns` are columns of the table (in WHERE,
+/// GROUP BY, HAVING and ORDER BY expressions SQLite resolves such a name to the column, not to a
+/// result alias of the same name).
+pub fn plan_with_columns(sql: &str, columns: &BTreeSet<String>) -> Result<ScatterPlan, PlanError> {
     let dialect = SQLiteDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
-        .map_err(|e| PlanError::syntax(format!("cannot parse the SQL: {e}")))?;
+        .map_err(|e| unparsed(sql, &e))?;
     let text = SourceText::new(sql);
     for t in &tokens {
         if let Token::HexStringLiteral(_) = t.token {
@@ -168,8 +225,7 @@ pub fn plan(sql: &str) -> Result<ScatterPlan, PlanError> {
             }
         }
     }
-    let mut stmts = Parser::parse_sql(&dialect, sql)
-        .map_err(|e| PlanError::syntax(format!("cannot parse the SQL: {e}")))?;
+    let mut stmts = Parser::parse_sql(&dialect, sql).map_err(|e| unparsed(sql, &e))?;
     if stmts.len() != 1 {
         return Err(PlanError::syntax(format!(
             "expected exactly one statement, found {}",
@@ -192,7 +248,21 @@ pub fn plan(sql: &str) -> Result<ScatterPlan, PlanError> {
         return refuse("only SELECT statements can be run over many segments");
     };
     let item_texts = select_item_texts(&text, &tokens)?;
-    Planner::new(*query, item_texts)?.plan()
+    Planner::new(*query, item_texts, columns.clone())?.plan()
+}
+
+/// The error for SQL the planner's parser cannot read: SQLite's own syntax error (`sql_error`,
+/// as one segment would answer), or, when SQLite parses it, a refusal naming the reason.
+fn unparsed(sql: &str, e: &dyn fmt::Display) -> PlanError {
+    match sqlite_verdict(sql) {
+        Verdict::SyntaxError(msg) => PlanError::syntax(msg),
+        Verdict::Parses => PlanError::unsupported(format!(
+            "the scatter planner cannot read this statement, although SQLite can ({e}); \
+             rewrite it with more common syntax (e.g. `x IN (SELECT … FROM t1)` for `x IN t1`) \
+             or query one segment"
+        )),
+        Verdict::Unknown => PlanError::syntax(format!("cannot parse the SQL: {e}")),
+    }
 }
 
 /// One result column of the query.
@@ -223,8 +293,11 @@ struct Planner {
     offset: Option<i64>,
     /// `WITH "_trough_params" AS (SELECT …) ` or empty.
     params_prefix: String,
-    /// Result aliases used as names in WHERE/GROUP BY/HAVING/ORDER BY expressions.
-    alias_refs: BTreeSet<String>,
+    /// Lower-case result aliases used as names in WHERE/GROUP BY/HAVING/ORDER BY expressions
+    /// (whether they were taken as the alias or as a column).
+    alias_names: BTreeSet<String>,
+    /// Lower-case names known to be columns of the table (see [`plan_with_columns`]).
+    columns: BTreeSet<String>,
 }
 
 impl Planner {

@@ -1,7 +1,7 @@
 //! SQL rendering of the plans without aggregates: Concat, SortedMerge (its sort keys and hidden
 //! sort columns) and SELECT DISTINCT (finished by SQL in the merge), and the pieces every segment
 //! statement shares (result columns, WHERE, quoting). Aggregate plans are written by `aggregate`;
-//! the ORDER BY / LIMIT pieces come from `order_limit`, the guard column from `guard`.
+//! the ORDER BY / LIMIT pieces come from `order_limit`, the guard query from `guard`.
 
 use sqlparser::ast::Expr;
 
@@ -27,15 +27,14 @@ impl Planner {
     pub(super) fn plan_concat(self) -> Result<ScatterPlan, PlanError> {
         let (limit, offset) = self.effective_limit();
         let sql = format!(
-            "{}SELECT {}, {} FROM {}{}{}",
+            "{}SELECT {} FROM {}{}{}",
             self.params_prefix,
             self.items_sql(),
-            self.guard_sql(false),
             self.table_sql,
             self.where_sql(),
             self.segment_limit_sql()
         );
-        Ok(self.finish(sql, MergeSpec::Concat { limit, offset }, 1, false))
+        Ok(self.finish(sql, MergeSpec::Concat { limit, offset }, 0, false))
     }
 
     pub(super) fn plan_sorted(self) -> Result<ScatterPlan, PlanError> {
@@ -81,17 +80,16 @@ impl Planner {
         }
         let hidden_sql: String = hidden.iter().map(|h| format!(", {h}")).collect();
         let sql = format!(
-            "{}SELECT {}{}, {} FROM {}{}{}{}",
+            "{}SELECT {}{} FROM {}{}{}{}",
             self.params_prefix,
             self.items_sql(),
             hidden_sql,
-            self.guard_sql(true),
             self.table_sql,
             self.where_sql(),
             self.original_order_sql(),
             self.segment_limit_sql()
         );
-        let tail = hidden.len() + 1;
+        let tail = hidden.len();
         Ok(self.finish(
             sql,
             MergeSpec::Sorted {
@@ -141,10 +139,9 @@ impl Planner {
         }
         tail.push_str(&self.limit_sql());
         let sql = format!(
-            "{}SELECT DISTINCT {}, {} FROM {}{}{}{}",
+            "{}SELECT DISTINCT {} FROM {}{}{}{}",
             self.params_prefix,
             self.items_sql(),
-            self.guard_sql(true),
             self.table_sql,
             self.where_sql(),
             self.original_order_sql(),
@@ -161,7 +158,7 @@ impl Planner {
                 },
                 names: Names::Segment,
             },
-            1,
+            0,
             true,
         ))
     }

@@ -19,7 +19,11 @@ use super::{Item, PlanError, Planner};
 use crate::scatter::expr::{children, children_mut, refuse, strip_nested, validate, Clause};
 
 impl Planner {
-    pub(super) fn new(mut query: Query, item_texts: Vec<String>) -> Result<Self, PlanError> {
+    pub(super) fn new(
+        mut query: Query,
+        item_texts: Vec<String>,
+        columns: BTreeSet<String>,
+    ) -> Result<Self, PlanError> {
         if query.with.is_some() {
             return refuse("WITH (common table expressions) is not supported");
         }
@@ -275,7 +279,8 @@ impl Planner {
             limit,
             offset,
             params_prefix,
-            alias_refs: BTreeSet::new(),
+            alias_names: BTreeSet::new(),
+            columns,
         };
 
         if let Some(mut w) = selection {
@@ -334,13 +339,16 @@ impl Planner {
     }
 
     /// Replaces names of result aliases in `e` by the aliased expression, as SQLite does when the
-    /// name is not a column of the table (checked at run time by the segment guard).
+    /// name is not a column of the table (known from [`Planner::columns`]; the segments' guard
+    /// answers say which it is, see `guard`).
     pub(super) fn substitute_aliases(&mut self, e: &mut Expr) -> Result<(), PlanError> {
         if let Expr::Identifier(id) = e {
             let lower = id.value.to_ascii_lowercase();
             if let Some(target) = self.alias_target(&lower)? {
-                self.alias_refs.insert(id.value.clone());
-                *e = Expr::Nested(Box::new(target));
+                self.alias_names.insert(lower.clone());
+                if !self.columns.contains(&lower) {
+                    *e = Expr::Nested(Box::new(target));
+                }
             }
             return Ok(());
         }
