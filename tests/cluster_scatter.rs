@@ -5,7 +5,7 @@
 mod common;
 
 use common::cluster::{make_segment, TestCluster};
-use common::sqlite_rows;
+use common::{sqlite_rows, SqliteFile};
 use serde_json::{json, Value};
 
 #[test]
@@ -69,6 +69,26 @@ fn scatter_over_a_cluster_is_exact_and_never_silently_partial() {
             "{sql}"
         );
         assert_eq!(v["segments"]["answered"], n);
+    }
+
+    // A segment's own error on a remote reader keeps its kind: before output (no such column)
+    // and after output started (an overflow on a late row, past the first chunk).
+    let mut sql = String::from("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER);");
+    sql.push_str("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) INSERT INTO t SELECT x, -x FROM c;");
+    sql.push_str("INSERT INTO t VALUES (999999, -9223372036854775808);");
+    c.publish("ov-0", SqliteFile::new(&sql).bytes());
+    c.wait_replicated("ov-0", 1);
+    for (q, msg) in [
+        ("SELECT id, abs(v) AS av FROM t", "integer overflow"),
+        ("SELECT nope FROM t", "no such column: nope"),
+    ] {
+        let (status, v) = c.post_json(&router, "/query", &json!({"sql": q, "segments": ["ov-0"]}));
+        assert_eq!(status, 400, "{q}: {v}");
+        assert_eq!(v["error"]["code"], "sql_error", "{q}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with(msg),
+            "{q}: {v}"
+        );
     }
 
     // Kill one reader: the segments only it held cannot answer.

@@ -14,7 +14,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sql::{QueryLimits, Synchronous};
+use crate::sql::{QueryLimits, SqliteLimits, Synchronous};
 
 /// The whole configuration of a trough process.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,6 +136,24 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// Per-query limits: timeout, rows, response bytes, connections per segment.
     pub query: QueryLimits,
+    /// Wall-clock limit of one write request (`/execute`, the wire format's writes, provisioning
+    /// from schema SQL), in milliseconds, from when it gets the segment's writer: at the limit the
+    /// statement is interrupted, the transaction rolled back and the client gets `write_timeout`
+    /// (504). Default 30000.
+    pub write_timeout_ms: u64,
+    /// Wall-clock limit of validating schema SQL (`PUT /schemas/{name}`, provisioning with
+    /// `schema_sql`), in milliseconds; past it the schema is `invalid_schema` (400).
+    /// Default 5000.
+    pub schema_timeout_ms: u64,
+    /// Largest database schema SQL may build while it is validated, in bytes (the scratch
+    /// database's `max_page_count`); more is `invalid_schema` (400). Default 64 MiB.
+    pub schema_max_bytes: u64,
+    /// How long a process keeps running after SIGTERM/SIGINT, in milliseconds: running requests
+    /// may finish during the first half, then running SQLite statements are interrupted
+    /// (`shutting_down`, 503), and at the end the process exits whatever is left. Default 10000.
+    pub shutdown_grace_ms: u64,
+    /// Limits of SQLite itself: string/blob length, parameters, heap.
+    pub sqlite: SqliteLimits,
     /// Cluster-wide queries (`POST /query`).
     pub scatter: ScatterLimits,
 }
@@ -172,12 +190,32 @@ impl Default for ScatterLimits {
     }
 }
 
+impl Limits {
+    /// [`Self::write_timeout_ms`] as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+    /// [`Self::schema_timeout_ms`] as a duration.
+    pub fn schema_timeout(&self) -> Duration {
+        Duration::from_millis(self.schema_timeout_ms)
+    }
+    /// [`Self::shutdown_grace_ms`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 64 << 20,
             max_upload_bytes: 64 << 30,
             query: QueryLimits::default(),
+            write_timeout_ms: 30_000,
+            schema_timeout_ms: 5_000,
+            schema_max_bytes: 64 << 20,
+            shutdown_grace_ms: 10_000,
+            sqlite: SqliteLimits::default(),
             scatter: ScatterLimits::default(),
         }
     }

@@ -144,5 +144,28 @@ impl From<serde_json::Error> for Error {
     }
 }
 
+/// Stable error codes that code (not only clients) acts on. Compare codes with these constants,
+/// never with messages.
+pub mod codes {
+    /// A statement that changes something was sent where only reads are allowed (400).
+    pub const NOT_READ_ONLY: &str = "not_read_only";
+    /// Several statements where exactly one is allowed (400).
+    pub const MULTIPLE_STATEMENTS: &str = "multiple_statements";
+    /// A statement the guard refuses (ATTACH, temporary objects, most PRAGMAs…) (400).
+    pub const FORBIDDEN_STATEMENT: &str = "forbidden_statement";
+    /// A string or blob longer than `limits.sqlite.max_length_bytes` (400).
+    pub const TOO_BIG: &str = "too_big";
+    /// SQLite could not allocate memory within `limits.sqlite.heap_limit_bytes` (503).
+    pub const OUT_OF_MEMORY: &str = "out_of_memory";
+    /// A read ran past `limits.query.timeout_ms` (504).
+    pub const QUERY_TIMEOUT: &str = "query_timeout";
+    /// A write ran past `limits.write_timeout_ms` (504).
+    pub const WRITE_TIMEOUT: &str = "write_timeout";
+    /// The process is shutting down; the statement was interrupted (503).
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// A file that fails `PRAGMA integrity_check` (400).
+    pub const INTEGRITY_CHECK_FAILED: &str = "integrity_check_failed";
+}
+
 /// Shorthand for results of core operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

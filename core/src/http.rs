@@ -104,21 +104,58 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// Serializes an error as the single-line JSON document used in streams (NDJSON trailers).
+/// The line that ends a stream whose query failed after output started (decision 0003): the
+/// error document plus the HTTP status the error would have had, so a node reading another
+/// node's answer (the router's fan-out) keeps the error's kind.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorLine {
+    /// The error.
+    pub error: ErrorDetail,
+    /// The status it would have had before output started.
+    pub status: u16,
+}
+
+/// Serializes an error as the single-line JSON document used in streams (NDJSON trailers):
+/// `{"error":{"code":…,"message":…},"status":400}`.
 pub fn error_line(kind: ErrorKind, code: &str, message: &str) -> String {
-    let _ = kind;
-    serde_json::to_string(&ErrorBody {
+    serde_json::to_string(&ErrorLine {
         error: ErrorDetail {
             code: code.to_owned(),
             message: message.to_owned(),
         },
+        status: status_for(kind).as_u16(),
     })
-    .unwrap_or_else(|_| "{\"error\":{\"code\":\"internal\",\"message\":\"\"}}".to_owned())
+    .unwrap_or_else(|_| {
+        "{\"error\":{\"code\":\"internal\",\"message\":\"\"},\"status\":500}".to_owned()
+    })
+}
+
+/// Reads a line written by [`error_line`] back into the error (its kind from the status).
+pub fn parse_error_line(line: &str) -> Option<crate::error::Error> {
+    let l: ErrorLine = serde_json::from_str(line.trim()).ok()?;
+    let status = StatusCode::from_u16(l.status).ok()?;
+    Some(crate::error::Error::new(
+        kind_for_status(status),
+        l.error.code,
+        l.error.message,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_lines_keep_the_kind() {
+        let line = error_line(ErrorKind::InvalidInput, "sql_error", "integer overflow");
+        let e = parse_error_line(&line).unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!((e.code(), e.message()), ("sql_error", "integer overflow"));
+        // Still an error document.
+        let b: ErrorBody = serde_json::from_str(&line).unwrap();
+        assert_eq!(b.error.code, "sql_error");
+        assert!(parse_error_line("{\"v\":1}").is_none());
+    }
 
     #[test]
     fn status_round_trips() {

@@ -1,6 +1,6 @@
 //! Publishing: turning a local SQLite file into a new immutable stored version.
 //!
-//! The order is what makes a publish safe: check the file (SQLite header, `PRAGMA quick_check`),
+//! The order is what makes a publish safe: check the file (SQLite header, `PRAGMA integrity_check`),
 //! hash it, store the data object, allocate the next version by creating its manifest object
 //! (create-if-absent), and only then point the catalog at it. A crash at any step leaves either
 //! nothing visible or a manifest the catalog picks up on [`reconcile`]. Used by `PUT
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::coord::Coordinator;
-use crate::error::{Error, Result};
+use crate::error::{codes, Error, Result};
 use crate::id::{SchemaName, SegmentId};
 use crate::manifest::Manifest;
 use crate::store::SegmentStore;
@@ -104,7 +104,11 @@ impl Publisher {
     }
 }
 
-/// Checks that `path` is a SQLite database that passes `PRAGMA quick_check`. Blocking.
+/// Checks that `path` is a SQLite database that passes `PRAGMA integrity_check`. Blocking.
+///
+/// The full check, not `quick_check`: only it compares every index with its table, and a file
+/// whose index disagrees with its table would answer differently with and without the index.
+/// It reads the whole file (time grows with size and indexes; see docs/operations.md).
 pub fn validate_sqlite(path: &Path) -> Result<()> {
     use std::io::Read;
     let mut header = [0u8; 16];
@@ -120,17 +124,17 @@ pub fn validate_sqlite(path: &Path) -> Result<()> {
     let conn = crate::sql::open(path, crate::sql::Access::ReadOnlyImmutable)
         .map_err(|e| Error::invalid("not_sqlite", format!("cannot open as SQLite: {e}")))?;
     let mut stmt = conn
-        .prepare("PRAGMA quick_check")
-        .map_err(|e| Error::invalid("integrity_check_failed", e.to_string()))?;
+        .prepare("PRAGMA integrity_check")
+        .map_err(|e| Error::invalid(codes::INTEGRITY_CHECK_FAILED, e.to_string()))?;
     let rows: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))
         .and_then(|it| it.collect())
-        .map_err(|e| Error::invalid("integrity_check_failed", e.to_string()))?;
+        .map_err(|e| Error::invalid(codes::INTEGRITY_CHECK_FAILED, e.to_string()))?;
     if rows != ["ok"] {
         return Err(Error::invalid(
-            "integrity_check_failed",
+            codes::INTEGRITY_CHECK_FAILED,
             format!(
-                "PRAGMA quick_check failed: {}",
+                "PRAGMA integrity_check failed: {}",
                 rows.into_iter().take(5).collect::<Vec<_>>().join("; ")
             ),
         ));
@@ -239,7 +243,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            ["integrity_check_failed", "not_sqlite"].contains(&err.code()),
+            [codes::INTEGRITY_CHECK_FAILED, "not_sqlite"].contains(&err.code()),
             "{err:?}"
         );
         assert!(store.list_manifests().await.unwrap().is_empty());

@@ -33,8 +33,9 @@ impl Drop for CancelOnDrop {
 
 enum State {
     Streaming,
-    /// The error line was sent; the stream error comes next.
-    Failing(trough_core::Error),
+    /// The error line was handed over; the stream error comes next (`true`: once the body let
+    /// the server flush the line).
+    Failing(trough_core::Error, bool),
     Done,
 }
 
@@ -107,7 +108,15 @@ impl Stream for QueryStream {
         }
         match std::mem::replace(&mut this.state, State::Done) {
             State::Done => Poll::Ready(None),
-            State::Failing(e) => Poll::Ready(Some(Err(Error::Core(e)))),
+            // Yield once after the error line, so the HTTP server flushes it to the client
+            // before the error aborts the connection (hyper drops unflushed output on a body
+            // error); then end with the error.
+            State::Failing(e, false) => {
+                this.state = State::Failing(e, true);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            State::Failing(e, true) => Poll::Ready(Some(Err(Error::Core(e)))),
             State::Streaming => match this.rx.poll_recv(cx) {
                 Poll::Pending => {
                     this.state = State::Streaming;
@@ -124,7 +133,7 @@ impl Stream for QueryStream {
                         None => trough_core::Error::internal("the query task ended unexpectedly"),
                     };
                     let chunk = this.error_chunk(&error);
-                    this.state = State::Failing(error);
+                    this.state = State::Failing(error, false);
                     Poll::Ready(Some(Ok(chunk)))
                 }
             },

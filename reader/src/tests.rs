@@ -353,8 +353,8 @@ async fn a_client_too_slow_for_the_time_limit_gets_a_timeout_trailer() {
     assert_eq!(err.expect("aborted").code(), "query_timeout");
     let text = String::from_utf8(bytes).unwrap();
     assert!(
-        text.trim_end().ends_with("\"}}"),
-        "ends with the error line"
+        text.trim_end().ends_with("\"},\"status\":504}"),
+        "ends with the error line, with the status the error would have had"
     );
     assert!(text.contains("{\"error\":{\"code\":\"query_timeout\""));
 }

@@ -113,6 +113,9 @@ pub async fn run(
     let tmp_dir = data_dir.join("tmp");
     let _ = std::fs::remove_dir_all(&tmp_dir);
     std::fs::create_dir_all(&tmp_dir)?;
+    // Before any SQLite use: the process-wide limits, and SQLite's own temporary files (sorts
+    // and temporary b-trees that spill) under the data dir instead of $TMPDIR.
+    trough_core::sql::limits::configure(&config.limits.sqlite, &tmp_dir.join("sqlite"))?;
 
     let name = NodeName::new(&config.node_name)?;
     let store = SegmentStore::from_url(
@@ -133,7 +136,11 @@ pub async fn run(
             data_dir.join("writable"),
             coordinator.clone(),
             publisher.clone(),
-            config.writer.synchronous,
+            trough_writer::WriterOptions {
+                synchronous: config.writer.synchronous,
+                write_timeout: config.limits.write_timeout(),
+                schema_check: trough_writer::SchemaCheck::new(&config.limits, tmp_dir.clone()),
+            },
         )
         .await
         .map_err(|e| Error::internal(format!("opening writable segments: {e}")))?;

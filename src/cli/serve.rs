@@ -108,10 +108,12 @@ pub async fn run(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
     init_logging(config.log.json);
 
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let grace = config.limits.shutdown_grace();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down");
         let _ = tx.send(true);
+        shutdown_deadline(grace);
     });
     trough_router::serve::run(config, roles, rx, |addr| {
         use std::io::Write;
@@ -121,6 +123,24 @@ pub async fn run(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// Enforces `limits.shutdown_grace_ms` from a plain thread (so a stuck runtime cannot delay it):
+/// half-way, every running SQLite statement is interrupted (its client gets `shutting_down`);
+/// at the end the process exits, whatever is still running. Committed writes are durable, so
+/// exiting loses nothing that was acknowledged.
+fn shutdown_deadline(grace: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(grace / 2);
+        tracing::warn!("shutdown: interrupting running SQLite statements");
+        trough_core::sql::watchdog::interrupt_all();
+        std::thread::sleep(grace - grace / 2);
+        tracing::error!(
+            grace_ms = grace.as_millis() as u64,
+            "shutdown grace period over; exiting with work still running"
+        );
+        std::process::exit(1);
+    });
 }
 
 fn init_logging(json: bool) {

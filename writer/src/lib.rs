@@ -31,7 +31,18 @@ use trough_core::sql::{open_writable, Synchronous};
 use trough_core::{Manifest, NodeName, SchemaName, SegmentEntry, SegmentId, WritableInfo};
 
 pub use error::{Error, Result};
-pub use exec::{ExecuteRequest, ExecuteResult};
+pub use exec::{ExecuteRequest, ExecuteResult, SchemaCheck};
+
+/// How the writer runs its databases.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// `PRAGMA synchronous` of the live databases.
+    pub synchronous: Synchronous,
+    /// Deadline of one write request (`limits.write_timeout_ms`).
+    pub write_timeout: Duration,
+    /// How inline schema SQL is validated before provisioning.
+    pub schema_check: SchemaCheck,
+}
 
 /// Pages copied per step of the online backup during promotion.
 const BACKUP_PAGES_PER_STEP: std::ffi::c_int = 4096;
@@ -68,6 +79,8 @@ pub struct Writer {
     coordinator: Arc<dyn Coordinator>,
     publisher: Publisher,
     synchronous: Synchronous,
+    write_timeout: Duration,
+    schema_check: SchemaCheck,
     /// Segments whose write lease this node holds, with their open databases.
     dbs: Mutex<HashMap<SegmentId, Arc<WritableDb>>>,
     /// Segments the catalog says this node writes, whose lease it does not hold right now (after a
@@ -84,7 +97,7 @@ impl Writer {
         dir: PathBuf,
         coordinator: Arc<dyn Coordinator>,
         publisher: Publisher,
-        synchronous: Synchronous,
+        options: WriterOptions,
     ) -> Result<Self> {
         tokio::fs::create_dir_all(&dir)
             .await
@@ -94,7 +107,9 @@ impl Writer {
             dir,
             coordinator,
             publisher,
-            synchronous,
+            synchronous: options.synchronous,
+            write_timeout: options.write_timeout,
+            schema_check: options.schema_check,
             dbs: Mutex::new(HashMap::new()),
             pending: Mutex::new(BTreeMap::new()),
         };
@@ -280,7 +295,8 @@ impl Writer {
                 let sql = sql.clone();
                 tokio::task::spawn_blocking({
                     let sql = sql.clone();
-                    move || exec::validate_schema(&sql)
+                    let check = self.schema_check.clone();
+                    move || exec::validate_schema(&sql, &check)
                 })
                 .await
                 .map_err(|e| trough_core::Error::internal(e.to_string()))??;
@@ -355,11 +371,12 @@ impl Writer {
             None => schema_sql,
         };
         let sync = self.synchronous;
+        let timeout = self.write_timeout;
         let t = tmp.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let mut conn = open_writable(&t, sync)?;
             if let Some(sql) = schema_sql {
-                exec::execute(&mut conn, &ExecuteRequest::text(sql))
+                exec::execute(&mut conn, &ExecuteRequest::text(sql), Some(timeout))
                     .map_err(|e| Error::InvalidSchema(e.to_string()))?;
             }
             // Fold the WAL into the main file so the rename moves one complete database.
@@ -394,12 +411,13 @@ impl Writer {
     pub async fn execute(&self, id: &SegmentId, req: ExecuteRequest) -> Result<ExecuteResult> {
         let db = self.writable_db(id)?;
         let started = std::time::Instant::now();
+        let timeout = self.write_timeout;
         let result = tokio::task::spawn_blocking(move || {
             let mut conn = db.conn.lock().unwrap_or_else(|p| p.into_inner());
             if !db.lease.is_held() {
                 return Err(Error::LeaseLost(db.id.clone()));
             }
-            let r = exec::execute(&mut conn, &req)?;
+            let r = exec::execute(&mut conn, &req, Some(timeout))?;
             db.dirty.store(true, Ordering::Release);
             Ok(r)
         })

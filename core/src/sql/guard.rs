@@ -9,6 +9,10 @@
 //! - the `load_extension()` SQL function (extension loading is also disabled on the connection);
 //! - any `PRAGMA` not on the allowlist below, in particular `writable_schema`, `query_only`,
 //!   `journal_mode`, `synchronous`, …;
+//! - temporary objects: `CREATE TEMP TABLE|VIEW|TRIGGER|INDEX`, the same in the `temp` schema
+//!   (`CREATE TABLE temp.x`), and virtual tables there. They would outlive the request on a
+//!   shared connection (the writer's, or a pooled reader's): a TEMP table shadowing a real one
+//!   would swallow later inserts, a TEMP trigger could silently eat them;
 //! - transaction control (`BEGIN`, `COMMIT`, `END`, `ROLLBACK`) and `SAVEPOINT` / `RELEASE`, in
 //!   both modes: the writer wraps each batch in its own transaction that a statement must not end,
 //!   and on a pooled read connection a stray `BEGIN` would pin an old snapshot of a live WAL
@@ -134,6 +138,9 @@ const READ_PRAGMAS: &[(&str, bool)] = &[
     ("collation_list", false),
 ];
 
+const TEMP_REFUSED: &str = "temporary tables, views, triggers and indexes are not allowed: \
+                            they would outlive the request on a shared connection";
+
 /// Decides one authorizer call: `Err(reason)` to deny.
 fn check(mode: Mode, ctx: &AuthContext<'_>) -> Result<(), String> {
     match ctx.action {
@@ -145,6 +152,27 @@ fn check(mode: Mode, ctx: &AuthContext<'_>) -> Result<(), String> {
             if function_name.eq_ignore_ascii_case("load_extension") =>
         {
             Err("the load_extension() function is not allowed".into())
+        }
+        AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => Err(TEMP_REFUSED.into()),
+        // `CREATE TABLE temp.x` is authorized as a plain CREATE TABLE in database `temp`; every
+        // way of making a temporary object writes temp's schema table.
+        AuthAction::CreateTable { .. }
+        | AuthAction::CreateIndex { .. }
+        | AuthAction::CreateTrigger { .. }
+        | AuthAction::CreateView { .. }
+        | AuthAction::CreateVtable { .. }
+        | AuthAction::AlterTable { .. }
+        | AuthAction::Insert { .. }
+        | AuthAction::Update { .. }
+        | AuthAction::Delete { .. }
+            if ctx
+                .database_name
+                .is_some_and(|d| d.eq_ignore_ascii_case("temp")) =>
+        {
+            Err(TEMP_REFUSED.into())
         }
         AuthAction::Pragma {
             pragma_name,

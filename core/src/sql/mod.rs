@@ -6,7 +6,9 @@
 //!   transaction control…), and the way trusted internal SQL bypasses it.
 //! - [`value`] — the lossless JSON encoding of SQLite values.
 //! - [`params`] — request parameters ([`Params`], [`SqlRequest`]) and [`bind`].
-//! - [`limits`] — [`QueryLimits`], the per-query resource limits.
+//! - [`limits`] — [`QueryLimits`] (per read query) and [`SqliteLimits`] (every connection, and
+//!   the process: heap limit, temporary-file directory).
+//! - [`watchdog`] — interrupts statements at their deadline and at shutdown.
 //! - [`query`] — [`run_query`], blocking, streaming one read-only statement as JSON.
 //! - [`sqlite_error`] — the mapping of SQLite errors to trough errors (`sql_error`,
 //!   `forbidden_statement`).
@@ -21,11 +23,14 @@ pub mod open;
 pub mod params;
 pub mod query;
 pub mod value;
+pub mod watchdog;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 
-pub use limits::QueryLimits;
+pub use limits::{QueryLimits, SqliteLimits};
 pub use open::{open, open_writable, Access, Synchronous, BUSY_TIMEOUT};
 pub use params::{bind, Params, SqlRequest};
 pub use query::{
@@ -34,11 +39,13 @@ pub use query::{
 
 use rusqlite::ErrorCode;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{codes, Error, ErrorKind};
 
 /// Maps an SQLite error to a trough error.
 ///
 /// - a statement the [`guard`] denied → `forbidden_statement` (400), naming what was refused;
+/// - a string or blob over `limits.sqlite.max_length_bytes` → `too_big` (400);
+/// - out of memory (SQLite's heap limit) → `out_of_memory` (503);
 /// - errors that are not the statement's fault (I/O, corruption, full disk, out of memory, cannot
 ///   open, not a database) → `sqlite_error` (500);
 /// - everything else (syntax, no such table, constraint, type, overflow…) → `sql_error` (400)
@@ -47,7 +54,7 @@ pub fn sqlite_error(e: rusqlite::Error) -> Error {
     let denial = guard::take_denial();
     match error_code(&e) {
         Some(ErrorCode::AuthorizationForStatementDenied) => Error::invalid(
-            "forbidden_statement",
+            codes::FORBIDDEN_STATEMENT,
             denial.unwrap_or_else(|| "this statement is not allowed".to_owned()),
         ),
         // Some denials (a function, or anything inside the nested prepare of a pragma_*
@@ -55,13 +62,26 @@ pub fn sqlite_error(e: rusqlite::Error) -> Error {
         Some(ErrorCode::Unknown)
             if denial.is_some() && e.to_string().contains("not authorized") =>
         {
-            Error::invalid("forbidden_statement", denial.unwrap_or_default())
+            Error::invalid(codes::FORBIDDEN_STATEMENT, denial.unwrap_or_default())
         }
+        Some(ErrorCode::TooBig) => Error::invalid(
+            codes::TOO_BIG,
+            format!(
+                "{e}: a string or blob would exceed limits.sqlite.max_length_bytes = {} bytes",
+                limits::max_length()
+            ),
+        ),
+        Some(ErrorCode::OutOfMemory) => Error::unavailable(
+            codes::OUT_OF_MEMORY,
+            format!(
+                "{e}: SQLite reached its memory limit (limits.sqlite.heap_limit_bytes); \
+                 retry later or use less memory"
+            ),
+        ),
         Some(
             ErrorCode::SystemIoFailure
             | ErrorCode::DatabaseCorrupt
             | ErrorCode::DiskFull
-            | ErrorCode::OutOfMemory
             | ErrorCode::CannotOpen
             | ErrorCode::NotADatabase
             | ErrorCode::InternalMalfunction

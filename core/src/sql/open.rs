@@ -2,7 +2,8 @@
 //!
 //! Every connection trough makes to a segment file goes through [`open`] (or [`open_writable`]),
 //! which decides the open flags for its [`Access`] and hardens the connection the same way every
-//! time: defensive mode on, extension loading left disabled, `SQLITE_LIMIT_ATTACHED = 0`,
+//! time: defensive mode on, extension loading left disabled, `SQLITE_LIMIT_ATTACHED = 0`, the
+//! [`super::SqliteLimits`] (string/blob length, parameter count),
 //! `PRAGMA query_only = 1` for read access and the [`super::guard`] authorizer installed last.
 //!
 //! Paths are always passed to SQLite as `file:` URIs built here (every byte outside the unreserved
@@ -126,6 +127,7 @@ fn harden(conn: &mut Connection, mode: Mode) -> rusqlite::Result<()> {
     // and the SQL function stay disabled; the guard denies the SQL function by name as well.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    super::limits::apply(conn)?;
     if mode == Mode::Read {
         conn.pragma_update(None, "query_only", 1)?;
     }

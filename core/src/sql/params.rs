@@ -7,6 +7,8 @@
 //! statement must be given, and nothing else: a count mismatch, an unknown or a missing name is an
 //! `invalid_params` error (400) rather than a silent `NULL`. Not here: running the statement.
 
+use std::collections::HashMap;
+
 use rusqlite::Statement;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value as Json};
@@ -74,9 +76,23 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 /// Binds `params` to `stmt` (replacing earlier bindings), checking that they match exactly.
+///
+/// A request may give at most `limits.sqlite.max_params` values ([`super::limits::max_params`]);
+/// named values are matched through a name → index map built once, so binding is linear.
 pub fn bind(stmt: &mut Statement<'_>, params: &Params) -> Result<()> {
     stmt.clear_bindings();
     let count = stmt.parameter_count();
+    let given = match params {
+        Params::None => 0,
+        Params::Positional(v) => v.len(),
+        Params::Named(m) => m.len(),
+    };
+    let max = super::limits::max_params();
+    if given > max {
+        return Err(invalid(format!(
+            "{given} parameters given; at most limits.sqlite.max_params = {max} are allowed"
+        )));
+    }
     match params {
         Params::None if count == 0 => Ok(()),
         Params::None => Err(invalid(format!(
@@ -101,6 +117,15 @@ pub fn bind(stmt: &mut Statement<'_>, params: &Params) -> Result<()> {
 }
 
 fn bind_named(stmt: &mut Statement<'_>, map: &Map<String, Json>, count: usize) -> Result<()> {
+    // Name → index, built once: looking each name up with `sqlite3_bind_parameter_index` is a
+    // linear scan per lookup, quadratic over all parameters.
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(count);
+    for i in 1..=count {
+        if let Some(name) = stmt.parameter_name(i) {
+            index.entry(name).or_insert(i);
+        }
+    }
+    let mut targets: Vec<(usize, &Json, String)> = Vec::with_capacity(map.len());
     let mut bound = vec![false; count + 1];
     for (key, v) in map {
         let candidates: Vec<String> = if key.starts_with([':', '@', '$']) {
@@ -112,17 +137,15 @@ fn bind_named(stmt: &mut Statement<'_>, map: &Map<String, Json>, count: usize) -
                 .collect()
         };
         let mut found = false;
-        for name in &candidates {
-            let Some(idx) = stmt.parameter_index(name).map_err(super::sqlite_error)? else {
+        for name in candidates {
+            let Some(&idx) = index.get(name.as_str()) else {
                 continue;
             };
             if bound[idx] {
                 return Err(invalid(format!("parameter {name} is given more than once")));
             }
-            let value = from_json(v).map_err(|e| e.context(format!("parameter {name}")))?;
-            stmt.raw_bind_parameter(idx, value)
-                .map_err(super::sqlite_error)?;
             bound[idx] = true;
+            targets.push((idx, v, name));
             found = true;
         }
         if !found {
@@ -138,6 +161,12 @@ fn bind_named(stmt: &mut Statement<'_>, map: &Map<String, Json>, count: usize) -
         return Err(invalid(format!(
             "parameter {name} is not given (named params can only bind named parameters)"
         )));
+    }
+    drop(index);
+    for (idx, v, name) in targets {
+        let value = from_json(v).map_err(|e| e.context(format!("parameter {name}")))?;
+        stmt.raw_bind_parameter(idx, value)
+            .map_err(super::sqlite_error)?;
     }
     Ok(())
 }

@@ -13,23 +13,27 @@
 //! [`RowFormat::Columnar`] is `{"columns":[names],"rows":[[values],…]}` (column names once, rows
 //! as arrays: duplicate names stay usable, and the names are there even without a row).
 //!
-//! The time limit is enforced both by an SQLite progress handler (checked every
-//! [`PROGRESS_OPS`] virtual-machine steps, so a long aggregate with no output row is interrupted)
-//! and between rows (so a slow sink counts too). Not here: connection pools, HTTP, or what to do
+//! The time limit is enforced by the [`super::watchdog`], which interrupts the statement at the
+//! deadline even inside one slow step, backed by an SQLite progress handler (checked every
+//! [`PROGRESS_OPS`] virtual-machine steps) and a check between rows (so a slow sink counts too).
+//! Parameters are bound inside the deadline. At shutdown the statement is interrupted and fails
+//! with `shutting_down` (503). Not here: connection pools, HTTP, or what to do
 //! with an error after output has started (the reader's business).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::fallible_iterator::FallibleIterator as _;
+use rusqlite::{Batch, Connection, ErrorCode, InterruptHandle};
 
 use super::limits::QueryLimits;
 use super::params::{bind, SqlRequest};
 use super::value::{write_json, write_str};
+use super::watchdog::{self, Armed, Fired};
 use super::{guard, sqlite_error};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{codes, Error, ErrorKind, Result};
 
 /// Output is handed to the sink in chunks of about this many bytes.
 pub const CHUNK_SIZE: usize = 32 * 1024;
@@ -74,23 +78,54 @@ pub struct QueryStats {
 
 /// Lets another thread stop a running query promptly (e.g. when its client went away).
 ///
-/// Checked by the progress handler and between rows; a cancelled query fails with code
+/// While [`run_query_cancellable`] runs, the token holds the connection's interrupt handle, so
+/// [`CancelToken::cancel`] interrupts SQLite at once (even inside one slow step); the progress
+/// handler and the check between rows back it up. A cancelled query fails with code
 /// `query_cancelled`.
-#[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+#[derive(Clone, Default)]
+pub struct CancelToken(Arc<CancelInner>);
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    /// The running statement's connection, while one runs.
+    interrupt: Mutex<Option<InterruptHandle>>,
+}
+
+impl std::fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CancelToken")
+            .field(&self.is_cancelled())
+            .finish()
+    }
+}
 
 impl CancelToken {
     /// A fresh, not cancelled token.
     pub fn new() -> Self {
         Self::default()
     }
-    /// Requests cancellation.
+    /// Requests cancellation, interrupting the running statement if there is one.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.cancelled.store(true, Ordering::Release);
+        if let Some(h) = self.handle().as_ref() {
+            h.interrupt();
+        }
     }
     /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.cancelled.load(Ordering::Acquire)
+    }
+    fn handle(&self) -> std::sync::MutexGuard<'_, Option<InterruptHandle>> {
+        self.0.interrupt.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Lets `cancel` interrupt `conn` until [`Self::detach`].
+    fn attach(&self, conn: &Connection) {
+        *self.handle() = Some(conn.get_interrupt_handle());
+    }
+    /// After this returns, `cancel` no longer interrupts the connection.
+    fn detach(&self) {
+        *self.handle() = None;
     }
 }
 
@@ -98,11 +133,19 @@ impl CancelToken {
 pub fn timeout_error(limits: &QueryLimits) -> Error {
     Error::new(
         ErrorKind::Timeout,
-        "query_timeout",
+        codes::QUERY_TIMEOUT,
         format!(
             "the query exceeded its time limit of {} ms",
             limits.timeout_ms
         ),
+    )
+}
+
+/// The error of a statement interrupted because the process is shutting down.
+pub fn shutting_down_error() -> Error {
+    Error::unavailable(
+        codes::SHUTTING_DOWN,
+        "the node is shutting down; the statement was interrupted (retry on another node or later)",
     )
 }
 
@@ -140,14 +183,17 @@ pub fn run_query_cancellable(
     sink: &mut dyn FnMut(Bytes) -> bool,
 ) -> Result<QueryStats> {
     let deadline = Instant::now() + limits.timeout();
+    let armed = watchdog::arm(conn, Some(deadline));
     let token = cancel.clone();
-    conn.progress_handler(
-        PROGRESS_OPS,
-        Some(move || token.is_cancelled() || Instant::now() >= deadline),
-    )
-    .map_err(sqlite_error)?;
-    let result = execute(conn, req, limits, format, deadline, cancel, sink);
-    // A pooled connection must not keep an expired deadline for its next query.
+    let mut stop = armed.stop_check();
+    conn.progress_handler(PROGRESS_OPS, Some(move || token.is_cancelled() || stop()))
+        .map_err(sqlite_error)?;
+    cancel.attach(conn);
+    let result = execute(conn, req, limits, format, &armed, cancel, sink);
+    // Disarm first, then drop the handler: a pooled connection must not keep an expired
+    // deadline (or a cancellation) for its next query.
+    cancel.detach();
+    drop(armed);
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
     result
 }
@@ -161,38 +207,44 @@ fn execute(
     req: &SqlRequest,
     limits: &QueryLimits,
     format: RowFormat,
-    deadline: Instant,
+    armed: &Armed,
     cancel: &CancelToken,
     sink: &mut dyn FnMut(Bytes) -> bool,
 ) -> Result<QueryStats> {
-    // An interrupt is ours: tell the two reasons apart.
+    // An interrupt is ours: tell the reasons apart.
     let interrupted = |e: rusqlite::Error| -> Error {
         if super::error_code(&e) == Some(ErrorCode::OperationInterrupted) {
             if cancel.is_cancelled() {
                 return cancelled_error();
             }
-            if Instant::now() >= deadline {
-                return timeout_error(limits);
+            match armed.fired() {
+                Some(Fired::Shutdown) => return shutting_down_error(),
+                Some(Fired::Deadline) => return timeout_error(limits),
+                None => {}
             }
         }
         sqlite_error(e)
     };
 
     guard::clear_denial();
-    let mut stmt = conn.prepare(&req.sql).map_err(|e| match e {
-        rusqlite::Error::MultipleStatement => Error::invalid(
-            "multiple_statements",
-            "only one SQL statement is allowed per query",
-        ),
-        e => interrupted(e),
-    })?;
-    if stmt.expanded_sql().is_none() {
-        return Err(Error::invalid("sql_error", "no SQL statement given"));
-    }
+    // The first statement decides `not_read_only` whatever follows it (a write's later
+    // statements may not even prepare yet, e.g. an INSERT into a table the first one creates).
+    let mut batch = Batch::new(conn, &req.sql);
+    let mut stmt = batch
+        .next()
+        .map_err(interrupted)?
+        .ok_or_else(|| Error::invalid("sql_error", "no SQL statement given"))?;
     if !stmt.readonly() {
         return Err(Error::invalid(
-            "not_read_only",
+            codes::NOT_READ_ONLY,
             "only read-only statements are allowed on /query; use /execute",
+        ));
+    }
+    if !matches!(batch.next(), Ok(None)) {
+        guard::clear_denial();
+        return Err(Error::invalid(
+            codes::MULTIPLE_STATEMENTS,
+            "only one SQL statement is allowed per query",
         ));
     }
     bind(&mut stmt, &req.params)?;
@@ -293,8 +345,10 @@ fn execute(
         if cancel.is_cancelled() {
             return Err(cancelled_error());
         }
-        if Instant::now() >= deadline {
-            return Err(timeout_error(limits));
+        match armed.fired() {
+            Some(Fired::Shutdown) => return Err(shutting_down_error()),
+            Some(Fired::Deadline) => return Err(timeout_error(limits)),
+            None => {}
         }
     }
     match format {

@@ -12,11 +12,18 @@
 //! 3. Each answer is spooled as it arrives ([`spool`]): in memory up to
 //!    `limits.scatter.spool_memory_bytes`, then in a temporary file. Memory therefore stays
 //!    bounded whatever the number of rows, and a slow merge never holds connections open.
-//! 4. If any segment failed, the default is an error naming every failed segment (503). With
+//!    Every segment also answers the plan's one-row guard query (concurrently); the answers are
+//!    judged before anything is merged, and may ask for a new plan (an alias that is a column).
+//! 4. Failures are typed errors. A segment's client error (bad SQL for its schema, integer
+//!    overflow) is the query's: 400 as the segment said it. If any segment is unavailable or
+//!    timed out, the default is an error naming every failed segment (503). With
 //!    `"partial": "allow"`, the answer carries the rows of the segments that answered and says
-//!    exactly which did not. A partial answer is never silent.
+//!    exactly which did not. A partial answer is never silent. (`settle`)
 //! 5. The merge runs off the async runtime and streams rows out. An error before the first row
 //!    gets a proper status; a later one breaks the stream visibly (decision 0003).
+//!
+//! `"mode": "per_segment"` ([`per_segment`]) skips planning and merging: the statement runs as it
+//! is on each segment, with the same selection, fan-out and failure contract.
 //!
 //! Not here: SQL rewriting (scatter), single-segment queries (handlers::sql).
 
@@ -407,6 +414,9 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error>
         .await
         {
             Ok(s) => return Ok(s),
+            // The replica said why it stopped: the query's own error (decision 0003's last
+            // line), the same on every replica.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => return Err(e),
             Err(e) => {
                 node.cluster.penalize(&t.name);
                 errors.push(format!("{}: answer cut off: {e}", t.name));

@@ -5,7 +5,7 @@
 //! data sharded by a common key). Never mixed with the exact mode: no planning, no guard.
 //!
 //! Writes are refused by the segments themselves (`not_read_only`, a 400: the statement is
-//! prepared read-only there). Failures follow the same contract as the exact mode ([`settle`]).
+//! prepared read-only there). Failures follow the same contract as the exact mode (`settle`).
 
 use std::sync::Arc;
 

@@ -31,13 +31,28 @@ impl Spool {
         let mut mem = Vec::new();
         let mut file: Option<std::fs::File> = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                // A sender that failed after output started wrote its error as the last line
+                // (decision 0003): that error, with its kind, is the answer's.
+                Err(e) => {
+                    let last = match &mut file {
+                        Some(f) => last_line_of_file(f),
+                        None => last_line(&mem).map(str::to_owned),
+                    };
+                    return Err(last
+                        .and_then(|l| trough_core::http::parse_error_line(&l))
+                        .unwrap_or(e));
+                }
+            };
             match &mut file {
                 Some(f) => f.write_all(&chunk).map_err(io)?,
                 None => {
                     mem.extend_from_slice(&chunk);
                     if mem.len() > memory_limit {
-                        let mut f = tempfile::tempfile().map_err(io)?;
+                        // Under the data dir, never $TMPDIR.
+                        let mut f = tempfile::tempfile_in(trough_core::sql::limits::temp_dir())
+                            .map_err(io)?;
                         f.write_all(&mem).map_err(io)?;
                         mem = Vec::new();
                         file = Some(f);
@@ -65,6 +80,29 @@ impl Spool {
             line: String::new(),
         }
     }
+}
+
+/// The last non-empty line of `bytes`, if it is UTF-8.
+fn last_line(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()?
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+}
+
+/// The last non-empty line of a spool file (its last 64 KiB).
+fn last_line_of_file(f: &mut std::fs::File) -> Option<String> {
+    use std::io::{Read, SeekFrom};
+    let len = f.seek(SeekFrom::End(0)).ok()?;
+    f.seek(SeekFrom::Start(len.saturating_sub(64 << 10))).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_owned)
 }
 
 /// Reads the rows of a [`Spool`].
@@ -153,6 +191,25 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 1000);
+    }
+
+    #[tokio::test]
+    async fn an_error_line_before_the_break_is_the_error() {
+        let line = trough_core::http::error_line(
+            trough_core::ErrorKind::InvalidInput,
+            "sql_error",
+            "integer overflow",
+        );
+        let items: Vec<Result<Bytes, Error>> = vec![
+            Ok(Bytes::from("{\"a\":1}\n")),
+            Ok(Bytes::from(format!("{line}\n"))),
+            Err(Error::unavailable("segment_unavailable", "answer cut off")),
+        ];
+        let e = Spool::collect(futures::stream::iter(items), 1024)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), trough_core::ErrorKind::InvalidInput);
+        assert_eq!(e.message(), "integer overflow");
     }
 
     #[tokio::test]

@@ -76,19 +76,22 @@ pub async fn query(
         None => Bytes::new(),
     };
     metrics::counter!("trough_scatter_queries_total", "outcome" => "ok").increment(1);
-    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(|item| {
-        let items: Vec<Result<Bytes, Error>> = match item {
-            Ok(b) => vec![Ok(b)],
-            // After output started: make the failure visible, then break the stream.
-            Err(e) => vec![
-                Ok(Bytes::from(format!(
-                    "\n{}\n",
-                    error_line(e.kind(), e.code(), e.message())
-                ))),
-                Err(e),
-            ],
-        };
-        futures::stream::iter(items)
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(|item| match item {
+        Ok(b) => futures::stream::iter([Ok(b)]).boxed(),
+        // After output started: make the failure visible, let the server flush that line (it
+        // drops unflushed output on a body error), then break the stream.
+        Err(e) => {
+            let line = Bytes::from(format!(
+                "\n{}\n",
+                error_line(e.kind(), e.code(), e.message())
+            ));
+            futures::stream::iter([Ok(line)])
+                .chain(futures::stream::once(async move {
+                    tokio::task::yield_now().await;
+                    Err(e)
+                }))
+                .boxed()
+        }
     });
     let stream = futures::stream::once(async move { Ok::<Bytes, Error>(first) }).chain(rest);
     let mut resp = Body::from_stream(stream).into_response();

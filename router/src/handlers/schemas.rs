@@ -14,7 +14,8 @@ use trough_core::{ErrorKind, SchemaName};
 use crate::body;
 use crate::Node;
 
-/// `PUT /schemas/{name}`: body is the schema SQL; it must run on an empty database.
+/// `PUT /schemas/{name}`: body is the schema SQL; it must run on an empty database (a scratch
+/// database under the data dir, within `limits.schema_timeout_ms` and `limits.schema_max_bytes`).
 pub async fn put(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
@@ -25,7 +26,8 @@ pub async fn put(
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
     let sql = body::utf8(bytes)?;
     let check = sql.clone();
-    tokio::task::spawn_blocking(move || trough_writer::exec::validate_schema(&check))
+    let bounds = trough_writer::SchemaCheck::new(&node.limits, node.tmp_dir.clone());
+    tokio::task::spawn_blocking(move || trough_writer::exec::validate_schema(&check, &bounds))
         .await
         .map_err(|e| HttpError::new(ErrorKind::Internal, "internal", e.to_string()))??;
     let created = node.coordinator.put_schema(&name, &sql).await?;

@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use trough_core::error::codes;
 use trough_core::http::HttpError;
 use trough_core::sql::{Params, RowFormat, SqlRequest, COLUMNAR_MEDIA_TYPE};
 use trough_core::{ApiError, ErrorKind, SegmentId};
@@ -350,12 +351,13 @@ pub async fn trough_wire(
     };
     let holds_writer = node.writes_locally(&id);
     match local_query(&node, &id, req, RowFormat::JsonArray).await {
-        // A write, or several statements (a read runs exactly one): on a writable segment the
-        // whole body runs as one write transaction, as Trough's writer did; elsewhere the
-        // reader's error stands.
+        // A write (SQLite says the statement is not read-only), or several statements (a read
+        // runs exactly one): on a writable segment the whole body runs as one write transaction,
+        // as Trough's writer did. Any other error of the read (a limit, bad SQL, a timeout)
+        // stands: re-running it as a write would escape the read limits.
         Err(e)
-            if e.body.error.code == "not_read_only"
-                || (e.kind == ErrorKind::InvalidInput && holds_writer) =>
+            if e.body.error.code == codes::NOT_READ_ONLY
+                || (e.body.error.code == codes::MULTIPLE_STATEMENTS && holds_writer) =>
         {
             local_execute(&node, &id, ExecuteRequest::text(sql)).await?;
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response())

@@ -9,10 +9,15 @@
 //! ## How the caller uses it
 //!
 //! ```text
-//! let plan = scatter::plan(&req.sql)?;                 // PlanError → 400, says why
-//! // on every segment, with the request's params unchanged:
-//! //   prepare plan.segment_sql(), bind req.params, stream rows as Vec<serde_json::Value>
-//! //   (core's JSON value encoding), in column order.
+//! let mut plan = scatter::plan(&req.sql)?;             // PlanError → 400, says why
+//! // on every segment, concurrently: plan.guard_sql() (no params; always one row) and
+//! //   plan.segment_sql() with req.params unchanged (rows as Vec<serde_json::Value>, core's JSON
+//! //   value encoding, in column order).
+//! let facts = [(segment, SegmentFacts::from_row(&guard_row)?), …];
+//! if let Some(cols) = plan.check_segments(&facts)? {  // Err: refused (a view, a COLLATE…)
+//!     plan = scatter::plan_with_columns(&req.sql, &cols)?;  // an alias is a column: re-plan,
+//!     plan.check_segments(&facts)?;                    // and re-run its segment_sql
+//! }
 //! let rows = scatter::merge(&plan, &req.params, &segment_column_names,
 //!                           vec![SegmentStream::new(id, Box::new(rows_iter)), …],
 //!                           &MergeOptions { memory_budget_bytes, deadline, cancel, .. })?;
@@ -26,14 +31,17 @@
 //! `std::iter::from_fn(move || handle.block_on(stream.next()))` with the runtime's `Handle` — that
 //! is allowed on a blocking thread — or use a bounded channel and `blocking_recv`. The segment
 //! column names are those SQLite reports for `segment_sql` on any segment (they only depend on the
-//! schema). With no segment at all there is no database to answer; the caller should refuse
-//! before planning.
+//! schema). When no segment returned a row, an aggregate plan still has an answer (one row over
+//! nothing): call [`merge`] with [`ScatterPlan::segment_width`] placeholder names, and name the
+//! result columns with [`ScatterPlan::column_names_without_rows`]. With no segment at all there
+//! is no database to answer; the caller should refuse before planning.
 //!
 //! ## Exact, or refused
 //!
 //! A wrong answer is never an option: when the planner is not sure the merge reproduces SQLite,
-//! it refuses with a [`PlanError`] (`unsupported_scatter_query`, or `sql_error` for SQL it cannot
-//! parse) whose message says why. Three strategies ([`Strategy`]):
+//! it refuses with a [`PlanError`] (`unsupported_scatter_query`, or `sql_error` for text that is
+//! not SQL) whose message says why. SQL that SQLite parses but the planner's parser cannot
+//! (`SELECT 1 IN t1`) is a refusal saying so (`syntax`: SQLite's own parser decides). Three strategies ([`Strategy`]):
 //!
 //! - **Concat** — no aggregate, DISTINCT or ORDER BY: each segment runs the query (with
 //!   `LIMIT limit+offset`), the merge concatenates, then skips OFFSET and takes LIMIT. A LIMIT
@@ -61,7 +69,9 @@
 //! | `f(DISTINCT x)` | `x` added to the segment's GROUP BY | `f(DISTINCT _c)` |
 //! | `agg(…) FILTER (WHERE p)` | with the FILTER | as without |
 //!
-//! GROUP BY terms are grouped in the segments and again in the merge. Expressions of GROUP BY
+//! GROUP BY terms are grouped in the segments (the segment's GROUP BY names its own result
+//! columns by number, so a constant such as `count(DISTINCT 8)` is never read as a column
+//! number) and again in the merge. Expressions of GROUP BY
 //! terms (`upper(g)`, `HAVING g = 5`) are computed **in the segments**, where SQLite applies the
 //! columns' type affinity, and travel as columns. A column outside GROUP BY and outside any
 //! aggregate is refused (SQLite would take it from an arbitrary row), as is comparing an aggregate
@@ -87,7 +97,8 @@
 //!   `date('now')`, unknown (user) functions, subqueries, window functions, `group_concat` & co
 //!   (order-dependent) are refused.
 //! - **Faithful printing**: the segment SQL is printed from the sqlparser tree; a statement that
-//!   does not parse back to the same tree is refused (e.g. `- -1` would print `--1`, a comment),
+//!   does not parse back to the same tree is refused (`- -1` would print `--1`, a comment: the
+//!   operand of a double minus is parenthesized first, which SQLite's parser ignores),
 //!   and so are hexadecimal literals (`0x10`, which sqlparser reads as a blob).
 //! - **Precedence**: sqlparser's operator precedences differ from SQLite's (`||` vs `*`, `<` vs
 //!   `=`, `&` vs `|`). Where the tree matters (the planner splits or compares expressions), an
@@ -95,12 +106,15 @@
 //! - **Parameters**: anonymous `?` are renumbered `?N` as SQLite numbers them, and both the segment
 //!   SQL and the merge SQL start with `WITH "_trough_params" AS (SELECT ?1, :name, …)`, so both
 //!   have exactly the original statement's parameters and bind the request's `params` unchanged.
-//! - **The segment guard**: what the planner cannot know from the SQL text is checked by each
-//!   segment itself. Every segment row ends with a guard column computed from `sqlite_schema` and
-//!   `pragma_table_xinfo`: the table is a view or virtual table (a view may aggregate per
-//!   segment); its definition declares a COLLATE (the merge compares with BINARY); a result alias
-//!   the query uses as a name is also a column (SQLite would use the column). The merge fails with
-//!   `unsupported_scatter_query` on the first such row, before it produces anything wrong.
+//! - **The segment guard**: what the planner cannot know from the SQL text, each segment tells.
+//!   Besides the data query every segment answers [`ScatterPlan::guard_sql`], which returns
+//!   exactly one row whatever the table holds (so an empty answer is judged too): a bit mask from
+//!   `sqlite_schema` (the table is a view or virtual table — a view may aggregate per segment; its
+//!   definition declares a COLLATE — the merge compares with BINARY) and the table's declared
+//!   columns from `pragma_table_xinfo`. [`ScatterPlan::check_segments`] refuses on a fatal bit
+//!   before anything is merged, and when a result alias used in WHERE / GROUP BY / HAVING / an
+//!   ORDER BY expression is also a column (SQLite takes the column there) it asks for
+//!   [`plan_with_columns`], which keeps that name a column.
 //!
 //! Refused (always): joins and multi-table FROM (each segment would only join its own rows),
 //! subqueries, compound SELECT (UNION…), CTEs, window functions, non-deterministic functions,
@@ -131,7 +145,9 @@
 //! - REAL sums and averages may differ in the last bits (above).
 //!
 //! The proof is `differential/`: random data over 12 segment files (two empty) and one
-//! monolithic database, 600 generated queries compared (column names, rows, order).
+//! monolithic database, 600 generated queries plus 150 edge cases (DISTINCT aggregates over no
+//! matching row, integer constants, aliases that are columns) compared (column names, rows,
+//! order).
 //! See also `docs/decisions/0006-scatter-merge.md`.
 
 mod expr;

@@ -443,6 +443,9 @@ fn an_alias_that_is_also_a_column_means_the_column_even_with_no_rows() {
         "SELECT a AS b, count(*) FROM t WHERE b > 3 GROUP BY a",
         "SELECT a + 1 AS b FROM t WHERE b > 0 ORDER BY b",
         "SELECT a + 1 AS c FROM t WHERE c > 2 ORDER BY c",
+        // Read as the alias, WHERE would hold an aggregate; SQLite reads the column.
+        "SELECT count(a) AS b FROM t WHERE b > 3",
+        "SELECT DISTINCT count(a) AS b FROM t WHERE NOT b BETWEEN 3 AND 4",
     ] {
         let (m, s) = both(&fx, sql, &Params::None);
         assert!(m.get("rows").is_some(), "{sql}: {m}");
@@ -456,6 +459,20 @@ fn an_alias_that_is_also_a_column_means_the_column_even_with_no_rows() {
     }
     let (m, _) = both(&fx, "SELECT a AS b FROM t WHERE b > 3", &Params::None);
     assert_eq!(m["rows"].as_array().unwrap().len(), 2);
+    // Where the name is not a column, the alias reading and its refusal stand.
+    let (m, s) = both(
+        &fx,
+        "SELECT count(a) AS k FROM t WHERE k > 3",
+        &Params::None,
+    );
+    assert!(m.get("error").is_some(), "{m}");
+    assert!(
+        s["refused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not allowed"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -550,4 +567,21 @@ fn streaming_merges_stop_reading_early_and_spill_past_the_budget() {
         .collect();
     let e = merge(&p, &Params::None, &cols, streams, &tiny).unwrap_err();
     assert_eq!(e.code(), "merge_too_large", "{e}");
+}
+
+#[test]
+fn double_minus_signs_are_planned_not_refused() {
+    // `- -x` printed back naively is `--x`, a comment.
+    let fx = issue9();
+    for sql in [
+        "SELECT - - a, - - - b FROM t WHERE - - a > 0",
+        "SELECT + SUM ( - - b ) AS s FROM t",
+        "SELECT DISTINCT - - 14 FROM t",
+        "SELECT a FROM t ORDER BY - - b DESC",
+        "SELECT - - a AS k, count(*) FROM t GROUP BY - - a ORDER BY 1",
+    ] {
+        let (m, s) = both(&fx, sql, &Params::None);
+        assert!(m.get("rows").is_some(), "{sql}: {m}");
+        assert_eq!(m, s, "{sql}");
+    }
 }

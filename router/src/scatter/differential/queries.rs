@@ -149,7 +149,11 @@ fn gen_plain(rng: &mut Rng) -> Generated {
         cols = vec!["*".to_owned()];
     }
     if rng.chance(15) {
-        cols[0] = format!("{} AS x1", cols[0].replace('*', "id"));
+        cols[0] = if cols[0] == "*" {
+            "id AS x1".to_owned()
+        } else {
+            format!("{} AS x1", cols[0])
+        };
     }
     let select = format!("SELECT {} FROM t", cols.join(", "));
     let wh = where_clause(rng, &mut params);

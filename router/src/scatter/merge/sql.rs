@@ -108,6 +108,8 @@ fn open_merge_db(opts: &MergeOptions) -> Result<(Connection, tempfile::TempDir)>
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(merge_error)?;
+    // The same string/blob length and parameter limits as segment connections.
+    trough_core::sql::limits::apply(&conn).map_err(merge_error)?;
     let cache_kib = (opts.memory_budget_bytes / 1024).max(256);
     let mut pragmas = format!(
         "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE; \

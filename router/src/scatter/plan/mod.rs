@@ -29,13 +29,16 @@ mod spec;
 use std::collections::BTreeSet;
 use std::fmt;
 
-use sqlparser::ast::{Expr, Ident, Statement};
+use sqlparser::ast::{
+    Expr, GroupByExpr, Ident, OrderByKind, SelectItem, SetExpr, Statement, UnaryOperator,
+    Value as SqlValue,
+};
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 use trough_core::error::{ApiError, ErrorKind};
 
-use super::expr::{contains_agg, refuse};
+use super::expr::{children_mut, contains_agg, refuse};
 use super::syntax::{sqlite_verdict, Verdict};
 use order_limit::{Order, OrderTerm};
 use source::{select_item_texts, SourceText};
@@ -204,7 +207,39 @@ impl ScatterPlan {
 /// planned as the alias; the segments' answers to [`ScatterPlan::guard_sql`] say whether it is a
 /// column, and [`ScatterPlan::check_segments`] then asks for [`plan_with_columns`].
 pub fn plan(sql: &str) -> Result<ScatterPlan, PlanError> {
-    plan_with_columns(sql, &BTreeSet::new())
+    match plan_with_columns(sql, &BTreeSet::new()) {
+        Ok(p) => Ok(p),
+        // Read as aliases, the names may make no sense (`count(a) AS b … WHERE b > 3` puts an
+        // aggregate in WHERE) while SQLite reads them as columns: plan that reading instead; the
+        // segments' guard answers confirm it or ask for the alias reading (and its error) again.
+        Err(e) => {
+            let aliases = result_aliases(sql);
+            if aliases.is_empty() {
+                return Err(e);
+            }
+            plan_with_columns(sql, &aliases).map_err(|_| e)
+        }
+    }
+}
+
+/// The lower-case result aliases of a plain SELECT (empty for anything else).
+fn result_aliases(sql: &str) -> BTreeSet<String> {
+    let Ok(stmts) = Parser::parse_sql(&SQLiteDialect {}, sql) else {
+        return BTreeSet::new();
+    };
+    let Some(Statement::Query(q)) = stmts.first() else {
+        return BTreeSet::new();
+    };
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return BTreeSet::new();
+    };
+    s.projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// [`plan`], knowing that the lower-case names in `columns` are columns of the table (in WHERE,
@@ -232,6 +267,9 @@ pub fn plan_with_columns(sql: &str, columns: &BTreeSet<String>) -> Result<Scatte
             stmts.len()
         )));
     }
+    // `- -x` prints as `--x`, a comment: parenthesize the inner operand (no change to SQLite,
+    // whose parser keeps no node for parentheses).
+    separate_minus_signs(&mut stmts[0]);
     // The per-segment SQL is written back from the parsed tree: refuse anything that does not
     // survive printing and parsing again unchanged.
     let printed = stmts[0].to_string();
@@ -249,6 +287,56 @@ pub fn plan_with_columns(sql: &str, columns: &BTreeSet<String>) -> Result<Scatte
     };
     let item_texts = select_item_texts(&text, &tokens)?;
     Planner::new(*query, item_texts, columns.clone())?.plan()
+}
+
+/// Wraps the operand of a unary minus in parentheses when it starts with a minus itself, in every
+/// expression of a plain SELECT the walker knows (what it does not reach is caught by the
+/// round-trip check).
+fn separate_minus_signs(stmt: &mut Statement) {
+    fn walk(e: &mut Expr) {
+        if let Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } = e
+        {
+            if matches!(
+                **expr,
+                Expr::UnaryOp {
+                    op: UnaryOperator::Minus,
+                    ..
+                }
+            ) {
+                let inner = std::mem::replace(&mut **expr, Expr::value(SqlValue::Null));
+                **expr = Expr::Nested(Box::new(inner));
+            }
+        }
+        for c in children_mut(e) {
+            walk(c);
+        }
+    }
+    let Statement::Query(q) = stmt else { return };
+    if let SetExpr::Select(s) = q.body.as_mut() {
+        for item in &mut s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => walk(e),
+                _ => {}
+            }
+        }
+        if let Some(w) = &mut s.selection {
+            walk(w);
+        }
+        if let GroupByExpr::Expressions(list, _) = &mut s.group_by {
+            list.iter_mut().for_each(walk);
+        }
+        if let Some(h) = &mut s.having {
+            walk(h);
+        }
+    }
+    if let Some(ob) = &mut q.order_by {
+        if let OrderByKind::Expressions(list) = &mut ob.kind {
+            list.iter_mut().for_each(|o| walk(&mut o.expr));
+        }
+    }
 }
 
 /// The error for SQL the planner's parser cannot read: SQLite's own syntax error (`sql_error`,
