@@ -156,6 +156,51 @@ pub struct Limits {
     pub sqlite: SqliteLimits,
     /// Cluster-wide queries (`POST /query`).
     pub scatter: ScatterLimits,
+    /// The HTTP connection layer: timeouts, connections, header sizes.
+    pub http: HttpLimits,
+}
+
+/// Limits of the HTTP connection layer (see `docs/operations.md`, "HTTP limits").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpLimits {
+    /// Time a client has to send a request's whole head (request line and headers), in
+    /// milliseconds; the connection is closed without an answer after it. Also bounds how long an
+    /// idle keep-alive connection waits for its next request. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// Longest pause while a request body is being received, in milliseconds (408
+    /// `body_timeout`). Default 30000.
+    pub body_idle_timeout_ms: u64,
+    /// Connections served at the same time. Beyond it a new connection gets an immediate 503
+    /// `too_many_connections` and is closed. Default 1024.
+    pub max_connections: usize,
+    /// Largest request target (path and query), in bytes (414 `uri_too_long`). Default 8 KiB.
+    pub max_uri_bytes: usize,
+    /// Largest request head (request line and all headers), in bytes (431 `headers_too_large`).
+    /// The connection's read buffer is four times this (at least 8 KiB): heads beyond that are
+    /// refused by the HTTP library itself with a bare 431. Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// After answering a request whose body was not read (413, or an error found before the
+    /// body was needed), keep reading and discarding the rest for at most this long, in
+    /// milliseconds, so that clients that send the whole body before reading see the answer.
+    /// Default 5000.
+    pub linger_ms: u64,
+    /// ... and at most this many bytes. Default 64 MiB.
+    pub linger_bytes: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            body_idle_timeout_ms: 30_000,
+            max_connections: 1024,
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 16 << 10,
+            linger_ms: 5_000,
+            linger_bytes: 64 << 20,
+        }
+    }
 }
 
 /// Limits of cluster-wide queries.
@@ -217,6 +262,7 @@ impl Default for Limits {
             shutdown_grace_ms: 10_000,
             sqlite: SqliteLimits::default(),
             scatter: ScatterLimits::default(),
+            http: HttpLimits::default(),
         }
     }
 }

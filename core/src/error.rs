@@ -21,6 +21,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// The work did not finish within its time limit.
     Timeout,
+    /// The client was too slow sending its request (408).
+    ClientTimeout,
     /// A dependency (replica, object store, coordinator) cannot serve right now; retry later.
     Unavailable,
     /// A bug or an unexpected environment failure.

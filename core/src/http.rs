@@ -18,6 +18,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -30,7 +31,8 @@ pub fn kind_for_status(status: StatusCode) -> ErrorKind {
         404 => ErrorKind::NotFound,
         409 => ErrorKind::Conflict,
         413 => ErrorKind::PayloadTooLarge,
-        504 | 408 => ErrorKind::Timeout,
+        504 => ErrorKind::Timeout,
+        408 => ErrorKind::ClientTimeout,
         503 | 502 => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     }
@@ -92,9 +94,12 @@ impl IntoResponse for HttpError {
             tracing::error!(code = %self.body.error.code, message = %self.body.error.message, "internal error");
         }
         let mut resp = (self.status(), axum::Json(self.body)).into_response();
-        if self.kind == ErrorKind::PayloadTooLarge {
-            // The rest of the body was not read; the server will drop the connection, so tell the
-            // client not to reuse it for its next request.
+        if matches!(
+            self.kind,
+            ErrorKind::PayloadTooLarge | ErrorKind::ClientTimeout
+        ) {
+            // The rest of the body was not read; the server will close the connection (after
+            // draining what the client still sends), so tell the client not to reuse it.
             resp.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 axum::http::HeaderValue::from_static("close"),
@@ -165,6 +170,7 @@ mod tests {
             ErrorKind::Conflict,
             ErrorKind::PayloadTooLarge,
             ErrorKind::Timeout,
+            ErrorKind::ClientTimeout,
             ErrorKind::Unavailable,
             ErrorKind::Internal,
         ] {

@@ -1,13 +1,17 @@
 //! Request bodies: SQL as text or JSON, with size limits and clear errors.
 //!
 //! A body is JSON when its `Content-Type` is `application/json`; anything else is SQL text, which
-//! must be UTF-8. Oversized bodies are refused with 413 before they are fully read. This module
-//! only parses; it does not run anything.
+//! must be UTF-8. Oversized bodies are refused with 413 before they are fully read, and a client
+//! that stops sending gets 408 (the idle timeout is set up in [`crate::http_guard`]). JSON bodies
+//! are strict: one object, known keys only. SQL text must not contain NUL. This module only
+//! parses; it does not run anything.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+use serde::de::{DeserializeOwned, IgnoredAny};
 use trough_core::http::HttpError;
 use trough_core::ErrorKind;
 
@@ -19,19 +23,33 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result
         }
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, limit_usize).await.map_err(|e| {
-        let is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if is_limit {
-            too_large(limit)
-        } else {
-            HttpError::new(
-                ErrorKind::InvalidInput,
-                "invalid_body",
-                format!("could not read the body: {e}"),
-            )
+    axum::body::to_bytes(body, limit_usize)
+        .await
+        .map_err(|e| read_error(&e, limit, "could not read the body"))
+}
+
+/// The error for a body that could not be read: 413 over `limit`, 408 when the client paused
+/// longer than the body idle timeout, else 400 `invalid_body` (`context` starts its message).
+pub fn read_error(e: &(dyn std::error::Error + 'static), limit: u64, context: &str) -> HttpError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return too_large(limit);
         }
-    })
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return HttpError::new(
+                ErrorKind::ClientTimeout,
+                "body_timeout",
+                "the client stopped sending the request body (see limits.http.body_idle_timeout_ms)",
+            );
+        }
+        cause = c.source();
+    }
+    HttpError::new(
+        ErrorKind::InvalidInput,
+        "invalid_body",
+        format!("{context}: {e}"),
+    )
 }
 
 /// The declared `Content-Length`, if any.
@@ -74,15 +92,74 @@ pub fn utf8(bytes: Bytes) -> Result<String, HttpError> {
     })
 }
 
-/// Parses a JSON body into `T`.
+/// Parses a JSON body into `T`, strictly: the body must be one JSON object (400
+/// `invalid_json` otherwise, an array included), and every key must be a field of `T` (400
+/// `unknown_field` naming it).
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        HttpError::new(
+    let invalid = |msg: String| HttpError::new(ErrorKind::InvalidInput, "invalid_json", msg);
+    // Keys only: values are skipped without being built.
+    let keys: Vec<String> = serde_json::from_slice::<BTreeMap<String, IgnoredAny>>(bytes)
+        .map_err(|e| invalid(format!("the body must be one JSON object: {e}")))?
+        .into_keys()
+        .collect();
+    if let Some(fields) = fields_of::<T>() {
+        if let Some(unknown) = keys.iter().find(|k| !fields.contains(&k.as_str())) {
+            return Err(HttpError::new(
+                ErrorKind::InvalidInput,
+                "unknown_field",
+                format!(
+                    "unknown field `{unknown}`; expected one of: {}",
+                    fields.join(", ")
+                ),
+            ));
+        }
+    }
+    serde_json::from_slice(bytes).map_err(|e| invalid(format!("invalid JSON body: {e}")))
+}
+
+/// The field names of a struct deserialized with `#[derive(Deserialize)]`, found by asking it to
+/// deserialize itself from a probe that records what it is asked for. `None` for anything else.
+fn fields_of<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    struct Probe<'a>(&'a mut Option<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = Some(fields);
+            Err(serde::de::Error::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields = None;
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// Refuses SQL text containing a NUL character: SQLite would stop reading at it and silently
+/// ignore the rest (`INSERT ...;\0 DELETE ...` would answer 200 having run only the insert).
+pub fn sql_text(sql: &str) -> Result<(), HttpError> {
+    match sql.find('\0') {
+        None => Ok(()),
+        Some(at) => Err(HttpError::new(
             ErrorKind::InvalidInput,
-            "invalid_json",
-            format!("invalid JSON body: {e}"),
-        )
-    })
+            "nul_in_sql",
+            format!("the SQL text contains a NUL character (at byte {at})"),
+        )),
+    }
 }
 
 /// A SQL request from either body form: JSON `T`, or text becoming `from_text(sql)`.

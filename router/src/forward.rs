@@ -62,7 +62,9 @@ impl Forwarder {
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the default `limits.http.header_read_timeout_ms` (10 s), after which a node
+            // closes an idle connection: reusing one the peer is closing would fail the request.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("static HTTP client configuration");
         Self { client }
@@ -112,6 +114,7 @@ impl Forwarder {
             return Attempt::Retry(format!("{}: {status} {text}", target.name));
         }
         let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+        let target_name = target.name.to_string();
         let mut stream = resp.bytes_stream();
         let mut buffered = BytesMut::new();
         let complete = loop {
@@ -139,7 +142,26 @@ impl Forwarder {
                 futures::stream::once(
                     async move { Ok::<Bytes, reqwest::Error>(buffered.freeze()) },
                 );
-            Body::from_stream(head.chain(stream))
+            // If the node's answer breaks off, the client gets a final error line and a body that
+            // ends normally (decision 0003), never a silent truncation.
+            let tail = stream.scan(false, move |failed, item| {
+                std::future::ready(match (*failed, item) {
+                    (true, _) => None,
+                    (false, Ok(b)) => Some(Ok(b)),
+                    (false, Err(e)) => {
+                        *failed = true;
+                        Some(Ok(Bytes::from(format!(
+                            "\n{}\n",
+                            trough_core::http::error_line(
+                                trough_core::ErrorKind::Unavailable,
+                                "answer_cut_off",
+                                &format!("the answer from node {target_name} broke off: {e}"),
+                            )
+                        ))))
+                    }
+                })
+            });
+            Body::from_stream(head.chain(tail))
         };
         let mut out = Response::new(body);
         *out.status_mut() = status;

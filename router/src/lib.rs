@@ -10,6 +10,7 @@
 //! - [`handlers`]: one module per resource (segments, SQL, schemas, operations).
 //! - [`body`]: request-body parsing (SQL text or JSON, size limits, UTF-8).
 //! - [`serve`]: builds a node from configuration, runs its background loops and the server.
+//! - [`listener`], [`http_guard`]: connection- and request-level HTTP limits.
 //!
 //! Not here: SQL execution (reader, writer), sync (synchronizer), storage (core).
 
@@ -18,6 +19,8 @@ pub mod cluster;
 pub mod fanout;
 pub mod forward;
 pub mod handlers;
+pub mod http_guard;
+pub mod listener;
 mod observe;
 pub mod scatter;
 pub mod serve;
@@ -62,6 +65,7 @@ pub struct Node {
 /// The route table of the public HTTP contract.
 pub fn app(node: Arc<Node>) -> axum::Router {
     use handlers::{legacy, ops, schemas, segments, sql};
+    let http_limits = node.limits.http.clone();
     axum::Router::new()
         .route("/", post(legacy::root))
         .route("/query", post(handlers::scatter::query))
@@ -90,5 +94,9 @@ pub fn app(node: Arc<Node>) -> axum::Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn(observe::record))
+        .layer(axum::middleware::from_fn_with_state(
+            http_limits,
+            http_guard::guard,
+        ))
         .with_state(node)
 }

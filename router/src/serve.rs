@@ -103,7 +103,7 @@ pub fn coordinator(config: &Config, data_dir: &std::path::Path) -> Result<Arc<dy
 pub async fn run(
     config: Config,
     roles: Roles,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     trough_core::metrics::install();
@@ -246,22 +246,12 @@ pub async fn run(
         tmp_dir,
     });
     ready(addr);
-    // Small answers must not wait for Nagle's algorithm and the client's delayed ACK (up to
-    // 40 ms per request; measured in BENCHMARKS.md).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, crate::app(node))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await;
+    let app = crate::app(node.clone());
+    crate::listener::serve(listener, app, node.limits.http.clone(), shutdown).await;
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    served.map_err(|e| Error::internal(format!("server failed: {e}")))
+    Ok(())
 }
 
 /// The leader's tier configuration.

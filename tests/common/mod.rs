@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod raw;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use trough_core::http::HttpError;
 use trough_core::{ErrorKind, SchemaName, SegmentId};
 
-use super::{schemas, segment_id, segments, sql};
+use super::{schemas, segment_id, segments, sql, Path, Query};
 use crate::body;
 use crate::Node;
 

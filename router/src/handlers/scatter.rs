@@ -32,6 +32,7 @@ pub async fn query(
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
     let _ = body::utf8(bytes.clone())?;
     let req: ScatterRequest = body::json(&bytes)?;
+    body::sql_text(&req.sql)?;
     let format = Output::of(&headers);
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, Error>>(8);
     match req.mode {
@@ -76,22 +77,18 @@ pub async fn query(
         None => Bytes::new(),
     };
     metrics::counter!("trough_scatter_queries_total", "outcome" => "ok").increment(1);
-    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(|item| match item {
-        Ok(b) => futures::stream::iter([Ok(b)]).boxed(),
-        // After output started: make the failure visible, let the server flush that line (it
-        // drops unflushed output on a body error), then break the stream.
-        Err(e) => {
-            let line = Bytes::from(format!(
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(|item| {
+        let items: Vec<Result<Bytes, Error>> = match item {
+            Ok(b) => vec![Ok(b)],
+            // After output started: the error line is the last thing sent (the producer stops
+            // after an error), and the body ends normally so the client surely receives it
+            // (decision 0003).
+            Err(e) => vec![Ok(Bytes::from(format!(
                 "\n{}\n",
                 error_line(e.kind(), e.code(), e.message())
-            ));
-            futures::stream::iter([Ok(line)])
-                .chain(futures::stream::once(async move {
-                    tokio::task::yield_now().await;
-                    Err(e)
-                }))
-                .boxed()
-        }
+            )))],
+        };
+        futures::stream::iter(items)
     });
     let stream = futures::stream::once(async move { Ok::<Bytes, Error>(first) }).chain(rest);
     let mut resp = Body::from_stream(stream).into_response();

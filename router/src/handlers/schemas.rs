@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use trough_core::http::HttpError;
 use trough_core::{ErrorKind, SchemaName};
+
+use super::Path;
 
 use crate::body;
 use crate::Node;
@@ -25,6 +27,7 @@ pub async fn put(
     let name = SchemaName::new(&name)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
     let sql = body::utf8(bytes)?;
+    body::sql_text(&sql)?;
     let check = sql.clone();
     let bounds = trough_writer::SchemaCheck::new(&node.limits, node.tmp_dir.clone());
     tokio::task::spawn_blocking(move || trough_writer::exec::validate_schema(&check, &bounds))

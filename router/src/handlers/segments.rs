@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,7 +17,7 @@ use trough_core::publish::PublishOptions;
 use trough_core::{ErrorKind, SegmentEntry, SegmentId};
 use trough_writer::ProvisionRequest;
 
-use super::{segment_id, segment_not_found, sql};
+use super::{segment_id, segment_not_found, sql, Path};
 use crate::body;
 use crate::forward::{Attempt, Retry};
 use crate::Node;
@@ -161,13 +161,7 @@ async fn receive_file(
     let mut size = 0u64;
     let mut stream = request_body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            HttpError::new(
-                ErrorKind::InvalidInput,
-                "invalid_body",
-                format!("upload interrupted: {e}"),
-            )
-        })?;
+        let chunk = chunk.map_err(|e| body::read_error(&e, limit, "upload interrupted"))?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(body::too_large(limit));
@@ -237,6 +231,9 @@ pub async fn provision(
     } else {
         body::json(&bytes)?
     };
+    if let Some(sql) = &req.schema_sql {
+        body::sql_text(sql)?;
+    }
     let (entry, created) = writer.provision(&id, req).await?;
     if let Some(reader) = &node.reader {
         reader

@@ -6,18 +6,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use futures::StreamExt;
 use trough_core::error::codes;
 use trough_core::http::HttpError;
 use trough_core::sql::{Params, RowFormat, SqlRequest, COLUMNAR_MEDIA_TYPE};
 use trough_core::{ApiError, ErrorKind, SegmentId};
 use trough_writer::ExecuteRequest;
 
-use super::{segment_id, segment_not_found};
+use super::{segment_id, segment_not_found, Path, Query};
 use crate::body;
 use crate::forward::{Attempt, Retry, FORWARDED_HEADER};
 use crate::Node;
@@ -166,6 +167,7 @@ async fn local_query(
     id: &SegmentId,
     req: SqlRequest,
     format: RowFormat,
+    forwarded: bool,
 ) -> Result<Response, HttpError> {
     let Some(reader) = &node.reader else {
         return Err(node
@@ -181,7 +183,16 @@ async fn local_query(
     };
     match reader.query(id, req, format).await {
         Ok(stream) => {
-            let mut resp = Body::from(stream).into_response();
+            let body = if forwarded {
+                // The forwarding node must see the failure as a broken body: it cannot tell a
+                // final error line from a row otherwise.
+                Body::from(stream)
+            } else {
+                // An outside client: the error line is the last thing sent, then the body ends
+                // normally so it surely arrives (decision 0003).
+                Body::from_stream(stream.take_while(|r| std::future::ready(r.is_ok())))
+            };
+            let mut resp = body.into_response();
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
@@ -210,7 +221,15 @@ pub async fn query(
         sql,
         params: Params::None,
     })?;
-    local_query(&node, &id, req, row_format(&headers)).await
+    body::sql_text(&req.sql)?;
+    local_query(
+        &node,
+        &id,
+        req,
+        row_format(&headers),
+        is_forwarded(&headers),
+    )
+    .await
 }
 
 /// Runs a write request here, or explains why this node cannot take it.
@@ -315,6 +334,7 @@ pub async fn execute(
         return forward_write(&node, &id, &path, &headers, bytes).await;
     }
     let req: ExecuteRequest = body::parse_sql(&headers, bytes, ExecuteRequest::text)?;
+    body::sql_text(&req.sql)?;
     let r = local_execute(&node, &id, req).await?;
     Ok(Json(r).into_response())
 }
@@ -345,12 +365,21 @@ pub async fn trough_wire(
         };
     }
     let sql = body::utf8(bytes)?;
+    body::sql_text(&sql)?;
     let req = SqlRequest {
         sql: sql.clone(),
         params: Params::None,
     };
     let holds_writer = node.writes_locally(&id);
-    match local_query(&node, &id, req, RowFormat::JsonArray).await {
+    match local_query(
+        &node,
+        &id,
+        req,
+        RowFormat::JsonArray,
+        is_forwarded(&headers),
+    )
+    .await
+    {
         // A write (SQLite says the statement is not read-only), or several statements (a read
         // runs exactly one): on a writable segment the whole body runs as one write transaction,
         // as Trough's writer did. Any other error of the read (a limit, bad SQL, a timeout)
