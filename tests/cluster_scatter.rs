@@ -55,6 +55,9 @@ fn scatter_over_a_cluster_is_exact_and_never_silently_partial() {
         format!(
             "SELECT count(DISTINCT {first}) AS d, min({first}) AS lo, max({first}) AS hi FROM t"
         ),
+        // Gathered (a join, a subquery): rows travel from the readers to the router.
+        format!("SELECT count(*) AS n FROM t a JOIN t b ON a.{first} = b.{first}"),
+        format!("SELECT count(*) AS n FROM t WHERE {first} IN (SELECT max({first}) FROM t)"),
     ];
     let router = c.router_url();
     for sql in &queries {
@@ -118,6 +121,7 @@ fn scatter_over_a_cluster_is_exact_and_never_silently_partial() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert_eq!(failed, lost.iter().map(String::as_str).collect::<Vec<_>>());
+
     // The count is exactly the rows of the segments that answered.
     let want: i64 = ids
         .iter()
@@ -130,4 +134,20 @@ fn scatter_over_a_cluster_is_exact_and_never_silently_partial() {
         })
         .sum();
     assert_eq!(v["rows"], json!([{"n": want}]));
+
+    // The same contract for a gathered query.
+    let join = format!("SELECT count(*) AS n FROM t a JOIN t b ON a.{first} = b.{first}");
+    let body = json!({"sql": join, "segments": "sc-*"});
+    let (status, v) = c.post_json(&router, "/query", &body);
+    assert_eq!(status, 503, "gathered, default: no partial answer: {v}");
+    assert_eq!(v["error"]["code"], "segments_failed");
+    let mut partial = body.clone();
+    partial["partial"] = json!("allow");
+    let (status, v) = c.post_json(&router, "/query", &partial);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["segments"]["answered"], n - lost.len());
+    assert_eq!(
+        v["segments"]["failed"].as_array().unwrap().len(),
+        lost.len()
+    );
 }

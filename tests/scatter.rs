@@ -405,11 +405,20 @@ fn issue_9_defects_answer_exactly_or_clearly() {
         &json!({"sql": "SELECT a FROM t WHERE b > :x", "segments": "r-*"}),
     );
     assert_eq!(status, 400, "missing parameter: {v}");
-    // 6. SQL SQLite reads but the planner cannot: a refusal naming the reason; not SQL at all:
-    //    SQLite's syntax error.
+    // 6. SQL SQLite reads but the planner cannot is gathered: answered as one database would,
+    //    including SQLite's own error (t has two columns); not SQL at all: SQLite's syntax error.
     let (status, v) = q("SELECT 1 IN t");
     assert_eq!(status, 400, "{v}");
-    assert_eq!(v["error"]["code"], "unsupported_scatter_query", "{v}");
+    assert_eq!(v["error"]["code"], "sql_error", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sub-select returns 2 columns"),
+        "{v}"
+    );
+    let (status, v) = q("SELECT 3 IN (SELECT a FROM t) AS x");
+    assert_eq!((status, v["rows"].clone()), (200, json!([{"x": 1}])), "{v}");
     let (status, v) = q("SELEC a FROM t");
     assert_eq!(
         (status, v["error"]["code"].clone()),
@@ -520,8 +529,10 @@ fn per_segment_mode_runs_the_statement_in_each_segment_and_tags_rows() {
             {"_segment": "r-1", "a": 1, "b": 5}
         ])
     );
+    // Exact mode gathers the join: the rows of every segment meet.
     let (status, v) = scatter(&s, &json!({"sql": join, "segments": "r-*"}));
-    assert_eq!(status, 400, "{v}");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rows"].as_array().unwrap().len(), 5, "{v}");
     // Columnar: `_segment` leads the columns.
     let resp = s
         .client()

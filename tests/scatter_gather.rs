@@ -294,6 +294,16 @@ fn ndjson_and_partial_selection() {
 #[test]
 fn refusals_and_errors_name_their_reason() {
     let f = fixture();
+    // A pattern that matches nothing: an empty answer, as for every /query.
+    let (status, v) = post(
+        &f.server,
+        &json!({"sql": "SELECT * FROM t1 JOIN t2 ON t1.b = t2.x", "segments": "none-*"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"rows": [], "segments": {"queried": 0, "answered": 0, "failed": []}})
+    );
     let refused = [
         (
             "SELECT t2.rowid, t1.a FROM t1 JOIN t2 ON t1.b = t2.x",
@@ -340,7 +350,7 @@ fn refusals_and_errors_name_their_reason() {
 }
 
 #[test]
-fn differing_schemas_and_colliding_keys_are_refused() {
+fn differing_schemas_are_refused_and_colliding_keys_are_a_union() {
     let s = TestServer::start();
     let segments = [
         ("d-0", "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT); CREATE TABLE u(k INTEGER); INSERT INTO t VALUES (1, 'a');"),
@@ -374,10 +384,22 @@ fn differing_schemas_and_colliding_keys_are_refused() {
     );
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["rows"], json!([{"n": 0}]));
-    // Rows one database could not hold (the same primary key in two segments).
+    // The same primary key in two segments: the merge holds the union of the rows (keys are
+    // not enforced across segments)…
     let (status, v) = post(
         &s,
-        &json!({"sql": "SELECT a.v FROM t a JOIN t b ON a.k = b.k", "segments": "k-*"}),
+        &json!({"sql": "SELECT a.v AS av, b.v AS bv FROM t a JOIN t b ON a.k = b.k ORDER BY 1, 2", "segments": "k-*"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"],
+        json!([{"av": "a", "bv": "a"}, {"av": "a", "bv": "b"}, {"av": "b", "bv": "a"}, {"av": "b", "bv": "b"}])
+    );
+    // …unless the query names the rowid, which that INTEGER PRIMARY KEY is: no database could
+    // hold those rows with those rowids.
+    let (status, v) = post(
+        &s,
+        &json!({"sql": "SELECT a.v FROM t a JOIN t b ON a.rowid = b.k", "segments": "k-*"}),
     );
     assert_error(
         reqwest::StatusCode::from_u16(status).unwrap(),

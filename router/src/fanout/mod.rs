@@ -127,7 +127,7 @@ pub struct Gathered {
 /// What the fan-out of a planned query came to.
 pub enum FanOut {
     /// Every segment answered (or failed within the partial contract): merge these.
-    Merge(Gathered),
+    Merge(Box<Gathered>),
     /// The segments' schemas make this plan inexact (a view, a declared COLLATE, segments that
     /// disagree on an alias): the error says why. The query is still answerable by gathering
     /// its tables (`handlers::gather`), which runs it as written in one database.
@@ -196,12 +196,12 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<FanOut, Ht
         .next()
         .map(|(_, f)| f.columns)
         .unwrap_or_default();
-    Ok(FanOut::Merge(Gathered {
+    Ok(FanOut::Merge(Box::new(Gathered {
         plan,
         answers,
         summary,
         table_columns,
-    }))
+    })))
 }
 
 /// Sorts the segments' outcomes into answers and failures and applies the failure contract:

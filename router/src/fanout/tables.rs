@@ -44,6 +44,33 @@ pub async fn gather_query(
     let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
     let ids = select::select(&catalog, &req.segments)?;
     let mut failed: Vec<(SegmentId, Error)> = Vec::new();
+    let limits = &node.limits;
+    let opts = MergeOptions {
+        memory_budget_bytes: limits.scatter.merge_memory_budget_bytes,
+        disk_budget_bytes: Some(limits.scatter.merge_disk_budget_bytes),
+        temp_dir: Some(node.tmp_dir.clone()),
+        deadline: Some(Instant::now() + Duration::from_millis(limits.query.timeout_ms)),
+        ..MergeOptions::default()
+    };
+    if ids.is_empty() {
+        // A pattern that matches no segment: an empty answer, as for every `/query` (there is no
+        // database, hence no schema, to evaluate the query in).
+        let rows = tokio::task::spawn_blocking(move || {
+            MergeDb::create(&Schema::default(), &opts)?.finish(
+                &Schema::default(),
+                "SELECT NULL WHERE 0",
+                &Params::None,
+            )
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+        let summary = Summary {
+            queried: 0,
+            answered: 0,
+            failed: Vec::new(),
+        };
+        return Ok(GatherAnswer { rows, summary });
+    }
 
     // 1. Schemas.
     let schema_sql = vec![gather::SCHEMA_SQL.to_owned()];
@@ -76,12 +103,9 @@ pub async fn gather_query(
         .collect();
     let (loads, schema) = {
         let sql = sql.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let (loads, schema) = gather::prepare(&sql, &named)?;
-            Ok((loads, schema.clone()))
-        })
-        .await
-        .map_err(|e| Error::internal(e.to_string()))??
+        tokio::task::spawn_blocking(move || -> Result<_, Error> { gather::prepare(&sql, &named) })
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??
     };
 
     // 3. Rows.
@@ -125,14 +149,6 @@ pub async fn gather_query(
     );
 
     // 4. Merge.
-    let limits = &node.limits;
-    let opts = MergeOptions {
-        memory_budget_bytes: limits.scatter.merge_memory_budget_bytes,
-        disk_budget_bytes: Some(limits.scatter.merge_disk_budget_bytes),
-        temp_dir: Some(node.tmp_dir.clone()),
-        deadline: Some(Instant::now() + Duration::from_millis(limits.query.timeout_ms)),
-        ..MergeOptions::default()
-    };
     let params = req.params.clone();
     let rows = tokio::task::spawn_blocking(move || -> Result<GatheredRows, Error> {
         let mut db = MergeDb::create(&schema, &opts)?;
@@ -252,4 +268,43 @@ fn spool_values(spool: Spool) -> Result<Vec<Vec<Value>>, String> {
         out.push(r?.into_iter().map(|(_, v)| v).collect());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(partial: &str) -> ScatterRequest {
+        serde_json::from_value(serde_json::json!({
+            "sql": "SELECT 1", "segments": "*", "partial": partial
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_segment_fails_the_gather_unless_partial_is_allowed() {
+        let id = SegmentId::new("s-1").unwrap();
+        let failed = vec![(
+            id.clone(),
+            Error::unavailable("segment_timeout", "timed out after 5 ms"),
+        )];
+        let e = check_failures(&request("deny"), 3, &failed).unwrap_err();
+        assert_eq!(e.status().as_u16(), 503);
+        assert_eq!(e.body.error.code, "segments_failed");
+        assert!(
+            e.body
+                .error
+                .message
+                .contains("1 of 3 segments failed: s-1 (timed out"),
+            "{}",
+            e.body.error.message
+        );
+        assert!(check_failures(&request("allow"), 3, &failed).is_ok());
+        assert!(check_failures(&request("deny"), 3, &[]).is_ok());
+        // A segment's own client error is the query's: 400, as the segment said it.
+        let failed = vec![(id, Error::invalid("sql_error", "integer overflow"))];
+        let e = check_failures(&request("deny"), 3, &failed).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        assert_eq!(e.body.error.code, "sql_error");
+    }
 }

@@ -42,7 +42,7 @@ pub async fn query(
         }
         Mode::Exact => {
             let gathered = match fanout::gather(&node, &req).await? {
-                FanOut::Merge(g) => g,
+                FanOut::Merge(g) => *g,
                 // The segments' schemas make the plan inexact: gathering answers exactly.
                 FanOut::Refused(why) => {
                     tracing::debug!(

@@ -121,6 +121,9 @@
 //! order-dependent aggregates, `*` in aggregate queries, non-literal LIMIT/OFFSET, queries without
 //! FROM, views and virtual tables (at run time).
 //!
+//! What the planner refuses, `POST /query` answers by **gathering** ([`gather`]): the rows of the
+//! tables the query reads are copied into a merge database that runs the original query.
+//!
 //! ## Memory
 //!
 //! Concat and SortedMerge stream: one pending row per segment, whatever the result size. A

@@ -55,7 +55,7 @@ fn unordered(sql: String, params: Vec<Json>) -> Generated {
 fn generate(rng: &mut Rng) -> Generated {
     let mut params = Vec::new();
     let n = rng.range(0, 40);
-    let sql = match rng.below(16) {
+    let sql = match rng.below(21) {
         0 => format!(
             "SELECT t.id, t.g, u.k, u.v FROM t JOIN u ON u.w = t.a WHERE {}",
             t_pred(rng, "t", &mut params)
@@ -118,6 +118,33 @@ fn generate(rng: &mut Rng) -> Generated {
             "SELECT t.c, u.k FROM t, u WHERE t.id = u.id AND {} AND u.v > 0",
             t_pred(rng, "t", &mut params)
         ),
+        16 => format!(
+            "SELECT * FROM t JOIN u USING (id) WHERE {}",
+            t_pred(rng, "t", &mut params)
+        ),
+        17 => format!(
+            "SELECT t.id, t.g, u.k FROM t NATURAL JOIN u WHERE u.w > {n} AND {}",
+            t_pred(rng, "t", &mut params)
+        ),
+        18 => {
+            let kind = *rng.pick(&["RIGHT", "FULL", "LEFT"]);
+            // With AND, a filter on the null-supplying side must stay in the merge database.
+            // Predicates that hold for NULL too: they tell a filter applied before the join
+            // from one applied after it.
+            let conn = *rng.pick(&["AND", "OR"]);
+            let (side, other) = if rng.chance(50) { ("t", "u") } else { ("u", "t") };
+            let pred = rng
+                .pick(&["{s}.id IS NULL", "coalesce({s}.id, 0) % 3 = 0", "{s}.id IS NOT 7"])
+                .replace("{s}", side);
+            format!(
+                "SELECT t.id AS ti, u.id AS ui, u.v FROM t {kind} JOIN u ON t.id = u.id + {n} \
+                 WHERE {other}.id > 20 {conn} {pred}"
+            )
+        }
+        19 => format!(
+            "SELECT id, w, sum(w) OVER (ORDER BY id) AS run, rank() OVER (PARTITION BY k ORDER BY id) AS r \
+             FROM u WHERE w > {n} ORDER BY id"
+        ),
         _ => format!(
             "SELECT id, a FROM t WHERE a IN (SELECT w * 20 FROM u) AND {} ORDER BY id",
             t_pred(rng, "t", &mut params)
@@ -152,7 +179,7 @@ fn run_gather(
         Err(e) => return Scatter::Failed(e.to_string()),
     };
     let result = (|| {
-        let mut db = MergeDb::create(schema, opts)?;
+        let mut db = MergeDb::create(&schema, opts)?;
         for c in segments {
             for l in &loads {
                 let (_, rows) = run_one(c, &l.segment_sql, &Params::None)
@@ -160,7 +187,7 @@ fn run_gather(
                 db.insert(&l.table, &l.columns, &mut rows.into_iter().map(Ok))?;
             }
         }
-        let rows = db.finish(schema, sql, params)?;
+        let rows = db.finish(&schema, sql, params)?;
         let names = rows.columns().to_vec();
         Ok::<_, trough_core::Error>((names, rows.collect::<Result<Vec<_>, _>>()?))
     })();

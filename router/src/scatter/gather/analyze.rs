@@ -149,6 +149,12 @@ pub fn analyze(sql: &str, schema: &Schema) -> Result<Analysis> {
     if !stmt.readonly() || stmt.column_count() == 0 {
         return refuse("only SELECT statements can be run over many segments");
     }
+    if stmt.is_explain() != 0 {
+        return refuse(
+            "EXPLAIN over many segments would describe the merge, not one database's plan; \
+             run it on one segment",
+        );
+    }
     drop(stmt);
     let events = std::mem::take(&mut *events.lock().map_err(|_| internal("poisoned"))?);
     decide(&events, schema, &columns)
@@ -328,6 +334,7 @@ mod tests {
     #[test]
     fn collects_tables_through_joins_subqueries_ctes_and_views() {
         assert_eq!(tables("SELECT 1 + 2"), Vec::<String>::new());
+        assert_eq!(tables("SELECT count(*) FROM t1; -- done\n"), ["t1"]);
         assert_eq!(tables("SELECT count(*) FROM t1"), ["t1"]);
         assert_eq!(tables("SELECT * FROM t1 JOIN t2 ON a = x"), ["t1", "t2"]);
         assert_eq!(
@@ -375,6 +382,8 @@ mod tests {
         assert!(refused("SELECT name FROM sqlite_schema").contains("sqlite_schema"));
         assert!(refused("SELECT * FROM pragma_table_info('t1')").contains("pragma_table_info"));
         assert!(refused("INSERT INTO t1 VALUES (1, 'x')").contains("only SELECT"));
+        assert!(refused("EXPLAIN QUERY PLAN SELECT * FROM t1 JOIN t2").contains("EXPLAIN"));
+        assert_eq!(tables("VALUES (1, 2), (3, 4)"), Vec::<String>::new());
     }
 
     #[test]

@@ -125,7 +125,9 @@ impl MergeDb {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| db_error(e, Stage::Query, opts))?;
-        let cache_kib = (opts.memory_budget_bytes / 1024).max(256);
+        // Half the budget for the page cache: SQLite's sorter (ORDER BY, DISTINCT, index builds)
+        // takes as much again before it spills to disk.
+        let cache_kib = (opts.memory_budget_bytes / 2048).max(256);
         let mut pragmas = format!(
             "PRAGMA page_size = 4096; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; \
              PRAGMA locking_mode = EXCLUSIVE; PRAGMA temp_store = FILE; PRAGMA mmap_size = 0; \

@@ -29,6 +29,19 @@ pub enum Kind {
     Trigger,
 }
 
+impl Kind {
+    /// The kind, in words.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Table => "table",
+            Kind::VirtualTable => "virtual table",
+            Kind::View => "view",
+            Kind::Index => "index",
+            Kind::Trigger => "trigger",
+        }
+    }
+}
+
 /// One `sqlite_schema` row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -119,6 +132,14 @@ pub fn check_same<'a>(
                          segments' schemas must be identical for a query over many segments"
                     )))
                 }
+                (Some(w), Some(g)) if w.kind != g.kind => {
+                    return Err(PlanError::unsupported(format!(
+                        "{name} is a {} in segment {ref_id} but a {} in segment {id}: the \
+                         segments' schemas must be identical for a query over many segments",
+                        w.kind.noun(),
+                        g.kind.noun()
+                    )))
+                }
                 (Some(_), Some(_)) => {
                     return Err(PlanError::unsupported(format!(
                         "{name} is defined differently in segments {ref_id} and {id}: the \
@@ -168,6 +189,18 @@ mod tests {
         assert!(check_same(&names, ("s0", &a), [("s1", &a)]).is_ok());
         let e = check_same(&names, ("s0", &a), [("s1", &b)]).unwrap_err();
         assert!(e.message().contains("defined differently"), "{e}");
+        let v = schema(json!([[
+            "view",
+            "t",
+            "t",
+            "CREATE VIEW t AS SELECT 1 AS a"
+        ]]));
+        let e = check_same(&names, ("s0", &a), [("s3", &v)]).unwrap_err();
+        assert!(
+            e.message()
+                .contains("a table in segment s0 but a view in segment s3"),
+            "{e}"
+        );
         let e = check_same(&names, ("s0", &a), [("s2", &empty)]).unwrap_err();
         assert!(e.message().contains("segment s2 has no table"), "{e}");
         // Objects the query does not read may differ.
