@@ -18,7 +18,7 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo test"
-cargo test --workspace --all-targets 2>&1 | tee target/test-output.txt
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/test-output.txt
 # One summary line for the whole run, counted from cargo's per-binary results.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "trough: %d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt
 

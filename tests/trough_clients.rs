@@ -132,7 +132,7 @@ fn trough_segment_manager_api() {
 
     // Bad bodies are JSON errors with codes.
     let (s, doc) = server.post_json("/provision", &json!({"segmnt": "x"}));
-    common::assert_error(s, &doc, 400, "invalid_json");
+    common::assert_error(s, &doc, 400, "unknown_field");
     let (s, doc) = server.post_json("/provision", &json!({"segment": "../etc"}));
     common::assert_error(s, &doc, 400, "invalid_segment_id");
     let (s, doc) = server.post_json("/promote", &json!({"segment": "never-provisioned"}));

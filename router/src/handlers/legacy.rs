@@ -174,7 +174,18 @@ pub async fn root(
         .await
         .map_err(IntoResponse::into_response)?;
     let raw = body::utf8(bytes).map_err(IntoResponse::into_response)?;
-    let (_, _, write_url) = provision(&node, raw.trim(), None).await?;
+    let raw = raw.trim();
+    if SegmentId::new(raw).is_err() {
+        // Not an id: most likely SQL sent without its `?segment=`.
+        return Err(HttpError::new(
+            ErrorKind::InvalidInput,
+            "missing_segment",
+            "POST / without `?segment=` is Trough's provision call, whose body is a segment id; \
+             to run SQL, send it to /?segment=<id>",
+        )
+        .into_response());
+    }
+    let (_, _, write_url) = provision(&node, raw, None).await?;
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
         write_url,
