@@ -157,7 +157,33 @@ pub fn analyze(sql: &str, schema: &Schema) -> Result<Analysis> {
     }
     drop(stmt);
     let events = std::mem::take(&mut *events.lock().map_err(|_| internal("poisoned"))?);
-    decide(&events, schema, &columns)
+    let mut analysis = decide(&events, schema, &columns)?;
+    add_named_views(sql, schema, &mut analysis.objects);
+    Ok(analysis)
+}
+
+/// The identifiers of an SQL text, lower-cased (quotes of any kind are separators).
+fn words(sql: &str) -> Vec<String> {
+    sql.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Views the query names that the authorizer did not report: SQLite reports the columns a query
+/// reads, and `count(*) FROM v` reads none of the view's. A view is needed in the merge database
+/// whenever its name appears in the query, or in a needed view's definition (transitively). A
+/// word that only looks like a view's name (inside a string) adds a harmless extra view.
+fn add_named_views(sql: &str, schema: &Schema, objects: &mut Vec<String>) {
+    let mut pending = words(sql);
+    while let Some(w) = pending.pop() {
+        let Some(e) = schema.get(&w) else { continue };
+        if e.kind != Kind::View || objects.iter().any(|o| o.eq_ignore_ascii_case(&e.name)) {
+            continue;
+        }
+        objects.push(e.name.clone());
+        pending.extend(words(&e.sql));
+    }
 }
 
 /// One authorizer callback.
@@ -329,6 +355,27 @@ mod tests {
         let e = analyze(sql, &schema()).expect_err(sql);
         assert_eq!(e.code(), "unsupported_scatter_query", "{sql}: {e}");
         e.message().to_owned()
+    }
+
+    #[test]
+    fn a_view_read_without_columns_is_still_created() {
+        let rows: Vec<Vec<Value>> = serde_json::from_value(json!([
+            ["table", "m", "m", "CREATE TABLE m(id INTEGER, name TEXT)"],
+            [
+                "view",
+                "big",
+                "big",
+                "CREATE VIEW big AS SELECT id, name FROM m WHERE id > 2"
+            ],
+            ["view", "top", "top", "CREATE VIEW top AS SELECT * FROM big"],
+        ]))
+        .unwrap();
+        let schema = Schema::from_rows(&rows).unwrap();
+        // count(*) reads no column of the views: the authorizer reports only the table.
+        let a = analyze("SELECT count(*) FROM top", &schema).unwrap();
+        assert!(a.objects.iter().any(|o| o == "big"), "{:?}", a.objects);
+        assert!(a.objects.iter().any(|o| o == "top"), "{:?}", a.objects);
+        assert!(a.tables.iter().any(|t| t.name == "m"), "{:?}", a.objects);
     }
 
     #[test]
