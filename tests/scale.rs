@@ -185,8 +185,15 @@ fn a_copy_changed_on_disk_is_rehashed_before_it_is_served() {
     drop(file);
     // Rewritten with the same bytes: changed on disk as far as `stat` can tell, still good.
     let touched = copy_path(&s, "c-touched", &mb);
-    std::thread::sleep(Duration::from_millis(10));
+    let before = std::fs::metadata(&touched).unwrap().modified().unwrap();
     std::fs::write(&touched, std::fs::read(&touched).unwrap()).unwrap();
+    // A distinct mtime without waiting for the clock to tick.
+    std::fs::File::options()
+        .write(true)
+        .open(&touched)
+        .unwrap()
+        .set_modified(before + Duration::from_secs(1))
+        .unwrap();
 
     s.restart();
     assert_eq!(metric(&s, "trough_sync_adopted_total", "unchanged"), 0.0);

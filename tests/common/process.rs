@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::TestServer;
 
@@ -26,18 +26,18 @@ impl TestServer {
     /// Waits up to `timeout` for the server to exit; its exit status, or `None` if it is still
     /// running. The process is reaped (and forgotten) once it exited.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let child = self.child.as_mut()?;
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        super::wait_until(timeout, || {
+            status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"));
+            status.is_some() || self.child.is_none()
+        });
+        if status.is_some() {
+            self.child = None;
         }
+        status
     }
 
     /// The peak resident set size of the server so far (`VmHWM`), in bytes.
