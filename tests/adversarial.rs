@@ -5,8 +5,8 @@
 //!
 //! For every input the runner checks:
 //! - the status class the table expects (2xx, 4xx, 5xx, or a closed connection);
-//! - that an error answer is the JSON error document with a `code` (except where hyper answers
-//!   by itself before a request exists: those cases are marked `bare`);
+//! - that every error answer is the JSON error document with a `code` (including what hyper
+//!   refuses before a request exists: router::listener::json_errors rewrites it);
 //! - that nothing changed: the catalog (ids, versions, checksums), the registered schemas, and
 //!   row counts and schemas of the read-only and the writable segment, through the API;
 //! - that no file appeared outside the data dir (the server's `TMPDIR` is a watched empty
@@ -62,7 +62,7 @@ pub enum Expect {
     /// Any 4xx, or 504 when the work it takes to find out outlasts the (short) test deadline on
     /// a slow machine: refused or stopped in time, either way.
     ClientOrTimeout,
-    /// The connection is closed, with or without a bare status (hyper's own answers).
+    /// The connection is closed, with or without an error answer first (hyper's own refusals).
     Closed,
 }
 
@@ -87,8 +87,6 @@ pub struct Case {
     pub name: String,
     pub input: Input,
     pub expect: Expect,
-    /// hyper answers by itself: no JSON body is required.
-    pub bare: bool,
 }
 
 impl Case {
@@ -109,7 +107,6 @@ impl Case {
                 body: body.into(),
             },
             expect,
-            bare: false,
         }
     }
     pub fn text(name: impl Into<String>, path: impl Into<String>, sql: &str, e: Expect) -> Case {
@@ -130,13 +127,7 @@ impl Case {
             name: name.into(),
             input: Input::Raw(bytes.into()),
             expect: e,
-            bare: false,
         }
-    }
-    /// hyper's own answer: bare status allowed.
-    pub fn bare(mut self) -> Case {
-        self.bare = true;
-        self
     }
 }
 
@@ -224,7 +215,7 @@ fn judge(case: &Case, o: &Outcome) -> Option<String> {
         ));
     }
     if let Some(st) = o.status {
-        if st >= 400 && !case.bare {
+        if st >= 400 {
             let v: Value = serde_json::from_slice(&o.body).unwrap_or(Value::Null);
             if !v["error"]["code"].is_string() || !v["error"]["message"].is_string() {
                 return Some(format!(

@@ -224,23 +224,59 @@ fn http_layer_errors_are_json() {
             "{what}: {a:?}"
         );
     }
-    // What hyper answers itself, before any request reaches trough (documented in
-    // docs/operations.md, "HTTP limits"): a bare status and a closed connection.
-    let hyper_own: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("bad Content-Length", b"POST /segments/s/query HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(), 400),
-        ("two Content-Lengths", b"POST /segments/s/query HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(), 400),
-        ("raw NUL in path", b"GET /segments/a\0b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
-        ("raw non-UTF-8 in path", b"GET /segments/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
-        ("not HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n".to_vec(), 400),
+    // What hyper refuses itself, before any request reaches trough, is rewritten on its way out
+    // (router::listener::json_errors): the same JSON error document, and the connection closed.
+    let many_headers: Vec<u8> = {
+        let mut r = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..120 {
+            r.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        r.extend_from_slice(b"\r\n");
+        r
+    };
+    let hyper_own: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("bad Content-Length", b"POST /segments/s/query HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(), 400, "malformed_request"),
+        ("two Content-Lengths", b"POST /segments/s/query HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(), 400, "malformed_request"),
+        ("raw NUL in path", b"GET /segments/a\0b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400, "malformed_request"),
+        ("raw non-UTF-8 in path", b"GET /segments/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400, "malformed_request"),
+        ("not HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n".to_vec(), 400, "malformed_request"),
+        ("over 100 headers", many_headers, 431, "headers_too_large"),
     ];
-    for (what, bytes, status) in hyper_own {
+    for (what, bytes, status, code) in hyper_own {
         let a = exchange(s.url(), &bytes, LONG);
         assert_eq!(a.status, Some(status), "{what}: {a:?}");
+        assert_eq!(
+            a.code().as_deref(),
+            Some(code),
+            "{what}: {a:?} {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert!(
+            a.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "{what}: {a:?}"
+        );
         assert!(
             a.closed || a.header("connection") == Some("close"),
             "{what}: connection left open: {a:?}"
         );
     }
+    // The same on a kept-alive connection whose second request is malformed.
+    let mut two = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    two.extend_from_slice(
+        b"POST /segments/s/query HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    );
+    let mut c = raw::connect(s.url());
+    c.set_read_timeout(Some(LONG)).unwrap();
+    c.write_all(&two).unwrap();
+    let mut all = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut c, &mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("HTTP/1.1 400") && text.contains("\"malformed_request\""),
+        "second answer is not the JSON error: {text}"
+    );
     assert_eq!(s.query_ok("s", "SELECT count(*) AS n FROM t")[0]["n"], 5);
 }
 

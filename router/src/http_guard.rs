@@ -9,9 +9,8 @@
 //! derived from its status.
 //!
 //! Not here: connection-level bounds (connection count, head timeout, lingering close), which are
-//! in [`crate::listener`]; errors hyper answers itself before a request exists (a malformed
-//! request line or `Content-Length`, a head beyond the read buffer) are bare statuses, documented
-//! in docs/operations.md.
+//! in [`crate::listener`], which also gives errors hyper answers itself before a request exists (a
+//! malformed request line or `Content-Length`, a head beyond the read buffer) the JSON document.
 
 use std::time::Duration;
 

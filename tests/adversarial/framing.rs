@@ -35,7 +35,6 @@ fn stall(name: &str, bytes: Vec<u8>, expect: Expect) -> Case {
             within: Duration::from_secs(5),
         },
         expect,
-        bare: false,
     }
 }
 
@@ -101,8 +100,7 @@ pub fn cases() -> Vec<Case> {
             "transfer-encoding gzip",
             post("Transfer-Encoding: gzip\r\n", b"SELECT 1"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "transfer-encoding chunked twice",
             post(
@@ -116,32 +114,27 @@ pub fn cases() -> Vec<Case> {
             "content-length not a number",
             post("Content-Length: abc\r\n", b"SELECT 1"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "content-length negative",
             post("Content-Length: -8\r\n", b"SELECT 1"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "content-length twice differing",
             post("Content-Length: 8\r\nContent-Length: 9\r\n", b"SELECT 1"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "content-length 2^64",
             post("Content-Length: 18446744073709551616\r\n", b"SELECT 1"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "content-length 2^64-1",
             post("Content-Length: 18446744073709551615\r\n", b"SELECT 1"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "content-length over limit",
             post("Content-Length: 2000000\r\n", b"SELECT 1"),
@@ -156,10 +149,9 @@ pub fn cases() -> Vec<Case> {
             "content-length with plus",
             post("Content-Length: +8\r\n", b"SELECT 1"),
             Closed,
-        )
-        .bare(),
+        ),
         // Request line and target.
-        Case::raw("raw NUL in target", get("/segments/s\0x", ""), Closed).bare(),
+        Case::raw("raw NUL in target", get("/segments/s\0x", ""), Closed),
         Case::raw(
             "raw non-UTF-8 in target",
             get("/segments/\u{ff}", ""),
@@ -174,14 +166,12 @@ pub fn cases() -> Vec<Case> {
             ]
             .concat(),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "space in target",
             b"GET /segments/a b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "absolute-form target",
             get("http://evil.example/segments/s", ""),
@@ -196,8 +186,7 @@ pub fn cases() -> Vec<Case> {
             "connect method",
             b"CONNECT evil.example:443 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
             Client,
-        )
-        .bare(),
+        ),
         Case::raw(
             "trace method",
             b"TRACE /segments/s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
@@ -212,27 +201,23 @@ pub fn cases() -> Vec<Case> {
             "long method",
             format!("{} /health HTTP/1.1\r\nHost: x\r\n\r\n", "A".repeat(5000)).into_bytes(),
             Client,
-        )
-        .bare(),
-        Case::raw("HTTP/0.9", b"GET /health\r\n\r\n".to_vec(), Closed).bare(),
+        ),
+        Case::raw("HTTP/0.9", b"GET /health\r\n\r\n".to_vec(), Closed),
         Case::raw(
             "HTTP/2 preface",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "HTTP/3.0 version",
             b"GET /health HTTP/3.0\r\nHost: x\r\n\r\n".to_vec(),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "TLS client hello",
             b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n".to_vec(),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "target of 20 KiB",
             get(&format!("/segments/{}", "a".repeat(20 << 10)), ""),
@@ -247,8 +232,7 @@ pub fn cases() -> Vec<Case> {
             "target of 100 KiB",
             get(&format!("/segments/{}", "a".repeat(100 << 10)), ""),
             Closed,
-        )
-        .bare(),
+        ),
         // Headers.
         Case::raw(
             "header of 30 KiB",
@@ -259,38 +243,32 @@ pub fn cases() -> Vec<Case> {
             "head of 200 KiB",
             get("/health", &format!("X-Big: {}\r\n", "b".repeat(200 << 10))),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "300 headers",
             get("/health", &"X-H: 1\r\n".repeat(300)),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "header without colon",
             get("/health", "NoColonHere\r\n"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "header name with space",
             get("/health", "Bad Name: 1\r\n"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "NUL in header value",
             get("/health", "X-N: a\0b\r\n"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "obs-fold header",
             get("/health", "X-F: a\r\n  folded\r\n"),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "non-UTF-8 header value",
             b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-U: \xff\xfe\r\n\r\n"
@@ -309,8 +287,7 @@ pub fn cases() -> Vec<Case> {
                 b"SELECT 1",
             ),
             Closed,
-        )
-        .bare(),
+        ),
         Case::raw(
             "expect 100-continue over limit",
             post("Expect: 100-continue\r\nContent-Length: 5000000\r\n", b""),
@@ -331,7 +308,7 @@ pub fn cases() -> Vec<Case> {
             .concat(),
             Status(200),
         ),
-        Case::raw("garbage only", b"\r\n\r\n\r\n\x00\x00\x00".to_vec(), Closed).bare(),
+        Case::raw("garbage only", b"\r\n\r\n\r\n\x00\x00\x00".to_vec(), Closed),
         Case::raw(
             "smuggled second request in body",
             post(

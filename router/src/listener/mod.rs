@@ -11,6 +11,9 @@
 //!   discards what the client still sends (bounded in time and bytes) before closing: a client
 //!   that writes a whole oversized body before reading then sees its 413 rather than a reset.
 //!
+//! - **hyper's own refusals** (a request it cannot parse) get the JSON error document like every
+//!   other error ([`json_errors`]).
+//!
 //! Not here: request-level checks (URI and header sizes, JSON errors, body timeouts), which are
 //! middleware in [`crate::http_guard`].
 
@@ -28,6 +31,9 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use trough_core::config::HttpLimits;
 use trough_core::http::ErrorBody;
+
+pub mod json_errors;
+use json_errors::JsonErrors;
 
 /// How long open connections may take to finish after shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -118,7 +124,10 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let mut conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app));
+    let mut conn = builder.serve_connection(
+        TokioIo::new(JsonErrors::new(tcp)),
+        TowerToHyperService::new(app),
+    );
     let mut draining = false;
     let result = loop {
         let done = tokio::select! {
@@ -136,7 +145,7 @@ async fn serve_connection(
     if let Err(e) = &result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
-    let tcp = conn.into_parts().io.into_inner();
+    let tcp = conn.into_parts().io.into_inner().into_inner();
     // Shutting down: no lingering (the process is about to close every socket anyway).
     tokio::select! {
         _ = linger(tcp, Duration::from_millis(limits.linger_ms), limits.linger_bytes) => {}
