@@ -34,10 +34,12 @@ install_consul() {
   apt-get "${opts[@]}" update -qq >/dev/null
   (cd "$apt" && apt-get "${opts[@]}" download -qq consul >/dev/null)
   local deb
-  deb="$(ls "$apt"/consul_*.deb | head -n1)"
+  # No `| head` under pipefail: head exits early and the writer dies of SIGPIPE (exit 141).
+  local debs=("$apt"/consul_*.deb)
+  deb="${debs[0]}"
   rm -rf "$apt/unpacked" && dpkg-deb -x "$deb" "$apt/unpacked"
   cp "$apt/unpacked/usr/bin/consul" "$TOOLS/bin/consul"
-  "$TOOLS/bin/consul" version | head -n1 >&2
+  "$TOOLS/bin/consul" version | awk 'NR == 1' >&2
 }
 
 install_s3s_fs() {
