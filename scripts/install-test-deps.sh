@@ -3,6 +3,7 @@
 # (default ~/.cache/trough-tools, outside the checkout so fresh clones reuse it):
 #   - consul 1.8.7 (Debian bullseye's package, unpacked; the system's apt sources are not changed)
 #   - s3s-fs 0.14.1 (a real S3 server over a local directory), built with cargo
+#   - cargo-machete 0.9.2 (finds declared dependencies no code uses; scripts/test.sh fails on any)
 #   - the original Trough's Python clients (PyPI `trough` and `warcprox`) in a venv, for
 #     tests/trough_clients.rs
 # Re-running it is cheap: everything already present is kept.
@@ -51,6 +52,15 @@ install_s3s_fs() {
   ln -sf "$TOOLS/cargo/bin/s3s-fs" "$TOOLS/bin/s3s-fs"
 }
 
+install_cargo_machete() {
+  if [ -x "$TOOLS/bin/cargo-machete" ] && "$TOOLS/bin/cargo-machete" --version 2>/dev/null | grep -q 0.9.2; then
+    return
+  fi
+  log "building cargo-machete 0.9.2 (about a minute, once)"
+  cargo install --quiet --locked cargo-machete@0.9.2 --root "$TOOLS/cargo" >&2
+  ln -sf "$TOOLS/cargo/bin/cargo-machete" "$TOOLS/bin/cargo-machete"
+}
+
 # The original Trough's clients, unchanged, from PyPI. `trough` and `warcprox` are installed
 # without their declared dependencies: those pull Trough's server side (HDFS, uWSGI, old
 # aiohttp) that no longer builds on Python 3.11 and that the clients do not import; the
@@ -73,5 +83,6 @@ install_trough_clients() {
 
 install_consul
 install_s3s_fs
+install_cargo_machete
 install_trough_clients
 log "ready: $TOOLS/bin"

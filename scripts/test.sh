@@ -14,6 +14,9 @@ step() { echo; echo "==> $*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "cargo machete (no unused dependencies)"
+cargo machete
+
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 

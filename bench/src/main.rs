@@ -138,7 +138,7 @@ pub struct Preset {
     pub s4_segments: usize,
     /// Scenario 4: rows per segment.
     pub s4_rows: u64,
-    /// Scenario 5: run `cargo bench -p trough-synchronizer --bench assign` (100,000 segments on
+    /// Scenario 5: run `cargo bench -p trough-placement --bench assign` (100,000 segments on
     /// 100 nodes); otherwise the same planner in-process on `s5_segments` / `s5_nodes`.
     pub s5_cargo_bench: bool,
     /// Scenario 5 (in-process): segments.

@@ -1133,10 +1133,10 @@ fn s5(ctx: &Ctx, rep: &mut Report) -> Result<()> {
     let p = &ctx.p;
     if p.s5_cargo_bench {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let cmd = "cargo bench -p trough-synchronizer --bench assign";
+        let cmd = "cargo bench -p trough-placement --bench assign";
         eprintln!("   {cmd}");
         let out = Command::new(&cargo)
-            .args(["bench", "-p", "trough-synchronizer", "--bench", "assign"])
+            .args(["bench", "-p", "trough-placement", "--bench", "assign"])
             .current_dir(&ctx.args.repo)
             .output()
             .with_context(|| format!("run {cmd}"))?;
@@ -1171,8 +1171,8 @@ fn s5(ctx: &Ctx, rep: &mut Report) -> Result<()> {
         }
         rep.notes.push("scenario 5: figures from the existing bench (100,000 segments, 100 nodes, RF 2, median of its 5 runs)".into());
     } else {
-        use trough_core::{NodeName, SegmentId};
-        use trough_synchronizer::assign::{assign, Assignment, NodeSpec, SegmentSpec, TierSpec};
+        use trough_placement::{assign, Assignment, NodeSpec, SegmentSpec, TierSpec};
+        use trough_types::{NodeName, SegmentId};
         let (ns, nn) = (p.s5_segments, p.s5_nodes);
         let segments: Vec<SegmentSpec> = (0..ns)
             .map(|i| {

@@ -24,7 +24,7 @@ async fn finish(resp: reqwest::Response) -> anyhow::Result<()> {
     let status = resp.status();
     let text = resp.text().await.context("reading the response")?;
     if !status.is_success() {
-        let msg = serde_json::from_str::<trough_core::http::ErrorBody>(&text)
+        let msg = serde_json::from_str::<trough_types::wire::ErrorBody>(&text)
             .map(|b| format!("{} ({})", b.error.message, b.error.code))
             .unwrap_or(text);
         bail!("{status}: {msg}");
@@ -76,7 +76,7 @@ pub async fn get_all_pages(
         let status = resp.status();
         let text = resp.text().await.context("reading the response")?;
         if !status.is_success() {
-            let msg = serde_json::from_str::<trough_core::http::ErrorBody>(&text)
+            let msg = serde_json::from_str::<trough_types::wire::ErrorBody>(&text)
                 .map(|b| format!("{} ({})", b.error.message, b.error.code))
                 .unwrap_or(text);
             bail!("{status}: {msg}");

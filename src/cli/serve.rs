@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use trough_core::config::Config;
+use trough_config::Config;
 
 /// Flags shared by every node process. Each overrides the same setting from the config file and
 /// `TROUGH_*` environment variables.
@@ -56,7 +56,7 @@ pub struct ServeArgs {
 }
 
 /// Which roles a node process runs.
-pub use trough_router::serve::Roles;
+pub use trough_node::Roles;
 
 /// Runs a node process with `roles`. Anything short of every role is a cluster member and
 /// needs Consul.
@@ -115,7 +115,7 @@ pub async fn run(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
         let _ = tx.send(true);
         shutdown_deadline(grace);
     });
-    trough_router::serve::run(config, roles, rx, |addr| {
+    trough_node::run(config, roles, rx, |addr| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "trough serving on http://{addr}");
@@ -133,7 +133,7 @@ fn shutdown_deadline(grace: std::time::Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(grace / 2);
         tracing::warn!("shutdown: interrupting running SQLite statements");
-        trough_core::sql::watchdog::interrupt_all();
+        trough_sqlite::watchdog::interrupt_all();
         std::thread::sleep(grace - grace / 2);
         tracing::error!(
             grace_ms = grace.as_millis() as u64,

@@ -1,0 +1,456 @@
+//! Cluster-wide queries: choose segments, fan out, spool the answers, merge, stream the result.
+//!
+//! `POST /query` runs one SQL statement over many segments as if they were one database. The
+//! exact rewriting and merging is [`trough_scatter`]'s job (pure planning, bounded-memory
+//! merging). This module is the I/O around it:
+//!
+//! 1. [`select`] turns the request's segment selector (`[ids]`, `"*"`, `"prefix*"`,
+//!    `{"regex": ...}`) into ids from the catalog. It is pure.
+//! 2. Every chosen segment runs the plan's per-segment SQL, at most `limits.scatter.concurrency`
+//!    at a time, each within `limits.scatter.segment_timeout_ms`. Segments held here run locally;
+//!    the others go to a replica, and then to the next replica if one fails before answering.
+//! 3. Each answer is spooled as it arrives ([`spool`]): in memory up to
+//!    `limits.scatter.spool_memory_bytes`, then in a temporary file. Memory therefore stays
+//!    bounded whatever the number of rows, and a slow merge never holds connections open.
+//!    Every segment also answers the plan's one-row guard query (concurrently); the answers are
+//!    judged before anything is merged, and may ask for a new plan (an alias that is a column).
+//! 4. Failures are typed errors. A segment's client error (bad SQL for its schema, integer
+//!    overflow) is the query's: 400 as the segment said it. If any segment is unavailable or
+//!    timed out, the default is an error naming every failed segment (503). With
+//!    `"partial": "allow"`, the answer carries the rows of the segments that answered and says
+//!    exactly which did not. A partial answer is never silent. (`settle`)
+//! 5. The merge runs off the async runtime and streams rows out. An error before the first row
+//!    gets a proper status; a later one breaks the stream visibly (decision 0003).
+//!
+//! `"mode": "per_segment"` ([`per_segment`]) skips planning and merging: the statement runs as it
+//! is on each segment, with the same selection, fan-out and failure contract.
+//!
+//! Not here: SQL rewriting (scatter), single-segment queries (handlers::sql).
+
+pub mod per_segment;
+pub mod select;
+pub mod spool;
+pub mod tables;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::http::HttpError;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use trough_sqlite::{Params, RowFormat, SqlRequest};
+use trough_types::{ApiError, Error, ErrorKind, SegmentId};
+
+use crate::Node;
+pub use select::Selector;
+use spool::Spool;
+use trough_cluster::forward::FORWARDED_HEADER;
+use trough_scatter::SegmentFacts;
+
+/// A cluster-wide query.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScatterRequest {
+    /// One SELECT statement.
+    pub sql: String,
+    /// Its parameters (used unchanged by every segment and by the merge).
+    #[serde(default)]
+    pub params: Params,
+    /// Which segments to query.
+    pub segments: Selector,
+    /// `"deny"` (default): any failed segment fails the query; `"allow"`: answer with the
+    /// segments that answered and list the others.
+    #[serde(default)]
+    pub partial: Partial,
+    /// `"exact"` (default): one answer, as one database would give it; `"per_segment"`: the
+    /// statement as it is in each segment, rows tagged with their segment ([`per_segment`]).
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// How a cluster-wide query is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Exactly as one database holding every chosen segment's rows (planned and merged).
+    #[default]
+    Exact,
+    /// Each segment answers the statement on its own rows; rows are tagged with the segment.
+    PerSegment,
+}
+
+/// What to do when some segments fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partial {
+    /// Fail the whole query (503) naming the failed segments.
+    #[default]
+    Deny,
+    /// Answer with what answered, and say exactly what did not.
+    Allow,
+}
+
+/// A segment that did not answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    /// The segment.
+    pub id: SegmentId,
+    /// Why.
+    pub error: String,
+}
+
+/// The fan-out summary sent with every answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// Segments chosen by the selector.
+    pub queried: usize,
+    /// Segments that answered.
+    pub answered: usize,
+    /// Segments that did not, and why.
+    pub failed: Vec<Failure>,
+}
+
+/// Everything the merge needs once every segment has answered or failed.
+pub struct Gathered {
+    /// The plan.
+    pub plan: trough_scatter::ScatterPlan,
+    /// The answers, in segment-id order.
+    pub answers: Vec<(SegmentId, Spool)>,
+    /// The summary.
+    pub summary: Summary,
+    /// The table's declared columns (from the first segment's guard answer), to name the result
+    /// columns of an answer without rows.
+    pub table_columns: Vec<String>,
+}
+
+/// What the fan-out of a planned query came to.
+pub enum FanOut {
+    /// Every segment answered (or failed within the partial contract): merge these.
+    Merge(Box<Gathered>),
+    /// The segments' schemas make this plan inexact (a view, a declared COLLATE, segments that
+    /// disagree on an alias): the error says why. The query is still answerable by gathering
+    /// its tables (`handlers::gather`), which runs it as written in one database.
+    Refused(Error),
+}
+
+/// Plans, selects and fans out; returns the spooled answers, or the error to send.
+///
+/// Every segment answers the plan's guard query besides its data query (both at once); the
+/// guard answers are judged before anything is merged (`ScatterPlan::check_segments`), and a
+/// plan that took a result alias for what the segments say is a column is replaced, its data
+/// query run again.
+pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<FanOut, HttpError> {
+    let started = Instant::now();
+    let mut plan = trough_scatter::plan(&req.sql)?;
+    let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
+    let ids = select::select(&catalog, &req.segments)?;
+    let guard_body = request_body(plan.guard_sql(), &Params::None)?;
+    let body = request_body(plan.segment_sql(), &req.params)?;
+    let (guards, data) = tokio::join!(fan_out(node, &ids, guard_body), fan_out(node, &ids, body));
+    let mut failures: Vec<(SegmentId, Error)> = Vec::new();
+    let mut facts = Vec::new();
+    for (id, r) in guards {
+        match r.and_then(read_facts) {
+            Ok(f) => facts.push((id, f)),
+            Err(e) => failures.push((id, e)),
+        }
+    }
+    let mut results = data;
+    let named: Vec<(String, SegmentFacts)> = facts
+        .iter()
+        .map(|(id, f)| (id.to_string(), f.clone()))
+        .collect();
+    let checked = match plan.check_segments(&named) {
+        Ok(c) => c,
+        Err(refusal) => return Ok(FanOut::Refused(refusal)),
+    };
+    if let Some(columns) = checked {
+        plan = trough_scatter::plan_with_columns(&req.sql, &columns)?;
+        if let Err(refusal) = plan.check_segments(&named) {
+            return Ok(FanOut::Refused(refusal));
+        }
+        let body = request_body(plan.segment_sql(), &req.params)?;
+        let answered: Vec<SegmentId> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut again = fan_out(node, &answered, body).await;
+        again.extend(results.into_iter().filter(|(_, r)| r.is_err()));
+        results = again;
+    }
+    let (answers, summary) = settle(req, ids.len(), results, failures)?;
+    metrics::histogram!("trough_scatter_fanout_segments").record(ids.len() as f64);
+    tracing::info!(
+        segments = summary.queried,
+        answered = summary.answered,
+        failed = summary.failed.len(),
+        strategy = ?plan.strategy(),
+        gather_ms = started.elapsed().as_millis() as u64,
+        sql = %req.sql,
+        "scatter query"
+    );
+    let table_columns = facts
+        .into_iter()
+        .next()
+        .map(|(_, f)| f.columns)
+        .unwrap_or_default();
+    Ok(FanOut::Merge(Box::new(Gathered {
+        plan,
+        answers,
+        summary,
+        table_columns,
+    })))
+}
+
+/// Sorts the segments' outcomes into answers and failures and applies the failure contract:
+/// a segment's client error is the query's (400, as the segment said it) unless `partial` allows
+/// an answer from the others; any other failure is 503 `segments_failed` unless `partial` is
+/// `"allow"`. `failures` are segments already known to have failed.
+#[allow(clippy::type_complexity)]
+pub(crate) fn settle(
+    req: &ScatterRequest,
+    queried: usize,
+    results: Vec<(SegmentId, Result<Spool, Error>)>,
+    mut failures: Vec<(SegmentId, Error)>,
+) -> Result<(Vec<(SegmentId, Spool)>, Summary), HttpError> {
+    let mut answers = Vec::with_capacity(results.len());
+    for (id, r) in results {
+        match r {
+            Ok(s) if !failures.iter().any(|(f, _)| *f == id) => answers.push((id, s)),
+            Ok(_) => {}
+            Err(e) => failures.push((id, e)),
+        }
+    }
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
+    // A segment's own client error (bad SQL for its schema, integer overflow, a missing
+    // parameter) is the query's fault, the same on every replica: the client's error as SQLite
+    // said it (400), not an unavailability. Only with `"partial": "allow"` and other segments
+    // answering is it listed among the failed segments like any other failure.
+    let partial_answer = req.partial == Partial::Allow && !answers.is_empty();
+    if let Some((id, e)) = failures
+        .iter()
+        .find(|(_, e)| e.kind() == ErrorKind::InvalidInput && !partial_answer)
+    {
+        tracing::info!(segment = %id, code = e.code(), "scatter query failed on a segment: {}", e.message());
+        return Err(HttpError::new(e.kind(), e.code(), e.message()));
+    }
+    let mut failed: Vec<Failure> = failures
+        .into_iter()
+        .map(|(id, e)| Failure {
+            id,
+            error: e.message().to_owned(),
+        })
+        .collect();
+    failed.dedup_by(|a, b| a.id == b.id);
+    answers.sort_by(|a, b| a.0.cmp(&b.0));
+    let summary = Summary {
+        queried,
+        answered: answers.len(),
+        failed,
+    };
+    if !summary.failed.is_empty() && req.partial == Partial::Deny {
+        metrics::counter!("trough_scatter_queries_total", "outcome" => "failed_segments")
+            .increment(1);
+        let names: Vec<String> = summary
+            .failed
+            .iter()
+            .take(20)
+            .map(|f| format!("{} ({})", f.id, f.error))
+            .collect();
+        let more = summary.failed.len().saturating_sub(20);
+        return Err(HttpError::new(
+            ErrorKind::Unavailable,
+            "segments_failed",
+            format!(
+                "{} of {} segments failed: {}{}; send \"partial\": \"allow\" to get the rows of the others",
+                summary.failed.len(),
+                summary.queried,
+                names.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ),
+        ));
+    }
+    Ok((answers, summary))
+}
+
+pub(crate) fn request_body(sql: &str, params: &Params) -> Result<Bytes, HttpError> {
+    Ok(Bytes::from(
+        serde_json::to_vec(&SqlRequest {
+            sql: sql.to_owned(),
+            params: params.clone(),
+        })
+        .map_err(|e| HttpError::new(ErrorKind::Internal, "internal", e.to_string()))?,
+    ))
+}
+
+/// The one row of a guard answer.
+fn read_facts(spool: Spool) -> Result<SegmentFacts, Error> {
+    let mut rows = spool.rows();
+    let row = match rows.next_pairs() {
+        Some(Ok(pairs)) => pairs.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        Some(Err(e)) => return Err(Error::internal(e)),
+        None => return Err(Error::internal("the scatter guard query returned no row")),
+    };
+    SegmentFacts::from_row(&row)
+}
+
+/// Runs `body` on every segment of `ids`, at most `limits.scatter.concurrency` at a time, each
+/// within `limits.scatter.segment_timeout_ms`.
+pub(crate) async fn fan_out(
+    node: &Arc<Node>,
+    ids: &[SegmentId],
+    body: Bytes,
+) -> Vec<(SegmentId, Result<Spool, Error>)> {
+    let limits = &node.limits.scatter;
+    let segment_timeout = Duration::from_millis(limits.segment_timeout_ms.max(1));
+    let concurrency = limits.concurrency.max(1);
+    futures::stream::iter(ids.to_vec())
+        .map(|id| {
+            let body = body.clone();
+            let node = node.clone();
+            async move {
+                let t0 = Instant::now();
+                let r = match tokio::time::timeout(segment_timeout, fetch(&node, &id, body)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Timeout,
+                        "segment_timeout",
+                        format!("timed out after {} ms", segment_timeout.as_millis()),
+                    )),
+                };
+                metrics::histogram!("trough_scatter_segment_seconds")
+                    .record(t0.elapsed().as_secs_f64());
+                (id, r)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// Runs the per-segment SQL on one segment (here, or on a replica) and spools its NDJSON answer.
+/// The error keeps its kind: the query's own fault (`InvalidInput`, as the segment said it) or
+/// the segment's unavailability.
+async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error> {
+    let spool_mem = node.limits.scatter.spool_memory_bytes;
+    if node.reads_locally(id) {
+        let reader = node
+            .reader
+            .as_ref()
+            .expect("reads_locally implies a reader");
+        let req: SqlRequest =
+            serde_json::from_slice(&body).map_err(|e| Error::internal(e.to_string()))?;
+        let stream = reader
+            .query(id, req, RowFormat::Ndjson)
+            .await
+            .map_err(reader_error)?;
+        return Spool::collect(stream.map(|r| r.map_err(reader_error)), spool_mem).await;
+    }
+    let targets: Vec<_> = node
+        .cluster
+        .read_targets(id)
+        .into_iter()
+        .filter(|t| t.name != node.name)
+        .collect();
+    let targets = if targets.is_empty() {
+        // The cached view may predate this segment's placement: refresh once and look again.
+        let _ = node.cluster.refresh_segment(&node.coordinator, id).await;
+        node.cluster
+            .read_targets(id)
+            .into_iter()
+            .filter(|t| t.name != node.name)
+            .collect()
+    } else {
+        targets
+    };
+    if targets.is_empty() {
+        return Err(unavailable("no healthy replica holds it".into()));
+    }
+    let mut errors = Vec::new();
+    for t in targets {
+        let url = format!("{}/segments/{id}/query", t.address.trim_end_matches('/'));
+        let sent = node
+            .forwarder
+            .client()
+            .post(&url)
+            .header(FORWARDED_HEADER, "1")
+            .header("content-type", "application/json")
+            .header("accept", "application/x-ndjson")
+            .body(body.clone())
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                node.cluster.penalize(&t.name);
+                errors.push(format!("{}: {e}", t.name));
+                continue;
+            }
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let body = serde_json::from_str::<trough_types::wire::ErrorBody>(&text).ok();
+            // A 4xx is the query's own fault and the same on every replica.
+            if status.is_client_error() {
+                let kind = trough_types::error::kind_for_status(status.as_u16());
+                return Err(match body {
+                    Some(b) => Error::new(kind, b.error.code, b.error.message),
+                    None => Error::new(kind, "segment_error", text),
+                });
+            }
+            let msg = body.map(|b| b.error.message).unwrap_or(text);
+            node.cluster.penalize(&t.name);
+            errors.push(format!("{}: {status} {msg}", t.name));
+            continue;
+        }
+        match Spool::collect(
+            resp.bytes_stream()
+                .map(|r| r.map_err(|e| unavailable(e.to_string()))),
+            spool_mem,
+        )
+        .await
+        {
+            Ok(s) => return Ok(s),
+            // The replica said why it stopped: the query's own error (decision 0003's last
+            // line), the same on every replica.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => return Err(e),
+            Err(e) => {
+                node.cluster.penalize(&t.name);
+                errors.push(format!("{}: answer cut off: {e}", t.name));
+            }
+        }
+    }
+    Err(unavailable(errors.join("; ")))
+}
+
+fn reader_error(e: trough_reader::Error) -> Error {
+    match e {
+        trough_reader::Error::Core(e) => e,
+        e => Error::new(e.kind(), e.code(), e.to_string()),
+    }
+}
+
+fn unavailable(msg: String) -> Error {
+    Error::new(ErrorKind::Unavailable, "segment_unavailable", msg)
+}
+
+impl Node {
+    /// Every segment id in the catalog (the cluster view, or the coordinator if the view is
+    /// empty, e.g. right after start).
+    async fn cluster_catalog_ids(&self) -> Result<Vec<SegmentId>, HttpError> {
+        let snap = self.cluster.snapshot();
+        if !snap.catalog.is_empty() {
+            return Ok(snap.catalog.keys().cloned().collect());
+        }
+        Ok(self
+            .coordinator
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|e| e.id)
+            .collect())
+    }
+}

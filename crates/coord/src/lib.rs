@@ -1,0 +1,176 @@
+//! Coordination: the catalog, schemas, node registry, assignment and locks, behind one trait.
+//!
+//! The [`Coordinator`] trait is what every service uses to agree with the others: which segments
+//! and versions exist (the catalog), which schemas are registered, which nodes are alive and what
+//! they hold, what the synchronizer leader assigned to whom, and who holds a lock (the leader lock,
+//! write leases). Two backends implement it:
+//!
+//! - [`embedded::EmbeddedCoordinator`]: in-process, persisted in one local SQLite file. The
+//!   default for `trough serve`: no other process exists to coordinate with.
+//! - a Consul backend (clusters; sessions, KV and blocking queries) implementing the same trait.
+//!
+//! [`conformance`] is one test suite every backend must pass. This module holds no policy: it
+//! does not decide assignments or what to publish, it only stores and notifies.
+
+pub mod conformance;
+pub mod consul;
+pub mod embedded;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use trough_types::error::Result;
+use trough_types::id::{NodeName, SchemaName, SegmentId};
+use trough_types::manifest::{Manifest, SegmentEntry, WritableInfo};
+
+/// Segment → the nodes that must hold a read copy of its latest version.
+pub type AssignmentMap = BTreeMap<SegmentId, Vec<NodeName>>;
+
+/// What a node tells the others about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Unique node name.
+    pub name: NodeName,
+    /// Base URL other processes reach this node at (e.g. `http://10.0.0.5:6444`).
+    pub address: String,
+    /// The node's tier (a group of nodes with its own replication factor).
+    pub tier: String,
+    /// Bytes of segment copies this node may hold.
+    pub quota_bytes: u64,
+    /// Bytes of verified segment copies it holds now.
+    pub stored_bytes: u64,
+    /// The roles this node runs (`reader`, `writer`, `sync`, `router`…).
+    pub roles: Vec<String>,
+    /// The verified copies it holds: segment → version.
+    pub held: BTreeMap<SegmentId, u64>,
+    /// When it last reported.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A held lock (leader lock or write lease).
+#[derive(Debug)]
+pub struct Lease {
+    /// The lock's key, e.g. `leader` or `write/<segment>`.
+    pub key: String,
+    /// Who holds it.
+    pub holder: NodeName,
+    /// Becomes `true` when the lease is lost (session invalidated); the holder must stop acting
+    /// on it at once.
+    pub lost: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Lease {
+    /// Whether the lease is still held, as far as this process knows.
+    pub fn is_held(&self) -> bool {
+        !*self.lost.borrow()
+    }
+}
+
+/// The coordination service, as every part of trough sees it.
+#[async_trait]
+pub trait Coordinator: Send + Sync + 'static {
+    // ----- catalog -----
+
+    /// Every segment in the catalog, ordered by id.
+    async fn list_segments(&self) -> Result<Vec<SegmentEntry>>;
+
+    /// At most `limit` segments whose id starts with `prefix` and sorts after `after` (all when
+    /// `None`), ordered by id: one page of the catalog. The default reads the whole catalog;
+    /// backends that can, answer from an index.
+    async fn list_segments_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SegmentEntry>> {
+        Ok(self
+            .list_segments()
+            .await?
+            .into_iter()
+            .filter(|e| {
+                e.id.as_str().starts_with(prefix) && after.is_none_or(|a| e.id.as_str() > a)
+            })
+            .take(limit)
+            .collect())
+    }
+
+    /// One segment, if it exists.
+    async fn get_segment(&self, id: &SegmentId) -> Result<Option<SegmentEntry>>;
+
+    /// Records a stored version. Idempotent for the same (id, version, sha256); a different
+    /// manifest for an existing version is a `Conflict`. Versions may be recorded out of order
+    /// (catalog rebuild); the entry keeps them sorted.
+    async fn add_version(&self, manifest: &Manifest) -> Result<SegmentEntry>;
+
+    /// Marks a segment writable (`Some`) or read-only (`None`). Creates the entry if needed.
+    /// Making a segment writable while another node is its writer is a `Conflict`.
+    async fn set_writable(
+        &self,
+        id: &SegmentId,
+        info: Option<WritableInfo>,
+    ) -> Result<SegmentEntry>;
+
+    /// Waits until the catalog or the assignment changes after `since` (an index returned by an
+    /// earlier call; 0 to get the current index at once), or until `timeout`. Returns the index.
+    async fn wait_for_change(&self, since: u64, timeout: Duration) -> Result<u64>;
+
+    /// The segments whose catalog entry changed after `since` (an index from
+    /// [`Coordinator::wait_for_change`] or from an earlier call), each once, with the index they
+    /// bring the caller up to. `None` when this backend cannot tell (it does not keep a change
+    /// log, or `since` is older than the log): the caller then re-reads the whole catalog. Lets
+    /// followers apply a change with point reads instead of a catalog-wide one.
+    async fn catalog_changes(&self, since: u64) -> Result<Option<(u64, Vec<SegmentId>)>> {
+        let _ = since;
+        Ok(None)
+    }
+
+    // ----- schemas -----
+
+    /// Registers (or replaces) a schema. Returns `true` when it was new.
+    async fn put_schema(&self, name: &SchemaName, sql: &str) -> Result<bool>;
+
+    /// A schema's SQL.
+    async fn get_schema(&self, name: &SchemaName) -> Result<Option<String>>;
+
+    /// Every schema, ordered by name.
+    async fn list_schemas(&self) -> Result<Vec<(SchemaName, String)>>;
+
+    // ----- nodes and assignment -----
+
+    /// Registers or refreshes a node (a heartbeat). A node that stops refreshing for
+    /// `node_ttl` drops out of [`Coordinator::list_nodes`].
+    async fn register_node(&self, node: &NodeInfo) -> Result<()>;
+
+    /// Nodes that reported recently, ordered by name.
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>>;
+
+    /// Stores the leader's assignment.
+    async fn put_assignment(&self, assignment: &AssignmentMap) -> Result<()>;
+
+    /// The current assignment (empty when none was stored yet).
+    async fn get_assignment(&self) -> Result<AssignmentMap>;
+
+    // ----- locks -----
+
+    /// Tries to take the lock `key` for `holder`. `Ok(None)` when someone else holds it. Taking a
+    /// lock one already holds succeeds.
+    async fn try_lock(&self, key: &str, holder: &NodeName) -> Result<Option<Lease>>;
+
+    /// Releases a lock this holder took.
+    async fn unlock(&self, key: &str, holder: &NodeName) -> Result<()>;
+
+    /// Who holds the lock `key`, if anyone.
+    async fn lock_holder(&self, key: &str) -> Result<Option<NodeName>>;
+}
+
+/// The lock key of a segment's write lease.
+pub fn write_lease_key(id: &SegmentId) -> String {
+    format!("write/{id}")
+}
+
+/// The lock key the synchronizer leader holds.
+pub const LEADER_LOCK_KEY: &str = "leader";

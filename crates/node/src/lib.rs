@@ -1,0 +1,339 @@
+//! Running a node: any set of roles, on embedded or Consul coordination.
+//!
+//! [`run`] builds a [`Node`] from a [`Config`] and a set of [`Roles`]. The object store is local
+//! files under the data directory unless configured, and coordination is embedded (a SQLite
+//! file) unless `consul` is set. The roles decide what else runs: the reader with its local
+//! synchronizer, the writer (which reopens its writable segments), the synchronizer leader
+//! candidate, and always the HTTP front door, which answers locally where it can and forwards
+//! otherwise. `trough serve` is every role on embedded coordination.
+//!
+//! Startup order matters. The catalog is reconciled with the object store before anything reads
+//! it, local copies are re-verified before they are served, and the node registers before the
+//! leader assigns. The data directory is locked (an exclusive `flock` on `<data_dir>/.lock`) so
+//! that two processes cannot share it.
+//!
+//! The reader and the local synchronizer always run in one process. The synchronizer hands
+//! verified copies straight to the reader's pools, which makes the swap atomic and lets the
+//! reader delete a superseded file only after its last query finished (decision 0007).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use trough_config::Config;
+use trough_coord::embedded::EmbeddedCoordinator;
+use trough_coord::{Coordinator, NodeInfo};
+use trough_placement::{TierRule, TierSpec};
+use trough_reader::Reader;
+use trough_store::publish::{reconcile, Publisher};
+use trough_store::SegmentStore;
+use trough_sync::leader::{self, LeaderConfig};
+use trough_sync::local::{LocalSync, NodeIdentity};
+use trough_types::{Error, NodeName, Result};
+use trough_writer::Writer;
+
+use trough_api::Node;
+use trough_cluster::forward::Forwarder;
+use trough_cluster::ClusterView;
+
+/// How often a node re-registers itself (Consul's TTL check is a few times longer).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Which parts a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// Serve reads from local copies (with the local synchronizer that keeps them).
+    pub reader: bool,
+    /// Hold writable segments.
+    pub writer: bool,
+    /// Be a candidate for synchronizer leader (computes assignments while leading).
+    pub sync_server: bool,
+}
+
+impl Roles {
+    /// Every role: what `trough serve` runs.
+    pub const ALL: Roles = Roles {
+        reader: true,
+        writer: true,
+        sync_server: true,
+    };
+
+    /// Role names as published in the node registry.
+    pub fn names(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.reader {
+            v.push("reader".to_owned());
+            v.push("sync".to_owned());
+        }
+        if self.writer {
+            v.push("writer".to_owned());
+        }
+        if self.sync_server {
+            v.push("sync-server".to_owned());
+        }
+        v.push("router".to_owned());
+        v
+    }
+}
+
+/// Opens the coordinator the configuration asks for.
+pub fn coordinator(config: &Config, data_dir: &std::path::Path) -> Result<Arc<dyn Coordinator>> {
+    match &config.consul {
+        Some(url) => {
+            use trough_coord::consul::{ConsulCoordinator, ConsulOptions};
+            let name = NodeName::new(&config.node_name)?;
+            let opts = ConsulOptions {
+                prefix: config.consul_prefix.clone(),
+                session_ttl: Duration::from_secs(config.consul_session_ttl_secs),
+                lock_delay: Duration::from_secs(config.consul_lock_delay_secs),
+                node_ttl: Duration::from_secs(config.consul_node_ttl_secs),
+                ..ConsulOptions::default()
+            };
+            Ok(Arc::new(ConsulCoordinator::connect_with(url, &name, opts)?))
+        }
+        None => Ok(Arc::new(EmbeddedCoordinator::open(
+            &data_dir.join("coordinator.sqlite"),
+        )?)),
+    }
+}
+
+/// Runs the given roles until `shutdown` turns `true`. Calls `ready` with the bound address once
+/// the server accepts connections.
+pub async fn run(
+    config: Config,
+    roles: Roles,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    trough_api::metrics::install();
+    let data_dir = trough_config::absolute(&config.data_dir)?;
+    std::fs::create_dir_all(&data_dir)?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let tmp_dir = data_dir.join("tmp");
+    let _ = std::fs::remove_dir_all(&tmp_dir);
+    std::fs::create_dir_all(&tmp_dir)?;
+    // Before any SQLite use: the process-wide limits, and SQLite's own temporary files (sorts
+    // and temporary b-trees that spill) under the data dir instead of $TMPDIR.
+    trough_sqlite::limits::configure(&config.limits.sqlite, &tmp_dir.join("sqlite"))?;
+
+    let name = NodeName::new(&config.node_name)?;
+    let store = SegmentStore::from_url(
+        &config.object_store_url()?,
+        &config.object_store_option_pairs(),
+    )?;
+    let coordinator = coordinator(&config, &data_dir)?;
+    reconcile(&store, coordinator.as_ref()).await?;
+    let publisher = Publisher::new(store.clone(), coordinator.clone());
+
+    // A writer serves the reads of its writable segments from their live databases, so it has a
+    // reader too (without a local synchronizer unless it is also a read node).
+    let reader =
+        (roles.reader || roles.writer).then(|| Arc::new(Reader::new(config.limits.query.clone())));
+    let writer = if roles.writer {
+        let w = Writer::open(
+            name.clone(),
+            data_dir.join("writable"),
+            coordinator.clone(),
+            publisher.clone(),
+            trough_writer::WriterOptions {
+                synchronous: config.writer.synchronous,
+                write_timeout: config.limits.write_timeout(),
+                schema_check: trough_writer::SchemaCheck::new(&config.limits, tmp_dir.clone()),
+            },
+        )
+        .await
+        .map_err(|e| Error::internal(format!("opening writable segments: {e}")))?;
+        Some(Arc::new(w))
+    } else {
+        None
+    };
+    if let (Some(r), Some(w)) = (&reader, &writer) {
+        for (id, path) in w.live() {
+            r.install_live(id, path)
+                .map_err(|e| Error::internal(e.to_string()))?;
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| {
+            Error::invalid(
+                "listen_failed",
+                format!("cannot listen on {}: {e}", config.listen),
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let identity = NodeIdentity {
+        name: name.clone(),
+        address: config
+            .node
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
+        tier: config.node.tier.clone(),
+        quota_bytes: config.node.quota_bytes,
+        roles: roles.names(),
+    };
+    let sync = match reader.as_ref().filter(|_| roles.reader) {
+        Some(r) => {
+            let s = Arc::new(LocalSync::new(
+                identity.clone(),
+                data_dir.join("copies"),
+                store.clone(),
+                coordinator.clone(),
+                r.clone(),
+                config.sync.clone(),
+            ));
+            let adopted = s.adopt_existing().await?;
+            tracing::info!(adopted, "re-verified local copies");
+            Some(s)
+        }
+        None => None,
+    };
+    heartbeat(coordinator.as_ref(), &identity, sync.as_deref()).await?;
+    tracing::info!(node = %name, roles = ?roles.names(), data_dir = %data_dir.display(), store = store.url(), consul = ?config.consul, "node ready");
+
+    let cluster = Arc::new(ClusterView::new());
+    cluster.refresh(coordinator.as_ref()).await?;
+
+    let mut tasks = vec![
+        tokio::spawn(cluster.clone().run(coordinator.clone(), shutdown.clone())),
+        tokio::spawn(heartbeat_loop(
+            coordinator.clone(),
+            identity.clone(),
+            sync.clone(),
+            shutdown.clone(),
+        )),
+    ];
+    if roles.sync_server {
+        let lc = leader_config(&config);
+        trough_placement::TierMatcher::new(&lc.tier_rules)
+            .map_err(|e| Error::invalid("invalid_config", e.to_string()))?;
+        tasks.push(tokio::spawn(leader::run(
+            name.clone(),
+            coordinator.clone(),
+            leader_config(&config),
+            shutdown.clone(),
+        )));
+    }
+    if let Some(s) = &sync {
+        tasks.push(tokio::spawn(s.clone().run(shutdown.clone())));
+    }
+    if let Some(w) = &writer {
+        tasks.push(tokio::spawn(
+            w.clone()
+                .maintain_leases(Duration::from_secs(1), shutdown.clone()),
+        ));
+    }
+    if let (Some(w), true) = (&writer, config.writer.auto_promote_secs > 0) {
+        tasks.push(tokio::spawn(w.clone().auto_promote(
+            Duration::from_secs(config.writer.auto_promote_secs),
+            shutdown.clone(),
+        )));
+    }
+
+    let node = Arc::new(Node {
+        name,
+        coordinator,
+        publisher,
+        reader,
+        writer,
+        sync,
+        cluster,
+        forwarder: Forwarder::new(),
+        limits: config.limits.clone(),
+        tmp_dir,
+    });
+    ready(addr);
+    let app = trough_api::app(node.clone());
+    trough_api::listener::serve(listener, app, node.limits.http.clone(), shutdown).await;
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    Ok(())
+}
+
+/// The leader's tier configuration.
+fn leader_config(config: &Config) -> LeaderConfig {
+    LeaderConfig {
+        tiers: config
+            .assignment
+            .tiers
+            .iter()
+            .map(|t| TierSpec {
+                name: t.name.clone(),
+                replication_factor: t.replication_factor,
+            })
+            .collect(),
+        tier_rules: config
+            .assignment
+            .tier_rules
+            .iter()
+            .map(|r| TierRule {
+                pattern: r.pattern.clone(),
+                tier: r.tier.clone(),
+            })
+            .collect(),
+        interval: config.sync.interval(),
+    }
+}
+
+/// Registers this node once: with its holdings if it has a local synchronizer.
+async fn heartbeat(
+    coordinator: &dyn Coordinator,
+    identity: &NodeIdentity,
+    sync: Option<&LocalSync>,
+) -> Result<()> {
+    match sync {
+        Some(s) => s.report().await,
+        None => {
+            coordinator
+                .register_node(&NodeInfo {
+                    name: identity.name.clone(),
+                    address: identity.address.clone(),
+                    tier: identity.tier.clone(),
+                    quota_bytes: identity.quota_bytes,
+                    stored_bytes: 0,
+                    roles: identity.roles.clone(),
+                    held: Default::default(),
+                    updated_at: Utc::now(),
+                })
+                .await
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    coordinator: Arc<dyn Coordinator>,
+    identity: NodeIdentity,
+    sync: Option<Arc<LocalSync>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = heartbeat(coordinator.as_ref(), &identity, sync.as_deref()).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}
+
+/// Takes an exclusive lock on the data directory, held until the returned file is dropped.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::conflict(
+            "data_dir_locked",
+            format!("{} is in use by another trough process", dir.display()),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}

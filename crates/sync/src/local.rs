@@ -1,0 +1,650 @@
+//! Local mode: make this node hold exactly the verified copies assigned to it.
+//!
+//! Each pass reads the assignment and the catalog, asks the pure [`plan`] what to fetch and
+//! what to drop, and carries it out: a fetch streams the version's object to
+//! `copies/<id>/<version>-<sha256>.sqlite.part`, hashing as it goes ([`SegmentStore::download`]),
+//! and only a file whose size and SHA-256 match the manifest is renamed into place and handed to
+//! the reader, which swaps it in atomically (queries in flight finish on the old copy, whose file
+//! the reader deletes afterwards). A drop happens only once every other assigned replica holds
+//! the latest version. A periodic scrub re-hashes every copy; a copy that no longer matches is
+//! withdrawn from service at once and fetched again on the next pass. After each pass the node
+//! reports its verified holdings to the coordinator (its heartbeat).
+//!
+//! Every verified copy is recorded in a [`VerifiedLog`] (size, mtime, inode, SHA-256). At
+//! restart ([`LocalSync::adopt_existing`]) a copy whose file is unchanged since it was recorded
+//! is served at once and re-hashed in the background right after the first pass; a copy whose
+//! file changed is re-hashed before it is served, and deleted if it no longer matches.
+//!
+//! Not here: deciding the assignment (leader), serving queries (reader).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Serialize;
+use trough_config::SyncConfig;
+use trough_coord::{AssignmentMap, Coordinator, NodeInfo};
+use trough_reader::Reader;
+use trough_store::SegmentStore;
+use trough_types::{Manifest, NodeName, SegmentEntry, SegmentId};
+
+use crate::verified::VerifiedLog;
+
+/// What this node knows about one of its copies.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct CopyState {
+    /// The version held.
+    pub version: u64,
+    /// Its SHA-256, as in the manifest.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether the file's checksum matched the manifest (only verified copies are served).
+    pub verified: bool,
+    /// The last error fetching or verifying this segment, if any.
+    pub error: Option<String>,
+}
+
+/// Counts of a node's local copies (the summary of `/health`).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CopySummary {
+    /// Copies known (verified or not).
+    pub copies: u64,
+    /// Verified copies (the ones served).
+    pub verified: u64,
+    /// Bytes of the verified copies.
+    pub verified_bytes: u64,
+    /// Copies whose last fetch or verification failed.
+    pub errors: u64,
+}
+
+/// One step a pass should take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Download, verify and install this version.
+    Fetch(Manifest),
+    /// Stop serving and delete the local copy of this segment.
+    Drop(SegmentId),
+}
+
+/// Decides what a node must fetch and drop. Pure.
+///
+/// - `held`: segment → (version, verified) of the local copies.
+/// - `holders`: segment → the other nodes' verified versions (from their heartbeats).
+///
+/// A segment assigned to `node` whose latest version is not held verified is fetched. A held
+/// segment that is no longer assigned is dropped only when every node now assigned to it holds
+/// its latest version (or it left the catalog), so a copy never disappears before its
+/// replacement is in place.
+pub fn plan(
+    node: &NodeName,
+    assignment: &AssignmentMap,
+    catalog: &BTreeMap<SegmentId, SegmentEntry>,
+    held: &BTreeMap<SegmentId, (u64, bool)>,
+    holders: &BTreeMap<SegmentId, BTreeMap<NodeName, u64>>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (id, nodes) in assignment {
+        if !nodes.contains(node) {
+            continue;
+        }
+        let Some(latest) = catalog.get(id).and_then(|e| e.latest()) else {
+            continue;
+        };
+        match held.get(id) {
+            Some(&(v, true)) if v == latest.version => {}
+            _ => actions.push(Action::Fetch(latest.clone())),
+        }
+    }
+    for id in held.keys() {
+        let assigned_here = assignment.get(id).is_some_and(|n| n.contains(node));
+        if assigned_here {
+            continue;
+        }
+        let Some(latest) = catalog.get(id).and_then(|e| e.latest()) else {
+            actions.push(Action::Drop(id.clone()));
+            continue;
+        };
+        let others = assignment.get(id).map(Vec::as_slice).unwrap_or(&[]);
+        let replaced = !others.is_empty()
+            && others.iter().all(|n| {
+                holders
+                    .get(id)
+                    .and_then(|h| h.get(n))
+                    .is_some_and(|&v| v == latest.version)
+            });
+        if replaced {
+            actions.push(Action::Drop(id.clone()));
+        }
+    }
+    actions
+}
+
+/// Static facts this node reports about itself.
+#[derive(Clone, Debug)]
+pub struct NodeIdentity {
+    /// Node name.
+    pub name: NodeName,
+    /// URL others reach it at.
+    pub address: String,
+    /// Tier.
+    pub tier: String,
+    /// Quota in bytes (0 = unlimited).
+    pub quota_bytes: u64,
+    /// Roles it runs.
+    pub roles: Vec<String>,
+}
+
+/// The local synchronizer of one node.
+pub struct LocalSync {
+    identity: NodeIdentity,
+    dir: PathBuf,
+    store: SegmentStore,
+    coordinator: Arc<dyn Coordinator>,
+    reader: Arc<Reader>,
+    config: SyncConfig,
+    state: RwLock<BTreeMap<SegmentId, CopyState>>,
+    /// Serializes passes and scrubs.
+    pass_lock: tokio::sync::Mutex<()>,
+    /// How long the last pass took to read the coordinator and plan, in microseconds (not
+    /// counting downloads).
+    planning_micros: std::sync::atomic::AtomicU64,
+    /// Which copies were verified, and their files' identity then.
+    verified: VerifiedLog,
+    /// Copies adopted at restart without re-hashing, to re-hash in the background.
+    unhashed: std::sync::Mutex<Vec<Manifest>>,
+}
+
+impl LocalSync {
+    /// A synchronizer keeping copies under `dir` (e.g. `<data_dir>/copies`).
+    pub fn new(
+        identity: NodeIdentity,
+        dir: PathBuf,
+        store: SegmentStore,
+        coordinator: Arc<dyn Coordinator>,
+        reader: Arc<Reader>,
+        config: SyncConfig,
+    ) -> Self {
+        Self {
+            identity,
+            store,
+            coordinator,
+            reader,
+            config,
+            state: RwLock::new(BTreeMap::new()),
+            pass_lock: tokio::sync::Mutex::new(()),
+            planning_micros: std::sync::atomic::AtomicU64::new(0),
+            verified: VerifiedLog::open(&dir),
+            unhashed: std::sync::Mutex::new(Vec::new()),
+            dir,
+        }
+    }
+
+    /// How long the last pass spent reading the coordinator and planning.
+    fn planning_cost(&self) -> Duration {
+        Duration::from_micros(
+            self.planning_micros
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The state of every local copy.
+    pub fn status(&self) -> BTreeMap<SegmentId, CopyState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The state of one local copy (without copying the others: called once per copy).
+    fn copy_state(&self, id: &SegmentId) -> Option<CopyState> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// At most `limit` copies whose id starts with `prefix` and sorts after `after`, by id.
+    pub fn status_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(SegmentId, CopyState)> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(id, _)| id.as_str().starts_with(prefix))
+            .take(limit)
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Counts of the local copies, without listing them.
+    pub fn summary(&self) -> CopySummary {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = CopySummary::default();
+        for s in st.values() {
+            out.copies += 1;
+            if s.verified {
+                out.verified += 1;
+                out.verified_bytes += s.size;
+            }
+            if s.error.is_some() {
+                out.errors += 1;
+            }
+        }
+        out
+    }
+
+    fn copy_path(&self, m: &Manifest) -> PathBuf {
+        self.dir
+            .join(m.id.as_str())
+            .join(format!("{}-{}.sqlite", m.version, m.sha256))
+    }
+
+    /// Re-adopts the copies already on disk (after a restart). Only a copy that matches a
+    /// manifest in the catalog is served; anything else is deleted. A copy whose file is
+    /// unchanged since it was verified (see [`VerifiedLog`]) is served at once and re-hashed in
+    /// the background ([`LocalSync::rehash_adopted`]); any other is re-hashed first.
+    pub async fn adopt_existing(&self) -> trough_types::Result<usize> {
+        let _guard = self.pass_lock.lock().await;
+        tokio::fs::create_dir_all(&self.dir).await?;
+        let catalog: BTreeMap<SegmentId, SegmentEntry> = self
+            .coordinator
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let mut files = Vec::new();
+        let mut dirs = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(d) = dirs.next_entry().await? {
+            if !d.file_type().await?.is_dir() {
+                continue;
+            }
+            let mut inner = tokio::fs::read_dir(d.path()).await?;
+            while let Some(f) = inner.next_entry().await? {
+                files.push(f.path());
+            }
+        }
+        let mut adopted = 0;
+        let (mut trusted, mut hashed) = (0u64, 0u64);
+        for path in files {
+            let manifest = identify(&path, &catalog);
+            let Some(m) = manifest else {
+                tracing::info!(path = %path.display(), "removing unknown local file");
+                let _ = tokio::fs::remove_file(&path).await;
+                continue;
+            };
+            // Keep only the newest adoptable version of each segment.
+            let newer_held = self
+                .copy_state(&m.id)
+                .is_some_and(|s| s.version >= m.version);
+            if newer_held {
+                let _ = tokio::fs::remove_file(&path).await;
+                continue;
+            }
+            if self.verified.unchanged(&path, &m.sha256, m.size) {
+                trusted += 1;
+                metrics::counter!("trough_sync_adopted_total", "check" => "unchanged").increment(1);
+                self.install(&m, path)?;
+                self.unhashed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(m);
+                adopted += 1;
+            } else if verify_file(&path, &m).await {
+                hashed += 1;
+                metrics::counter!("trough_sync_adopted_total", "check" => "hashed").increment(1);
+                self.verified.record(&path, &m.sha256);
+                self.install(&m, path)?;
+                adopted += 1;
+            } else {
+                metrics::counter!("trough_sync_adopt_failures_total").increment(1);
+                tracing::warn!(path = %path.display(), "local copy failed verification; deleting");
+                self.verified.forget(&path);
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+        }
+        tracing::info!(
+            unchanged = trusted,
+            hashed,
+            "adopted local copies (unchanged ones are re-hashed in the background)"
+        );
+        Ok(adopted)
+    }
+
+    fn install(&self, m: &Manifest, path: PathBuf) -> trough_types::Result<()> {
+        self.reader
+            .install_stored(m.id.clone(), m.version, m.sha256.clone(), path)
+            .map_err(|e| trough_types::Error::internal(e.to_string()))?;
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                m.id.clone(),
+                CopyState {
+                    version: m.version,
+                    sha256: m.sha256.clone(),
+                    size: m.size,
+                    verified: true,
+                    error: None,
+                },
+            );
+        Ok(())
+    }
+
+    /// One pass: fetch and drop what [`plan`] says, then report holdings.
+    pub async fn pass(&self) -> trough_types::Result<()> {
+        let _guard = self.pass_lock.lock().await;
+        let started = std::time::Instant::now();
+        let assignment = self.coordinator.get_assignment().await?;
+        let catalog: BTreeMap<SegmentId, SegmentEntry> = self
+            .coordinator
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
+        for n in self.coordinator.list_nodes().await? {
+            if n.name == self.identity.name {
+                continue;
+            }
+            for (id, v) in n.held {
+                holders.entry(id).or_default().insert(n.name.clone(), v);
+            }
+        }
+        let held: BTreeMap<SegmentId, (u64, bool)> = self
+            .status()
+            .into_iter()
+            .map(|(id, s)| (id, (s.version, s.verified)))
+            .collect();
+        let actions = plan(&self.identity.name, &assignment, &catalog, &held, &holders);
+        self.planning_micros.store(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut fetches = Vec::new();
+        for a in actions {
+            match a {
+                Action::Fetch(m) => fetches.push(m),
+                Action::Drop(id) => {
+                    tracing::info!(segment = %id, "dropping local copy (no longer assigned)");
+                    if let Some(path) = self.held_path(&id) {
+                        self.verified.forget(&path);
+                    }
+                    self.reader.remove_stored(&id);
+                    self.state
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                }
+            }
+        }
+        let concurrency = self.config.download_concurrency.max(1);
+        let results: Vec<_> = futures::stream::iter(fetches)
+            .map(|m| async move {
+                let r = self.fetch(&m).await;
+                (m, r)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (m, r) in results {
+            if let Err(e) = r {
+                metrics::counter!("trough_sync_fetch_failures_total").increment(1);
+                tracing::warn!(segment = %m.id, version = m.version, error = %e, "fetch failed; will retry");
+                let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+                match st.get_mut(&m.id) {
+                    Some(s) => s.error = Some(e.to_string()),
+                    None => {
+                        st.insert(
+                            m.id.clone(),
+                            CopyState {
+                                version: m.version,
+                                sha256: m.sha256.clone(),
+                                size: m.size,
+                                verified: false,
+                                error: Some(e.to_string()),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.report().await
+    }
+
+    async fn fetch(&self, m: &Manifest) -> trough_types::Result<()> {
+        let dest = self.copy_path(m);
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let started = std::time::Instant::now();
+        // `download` verifies size and SHA-256 while streaming and renames only on a match.
+        self.store.download(m, &dest).await?;
+        self.verified.record(&dest, &m.sha256);
+        self.install(m, dest)?;
+        metrics::counter!("trough_sync_fetched_bytes_total").increment(m.size);
+        metrics::histogram!("trough_sync_fetch_seconds").record(started.elapsed().as_secs_f64());
+        tracing::info!(segment = %m.id, version = m.version, size = m.size, "installed verified copy");
+        Ok(())
+    }
+
+    /// Publishes this node's verified holdings (the heartbeat).
+    pub async fn report(&self) -> trough_types::Result<()> {
+        let status = self.status();
+        let held: BTreeMap<SegmentId, u64> = status
+            .iter()
+            .filter(|(_, s)| s.verified)
+            .map(|(id, s)| (id.clone(), s.version))
+            .collect();
+        let stored_bytes = status.values().filter(|s| s.verified).map(|s| s.size).sum();
+        metrics::gauge!("trough_segments_held").set(held.len() as f64);
+        metrics::gauge!("trough_bytes_stored").set(stored_bytes as f64);
+        self.coordinator
+            .register_node(&NodeInfo {
+                name: self.identity.name.clone(),
+                address: self.identity.address.clone(),
+                tier: self.identity.tier.clone(),
+                quota_bytes: self.identity.quota_bytes,
+                stored_bytes,
+                roles: self.identity.roles.clone(),
+                held,
+                updated_at: Utc::now(),
+            })
+            .await
+    }
+
+    /// Re-hashes every verified copy; a mismatch is withdrawn from service at once (and fetched
+    /// again by the next pass). Returns how many copies failed.
+    pub async fn scrub(&self) -> usize {
+        let _guard = self.pass_lock.lock().await;
+        let mut failed = 0;
+        for (id, s) in self.status() {
+            if !s.verified {
+                continue;
+            }
+            let m = Manifest {
+                id: id.clone(),
+                version: s.version,
+                sha256: s.sha256.clone(),
+                size: s.size,
+                created_at: Utc::now(),
+                schema: None,
+                writable: false,
+                key: String::new(),
+            };
+            if !self.recheck(&m).await {
+                failed += 1;
+                metrics::counter!("trough_sync_scrub_failures_total").increment(1);
+                tracing::error!(segment = %id, version = s.version, "scrub: local copy does not match its manifest; withdrawn");
+            }
+        }
+        if failed > 0 {
+            // Withdraw the copies from the registry (and DNS) now, not at the next pass.
+            if let Err(e) = self.report().await {
+                tracing::warn!(error = %e, "reporting after scrub failed");
+            }
+        }
+        failed
+    }
+
+    /// Re-hashes one held copy; a mismatch is withdrawn from service (and forgotten by the
+    /// verification record). Returns whether it matched.
+    async fn recheck(&self, m: &Manifest) -> bool {
+        let path = self.copy_path(m);
+        if verify_file(&path, m).await {
+            self.verified.record(&path, &m.sha256);
+            return true;
+        }
+        self.verified.forget(&path);
+        let still_held = self
+            .copy_state(&m.id)
+            .is_some_and(|s| s.version == m.version && s.sha256 == m.sha256);
+        if still_held {
+            self.reader.remove_stored(&m.id);
+            self.state
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&m.id);
+        }
+        false
+    }
+
+    /// Re-hashes the copies [`LocalSync::adopt_existing`] served without hashing, one at a time
+    /// (passes may run in between). Returns how many failed (withdrawn).
+    pub async fn rehash_adopted(&self) -> usize {
+        let todo = std::mem::take(&mut *self.unhashed.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut failed = 0;
+        for m in todo {
+            let _guard = self.pass_lock.lock().await;
+            let held = self
+                .copy_state(&m.id)
+                .is_some_and(|s| s.verified && s.version == m.version && s.sha256 == m.sha256);
+            if !held {
+                continue;
+            }
+            if self.recheck(&m).await {
+                metrics::counter!("trough_sync_background_verified_total").increment(1);
+            } else {
+                failed += 1;
+                metrics::counter!("trough_sync_scrub_failures_total").increment(1);
+                tracing::error!(segment = %m.id, version = m.version, "background re-hash: local copy does not match its manifest; withdrawn");
+            }
+        }
+        if failed > 0 {
+            if let Err(e) = self.report().await {
+                tracing::warn!(error = %e, "reporting after re-hash failed");
+            }
+        }
+        failed
+    }
+
+    /// The file of the copy held for `id`, if any.
+    fn held_path(&self, id: &SegmentId) -> Option<PathBuf> {
+        let s = self.copy_state(id)?;
+        Some(
+            self.dir
+                .join(id.as_str())
+                .join(format!("{}-{}.sqlite", s.version, s.sha256)),
+        )
+    }
+
+    /// Runs passes until `shutdown`: after every change in the coordinator, or at least every
+    /// `sync.interval_secs`; scrubs every `sync.scrub_interval_secs`. After the first pass, the
+    /// copies adopted without hashing are re-hashed ([`LocalSync::rehash_adopted`]).
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut index = 0;
+        let mut backoff = Duration::from_millis(200);
+        let scrub_every = Duration::from_secs(self.config.scrub_interval_secs);
+        let mut last_scrub = tokio::time::Instant::now();
+        loop {
+            let before = match self.coordinator.wait_for_change(0, Duration::ZERO).await {
+                Ok(i) => i,
+                Err(_) => index,
+            };
+            let wait = match self.pass().await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    let retry_soon = self
+                        .state
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .values()
+                        .any(|s| s.error.is_some());
+                    if retry_soon {
+                        Duration::from_secs(1)
+                    } else {
+                        self.config.interval()
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync pass failed");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff
+                }
+            };
+            let unhashed = !self
+                .unhashed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if unhashed {
+                let me = self.clone();
+                tokio::spawn(async move { me.rehash_adopted().await });
+            }
+            if !scrub_every.is_zero() && last_scrub.elapsed() >= scrub_every {
+                self.scrub().await;
+                last_scrub = tokio::time::Instant::now();
+            }
+            index = before;
+            // A pass reads the whole assignment: under a stream of publishes, rest as long as
+            // the pass took, so passes batch changes and take at most half the time.
+            tokio::select! {
+                _ = tokio::time::sleep(self.planning_cost()) => {}
+                _ = shutdown.changed() => return,
+            }
+            tokio::select! {
+                r = self.coordinator.wait_for_change(index, wait) => { if let Ok(i) = r { index = i; } }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Finds the manifest a local file `<dir>/<id>/<version>-<sha>.sqlite` claims to be.
+fn identify(path: &Path, catalog: &BTreeMap<SegmentId, SegmentEntry>) -> Option<Manifest> {
+    let id = path.parent()?.file_name()?.to_str()?;
+    let id = SegmentId::new(id).ok()?;
+    let name = path.file_name()?.to_str()?.strip_suffix(".sqlite")?;
+    let (version, sha) = name.split_once('-')?;
+    let version: u64 = version.parse().ok()?;
+    catalog
+        .get(&id)?
+        .versions
+        .iter()
+        .find(|m| m.version == version && m.sha256 == sha)
+        .cloned()
+}
+
+/// Whether the file at `path` has the manifest's size and SHA-256.
+async fn verify_file(path: &Path, m: &Manifest) -> bool {
+    let p = path.to_owned();
+    match tokio::task::spawn_blocking(move || trough_store::hash::sha256_file(&p)).await {
+        Ok(Ok((sha, size))) => sha == m.sha256 && size == m.size,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
