@@ -6,7 +6,7 @@
 //! For every input the runner checks:
 //! - the status class the table expects (2xx, 4xx, 5xx, or a closed connection);
 //! - that every error answer is the JSON error document with a `code` (including what hyper
-//!   refuses before a request exists: router::listener::json_errors rewrites it);
+//!   refuses before a request exists: trough_api::listener::json_errors rewrites it);
 //! - that nothing changed: the catalog (ids, versions, checksums), the registered schemas, and
 //!   row counts and schemas of the read-only and the writable segment, through the API;
 //! - that no file appeared outside the data dir (the server's `TMPDIR` is a watched empty

@@ -225,7 +225,7 @@ fn http_layer_errors_are_json() {
         );
     }
     // What hyper refuses itself, before any request reaches trough, is rewritten on its way out
-    // (router::listener::json_errors): the same JSON error document, and the connection closed.
+    // (trough_api::listener::json_errors): the same JSON error document, and the connection closed.
     let many_headers: Vec<u8> = {
         let mut r = b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec();
         for i in 0..120 {

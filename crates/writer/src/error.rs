@@ -1,4 +1,4 @@
-//! The writer's errors, each with a kind a caller can act on (mapped to HTTP in `core::http`).
+//! The writer's errors, each with a kind a caller can act on (mapped to HTTP in `trough_api::http`).
 
 use trough_types::{ApiError, ErrorKind, NodeName, SegmentId};
 

@@ -1,5 +1,5 @@
 //! Route handlers, one module per resource. Each handler validates its inputs, calls one part of
-//! the node, and returns a value or an error that `core::http` renders.
+//! the node, and returns a value or an error that `crate::http` renders.
 
 mod gather;
 pub mod legacy;
