@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use trough_sqlite::query::{cancelled_error, timeout_error};
 use trough_sqlite::{self as sql, CancelToken, QueryLimits, QueryStats, RowFormat, SqlRequest};
+use trough_types::error::codes;
 use trough_types::{ApiError, ErrorKind, SegmentId};
 
 use crate::copy::SegmentCopy;
@@ -379,7 +380,7 @@ fn record_metrics(started: Instant, result: &Result<QueryStats, trough_types::Er
     metrics::histogram!(crate::METRIC_QUERY_SECONDS).record(started.elapsed().as_secs_f64());
     let outcome = match result {
         Ok(_) => "ok",
-        Err(e) if e.code() == "query_cancelled" => "cancelled",
+        Err(e) if e.code() == codes::QUERY_CANCELLED => "cancelled",
         Err(e) => match ApiError::kind(e) {
             ErrorKind::Timeout => "timeout",
             ErrorKind::InvalidInput => "rejected",

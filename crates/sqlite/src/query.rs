@@ -153,7 +153,7 @@ pub fn shutting_down_error() -> Error {
 pub fn cancelled_error() -> Error {
     Error::new(
         ErrorKind::Unavailable,
-        "query_cancelled",
+        codes::QUERY_CANCELLED,
         "the query was cancelled: its client went away",
     )
 }

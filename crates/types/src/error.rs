@@ -170,6 +170,10 @@ pub mod codes {
     pub const QUERY_TIMEOUT: &str = "query_timeout";
     /// A write ran past `limits.write_timeout_ms` (504).
     pub const WRITE_TIMEOUT: &str = "write_timeout";
+    /// The caller cancelled the statement (its client went away) (503).
+    pub const QUERY_CANCELLED: &str = "query_cancelled";
+    /// A query shape cluster-wide SQL cannot answer exactly (400).
+    pub const UNSUPPORTED_SCATTER_QUERY: &str = "unsupported_scatter_query";
     /// The process is shutting down; the statement was interrupted (503).
     pub const SHUTTING_DOWN: &str = "shutting_down";
     /// A file that fails `PRAGMA integrity_check` (400).

@@ -173,7 +173,7 @@ fn run_gather(
     }
     let (loads, schema) = match gather::prepare(sql, &schemas) {
         Ok(p) => p,
-        Err(e) if e.code() == "unsupported_scatter_query" => {
+        Err(e) if e.code() == trough_types::error::codes::UNSUPPORTED_SCATTER_QUERY => {
             return Scatter::Refused(e.to_string())
         }
         Err(e) => return Scatter::Failed(e.to_string()),

@@ -56,7 +56,7 @@ fn db_error(e: rusqlite::Error, stage: Stage<'_>, opts: &MergeOptions) -> Error 
             if opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
                 Error::new(
                     ErrorKind::Unavailable,
-                    "query_cancelled",
+                    trough_types::error::codes::QUERY_CANCELLED,
                     "the query was cancelled: its client went away",
                 )
             } else {
@@ -290,7 +290,7 @@ fn check(opts: &MergeOptions) -> Result<()> {
     if opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
         return Err(Error::new(
             ErrorKind::Unavailable,
-            "query_cancelled",
+            trough_types::error::codes::QUERY_CANCELLED,
             "the query was cancelled: its client went away",
         ));
     }

@@ -100,7 +100,7 @@ impl MergeOptions {
 fn cancelled() -> Error {
     Error::new(
         ErrorKind::Unavailable,
-        "query_cancelled",
+        trough_types::error::codes::QUERY_CANCELLED,
         "the query was cancelled: its client went away",
     )
 }
