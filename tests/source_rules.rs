@@ -72,3 +72,34 @@ fn every_crate_lives_under_crates() {
         }
     }
 }
+
+#[test]
+fn every_documented_error_code_is_a_constant() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let api = std::fs::read_to_string(root.join("docs/api.md")).unwrap();
+    let table = &api[api.find("| status | codes |").expect("codes table")..];
+    let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+    let errors = std::fs::read_to_string(root.join("crates/types/src/error.rs")).unwrap();
+    let mut documented = 0;
+    let mut missing = Vec::new();
+    for (i, part) in table.split('`').enumerate() {
+        // Odd pieces are inside backticks.
+        let is_code = i % 2 == 1 && part.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        if !is_code {
+            continue;
+        }
+        documented += 1;
+        // Codes built from an id kind (`invalid_segment_id`) are generated in id.rs.
+        if part.starts_with("invalid_") && part.ends_with("_id") {
+            continue;
+        }
+        if !errors.contains(&format!("= \"{part}\";")) {
+            missing.push(part.to_owned());
+        }
+    }
+    assert!(documented > 30, "read {documented} codes from docs/api.md");
+    assert!(
+        missing.is_empty(),
+        "codes in docs/api.md without a constant in trough_types::error::codes: {missing:?}"
+    );
+}

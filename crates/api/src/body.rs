@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use trough_types::error::codes;
 
 use crate::http::HttpError;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -39,7 +40,7 @@ pub fn read_error(e: &(dyn std::error::Error + 'static), limit: u64, context: &s
         if c.is::<tower_http::timeout::TimeoutError>() {
             return HttpError::new(
                 ErrorKind::ClientTimeout,
-                "body_timeout",
+                codes::BODY_TIMEOUT,
                 "the client stopped sending the request body (see limits.http.body_idle_timeout_ms)",
             );
         }
@@ -47,7 +48,7 @@ pub fn read_error(e: &(dyn std::error::Error + 'static), limit: u64, context: &s
     }
     HttpError::new(
         ErrorKind::InvalidInput,
-        "invalid_body",
+        codes::INVALID_BODY,
         format!("{context}: {e}"),
     )
 }
@@ -64,7 +65,7 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 pub fn too_large(limit: u64) -> HttpError {
     HttpError::new(
         ErrorKind::PayloadTooLarge,
-        "body_too_large",
+        codes::BODY_TOO_LARGE,
         format!("the request body is larger than the limit of {limit} bytes"),
     )
 }
@@ -83,7 +84,7 @@ pub fn utf8(bytes: Bytes) -> Result<String, HttpError> {
     String::from_utf8(bytes.to_vec()).map_err(|e| {
         HttpError::new(
             ErrorKind::InvalidInput,
-            "invalid_body",
+            codes::INVALID_BODY,
             format!(
                 "the body is not valid UTF-8 (byte {})",
                 e.utf8_error().valid_up_to()
@@ -96,7 +97,7 @@ pub fn utf8(bytes: Bytes) -> Result<String, HttpError> {
 /// `invalid_json` otherwise, an array included), and every key must be a field of `T` (400
 /// `unknown_field` naming it).
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
-    let invalid = |msg: String| HttpError::new(ErrorKind::InvalidInput, "invalid_json", msg);
+    let invalid = |msg: String| HttpError::new(ErrorKind::InvalidInput, codes::INVALID_JSON, msg);
     // Keys only: values are skipped without being built.
     let keys: Vec<String> = serde_json::from_slice::<BTreeMap<String, IgnoredAny>>(bytes)
         .map_err(|e| invalid(format!("the body must be one JSON object: {e}")))?
@@ -106,7 +107,7 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
         if let Some(unknown) = keys.iter().find(|k| !fields.contains(&k.as_str())) {
             return Err(HttpError::new(
                 ErrorKind::InvalidInput,
-                "unknown_field",
+                codes::UNKNOWN_FIELD,
                 format!(
                     "unknown field `{unknown}`; expected one of: {}",
                     fields.join(", ")
@@ -156,7 +157,7 @@ pub fn sql_text(sql: &str) -> Result<(), HttpError> {
         None => Ok(()),
         Some(at) => Err(HttpError::new(
             ErrorKind::InvalidInput,
-            "nul_in_sql",
+            codes::NUL_IN_SQL,
             format!("the SQL text contains a NUL character (at byte {at})"),
         )),
     }

@@ -13,6 +13,7 @@
 //! malformed request line or `Content-Length`, a head beyond the read buffer) the JSON document.
 
 use std::time::Duration;
+use trough_types::error::codes;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -28,7 +29,7 @@ pub async fn guard(State(limits): State<HttpLimits>, req: Request, next: Next) -
     if target > limits.max_uri_bytes {
         return refuse(
             StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            codes::URI_TOO_LONG,
             format!(
                 "the request target is {target} bytes; the limit is {} bytes",
                 limits.max_uri_bytes
@@ -39,7 +40,7 @@ pub async fn guard(State(limits): State<HttpLimits>, req: Request, next: Next) -
     if head > limits.max_header_bytes {
         return refuse(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            codes::HEADERS_TOO_LARGE,
             format!(
                 "the request head is {head} bytes; the limit is {} bytes",
                 limits.max_header_bytes
@@ -88,18 +89,18 @@ pub fn error_response(status: StatusCode, code: &str, message: String) -> Respon
 /// The stable code for an error status produced outside the handlers.
 fn code_for_status(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        400 => "invalid_request",
-        404 => "no_such_route",
-        405 => "method_not_allowed",
-        408 => "body_timeout",
-        411 => "length_required",
-        413 => "body_too_large",
-        414 => "uri_too_long",
-        415 => "unsupported_media_type",
-        422 => "invalid_request",
-        431 => "headers_too_large",
-        s if s >= 500 => "internal",
-        _ => "http_error",
+        400 => codes::INVALID_REQUEST,
+        404 => codes::NO_SUCH_ROUTE,
+        405 => codes::METHOD_NOT_ALLOWED,
+        408 => codes::BODY_TIMEOUT,
+        411 => codes::LENGTH_REQUIRED,
+        413 => codes::BODY_TOO_LARGE,
+        414 => codes::URI_TOO_LONG,
+        415 => codes::UNSUPPORTED_MEDIA_TYPE,
+        422 => codes::INVALID_REQUEST,
+        431 => codes::HEADERS_TOO_LARGE,
+        s if s >= 500 => codes::INTERNAL,
+        _ => codes::HTTP_ERROR,
     }
 }
 

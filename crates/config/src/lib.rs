@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use trough_types::error::codes;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -369,9 +370,9 @@ impl Config {
     pub fn from_figment(f: &Figment) -> Result<Self> {
         let c: Config = f
             .extract()
-            .map_err(|e| Error::invalid("invalid_config", e.to_string()))?;
+            .map_err(|e| Error::invalid(codes::INVALID_CONFIG, e.to_string()))?;
         trough_types::id::NodeName::new(&c.node_name)
-            .map_err(|e| Error::invalid("invalid_config", format!("node_name: {e}")))?;
+            .map_err(|e| Error::invalid(codes::INVALID_CONFIG, format!("node_name: {e}")))?;
         Ok(c)
     }
 

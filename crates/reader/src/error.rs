@@ -3,6 +3,7 @@
 //! Implements [`ApiError`] so handlers can `?` it into an HTTP response. Not here: the mapping
 //! from kinds to statuses (`trough_api::http`).
 
+use trough_types::error::codes;
 use trough_types::{ApiError, ErrorKind, SegmentId};
 
 /// Why a read could not be served.
@@ -25,7 +26,7 @@ impl ApiError for Error {
     }
     fn code(&self) -> &str {
         match self {
-            Error::SegmentUnavailable(_) => "segment_unavailable",
+            Error::SegmentUnavailable(_) => codes::SEGMENT_UNAVAILABLE,
             Error::Core(e) => e.code(),
         }
     }

@@ -307,12 +307,12 @@ fn check_file(id: &SegmentId, path: &std::path::Path) -> Result<(), Error> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
         Ok(_) => Err(Error::Core(trough_types::Error::invalid(
-            "not_a_file",
+            codes::NOT_A_FILE,
             format!("segment {id}: {} is not a regular file", path.display()),
         ))),
         Err(e) => Err(Error::Core(trough_types::Error::new(
             ErrorKind::NotFound,
-            "segment_file_missing",
+            codes::SEGMENT_FILE_MISSING,
             format!("segment {id}: {}: {e}", path.display()),
         ))),
     }
@@ -341,7 +341,7 @@ fn run_blocking(
             let msg = e.to_string();
             if msg.is_empty() || msg == "timed out waiting for connection" {
                 trough_types::Error::unavailable(
-                    "reader_busy",
+                    codes::READER_BUSY,
                     format!(
                         "all {} connections to segment {} stayed busy for the whole query time \
                          limit",
@@ -351,7 +351,7 @@ fn run_blocking(
             } else {
                 trough_types::Error::new(
                     ErrorKind::Internal,
-                    "segment_open_failed",
+                    codes::SEGMENT_OPEN_FAILED,
                     format!("segment {}: {msg}", copy.id),
                 )
             }

@@ -8,6 +8,7 @@
 //! `invalid_params` error (400) rather than a silent `NULL`. Not here: running the statement.
 
 use std::collections::HashMap;
+use trough_types::error::codes;
 
 use rusqlite::Statement;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -72,7 +73,7 @@ impl SqlRequest {
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
-    Error::invalid("invalid_params", msg)
+    Error::invalid(codes::INVALID_PARAMS, msg)
 }
 
 /// Binds `params` to `stmt` (replacing earlier bindings), checking that they match exactly.

@@ -199,7 +199,7 @@ pub fn run_query_cancellable(
 }
 
 fn too_large(msg: String) -> Error {
-    Error::invalid("result_too_large", msg)
+    Error::invalid(codes::RESULT_TOO_LARGE, msg)
 }
 
 fn execute(
@@ -233,7 +233,7 @@ fn execute(
     let mut stmt = batch
         .next()
         .map_err(interrupted)?
-        .ok_or_else(|| Error::invalid("sql_error", "no SQL statement given"))?;
+        .ok_or_else(|| Error::invalid(codes::SQL_ERROR, "no SQL statement given"))?;
     if !stmt.readonly() {
         return Err(Error::invalid(
             codes::NOT_READ_ONLY,

@@ -23,6 +23,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use rusqlite::types::{Value, ValueRef};
 use serde_json::{Map, Value as Json};
+use trough_types::error::codes;
 
 use trough_types::error::{Error, Result};
 
@@ -136,7 +137,7 @@ pub fn from_json(v: &Json) -> Result<Value> {
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
-    Error::invalid("invalid_params", msg)
+    Error::invalid(codes::INVALID_PARAMS, msg)
 }
 
 #[cfg(test)]

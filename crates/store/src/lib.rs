@@ -25,6 +25,7 @@ pub mod publish;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use trough_types::error::codes;
 
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
@@ -59,11 +60,14 @@ impl SegmentStore {
     /// variables), or `memory://` (tests only).
     pub fn from_url(url: &str, options: &[(String, String)]) -> Result<Self> {
         let parsed = url::Url::parse(url)
-            .map_err(|e| Error::invalid("invalid_object_store_url", format!("{url}: {e}")))?;
+            .map_err(|e| Error::invalid(codes::INVALID_OBJECT_STORE_URL, format!("{url}: {e}")))?;
         let (inner, root): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
             "file" => {
                 let dir = parsed.to_file_path().map_err(|_| {
-                    Error::invalid("invalid_object_store_url", format!("{url}: not a path"))
+                    Error::invalid(
+                        codes::INVALID_OBJECT_STORE_URL,
+                        format!("{url}: not a path"),
+                    )
                 })?;
                 std::fs::create_dir_all(&dir)?;
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
@@ -79,7 +83,7 @@ impl SegmentStore {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
                 for (k, v) in options {
                     let key = k.parse().map_err(|e| {
-                        Error::invalid("invalid_object_store_option", format!("{k}: {e}"))
+                        Error::invalid(codes::INVALID_OBJECT_STORE_OPTION, format!("{k}: {e}"))
                     })?;
                     builder = builder.with_config(key, v);
                 }
@@ -89,7 +93,7 @@ impl SegmentStore {
             }
             other => {
                 return Err(Error::invalid(
-                    "invalid_object_store_url",
+                    codes::INVALID_OBJECT_STORE_URL,
                     format!("unsupported object store scheme {other:?} (use file:// or s3://)"),
                 ))
             }
@@ -236,7 +240,7 @@ impl SegmentStore {
         if size != manifest.size || sha != manifest.sha256 {
             return Err(Error::new(
                 ErrorKind::Internal,
-                "checksum_mismatch",
+                codes::CHECKSUM_MISMATCH,
                 format!(
                     "{} v{}: downloaded {} bytes with sha256 {}, manifest says {} bytes with sha256 {}",
                     manifest.id, manifest.version, size, sha, manifest.size, manifest.sha256
@@ -263,12 +267,16 @@ fn part_path(dest: &Path) -> PathBuf {
 pub fn store_error(e: object_store::Error) -> Error {
     match e {
         object_store::Error::NotFound { .. } => {
-            Error::new(ErrorKind::NotFound, "object_not_found", e.to_string())
+            Error::new(ErrorKind::NotFound, codes::OBJECT_NOT_FOUND, e.to_string())
         }
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-            Error::new(ErrorKind::Conflict, "object_exists", e.to_string())
+            Error::new(ErrorKind::Conflict, codes::OBJECT_EXISTS, e.to_string())
         }
-        _ => Error::new(ErrorKind::Unavailable, "object_store_error", e.to_string()),
+        _ => Error::new(
+            ErrorKind::Unavailable,
+            codes::OBJECT_STORE_ERROR,
+            e.to_string(),
+        ),
     }
 }
 

@@ -98,7 +98,7 @@ impl Publisher {
             version += 1;
         }
         Err(Error::conflict(
-            "version_race",
+            codes::VERSION_RACE,
             format!("could not allocate a version for {id}: too many concurrent publishers"),
         ))
     }
@@ -116,13 +116,13 @@ pub fn validate_sqlite(path: &Path) -> Result<()> {
     let n = f.read(&mut header)?;
     if n < 16 || &header != SQLITE_HEADER {
         return Err(Error::invalid(
-            "not_sqlite",
+            codes::NOT_SQLITE,
             "the body is not a SQLite database (bad header)",
         ));
     }
     drop(f);
     let conn = trough_sqlite::open(path, trough_sqlite::Access::ReadOnlyImmutable)
-        .map_err(|e| Error::invalid("not_sqlite", format!("cannot open as SQLite: {e}")))?;
+        .map_err(|e| Error::invalid(codes::NOT_SQLITE, format!("cannot open as SQLite: {e}")))?;
     let mut stmt = conn
         .prepare("PRAGMA integrity_check")
         .map_err(|e| Error::invalid(codes::INTEGRITY_CHECK_FAILED, e.to_string()))?;

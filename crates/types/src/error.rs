@@ -75,7 +75,7 @@ impl Error {
     }
     /// A 500-style error.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Internal, "internal", message)
+        Self::new(ErrorKind::Internal, codes::INTERNAL, message)
     }
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
@@ -115,13 +115,13 @@ impl ApiError for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::new(ErrorKind::Internal, "io_error", e.to_string())
+        Error::new(ErrorKind::Internal, codes::IO_ERROR, e.to_string())
     }
 }
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
-        Error::new(ErrorKind::Internal, "json_error", e.to_string())
+        Error::new(ErrorKind::Internal, codes::JSON_ERROR, e.to_string())
     }
 }
 
@@ -178,6 +178,116 @@ pub mod codes {
     pub const SHUTTING_DOWN: &str = "shutting_down";
     /// A file that fails `PRAGMA integrity_check` (400).
     pub const INTEGRITY_CHECK_FAILED: &str = "integrity_check_failed";
+    /// The client paused sending the request body longer than the idle timeout (408).
+    pub const BODY_TIMEOUT: &str = "body_timeout";
+    /// The request body is over its limit (413).
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    /// A stored or downloaded file does not hash to its manifest's SHA-256 (500).
+    pub const CHECKSUM_MISMATCH: &str = "checksum_mismatch";
+    /// The request head is over `limits.http.max_header_bytes` or 100 fields (431).
+    pub const HEADERS_TOO_LARGE: &str = "headers_too_large";
+    /// A bug or an unexpected environment failure (500).
+    pub const INTERNAL: &str = "internal";
+    /// The request body could not be read or is not valid for the endpoint (400).
+    pub const INVALID_BODY: &str = "invalid_body";
+    /// The configuration is invalid (start-up).
+    pub const INVALID_CONFIG: &str = "invalid_config";
+    /// The body is not one JSON object (400).
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// An object-store option is not understood (start-up).
+    pub const INVALID_OBJECT_STORE_OPTION: &str = "invalid_object_store_option";
+    /// The object-store URL is not understood (start-up).
+    pub const INVALID_OBJECT_STORE_URL: &str = "invalid_object_store_url";
+    /// Query parameters do not match the statement (400).
+    pub const INVALID_PARAMS: &str = "invalid_params";
+    /// A URL query parameter is malformed (400).
+    pub const INVALID_QUERY_PARAMETER: &str = "invalid_query_parameter";
+    /// A segment list or pattern of `POST /query` is malformed (400).
+    pub const INVALID_SELECTOR: &str = "invalid_selector";
+    /// A local file operation failed (500).
+    pub const IO_ERROR: &str = "io_error";
+    /// Encoding or decoding JSON failed inside trough (500).
+    pub const JSON_ERROR: &str = "json_error";
+    /// The request could not be parsed as HTTP/1.1 (400).
+    pub const MALFORMED_REQUEST: &str = "malformed_request";
+    /// The merge database of a cluster-wide query failed (500).
+    pub const MERGE_ERROR: &str = "merge_error";
+    /// A cluster-wide query's merge database is over its disk budget (400).
+    pub const MERGE_TOO_LARGE: &str = "merge_too_large";
+    /// A Trough-style request names no segment (400).
+    pub const MISSING_SEGMENT: &str = "missing_segment";
+    /// No live node holds the segment right now (503).
+    pub const NO_HEALTHY_REPLICA: &str = "no_healthy_replica";
+    /// No route has this path (404).
+    pub const NO_SUCH_ROUTE: &str = "no_such_route";
+    /// No live writer can take the segment (503).
+    pub const NO_WRITER: &str = "no_writer";
+    /// The path given is not a regular file (400).
+    pub const NOT_A_FILE: &str = "not_a_file";
+    /// The upload is not a SQLite database (400).
+    pub const NOT_SQLITE: &str = "not_sqlite";
+    /// SQL text contains a NUL character (400).
+    pub const NUL_IN_SQL: &str = "nul_in_sql";
+    /// The object already exists: a lost create-if-absent race (409).
+    pub const OBJECT_EXISTS: &str = "object_exists";
+    /// The object is not in the store (404).
+    pub const OBJECT_NOT_FOUND: &str = "object_not_found";
+    /// The object store failed or is unreachable (503).
+    pub const OBJECT_STORE_ERROR: &str = "object_store_error";
+    /// Segments answered a per-segment query with different columns (400).
+    pub const PER_SEGMENT_COLUMNS_DIFFER: &str = "per_segment_columns_differ";
+    /// The reader has no connection free within the wait (503).
+    pub const READER_BUSY: &str = "reader_busy";
+    /// An answer is over the row or byte limit; never truncated (400).
+    pub const RESULT_TOO_LARGE: &str = "result_too_large";
+    /// No schema has this name (404).
+    pub const SCHEMA_NOT_FOUND: &str = "schema_not_found";
+    /// One segment of a cluster-wide query failed (the kind is kept).
+    pub const SEGMENT_ERROR: &str = "segment_error";
+    /// A segment's local file is gone (404).
+    pub const SEGMENT_FILE_MISSING: &str = "segment_file_missing";
+    /// No segment has this id (404).
+    pub const SEGMENT_NOT_FOUND: &str = "segment_not_found";
+    /// A segment's file could not be opened (500).
+    pub const SEGMENT_OPEN_FAILED: &str = "segment_open_failed";
+    /// One segment of a cluster-wide query did not answer in time (504).
+    pub const SEGMENT_TIMEOUT: &str = "segment_timeout";
+    /// This node holds no verified copy of the segment yet: retry (503).
+    pub const SEGMENT_UNAVAILABLE: &str = "segment_unavailable";
+    /// The operation needs a read-only segment, but it is writable (409).
+    pub const SEGMENT_WRITABLE: &str = "segment_writable";
+    /// Segments of a cluster-wide query failed for reasons of their own (503).
+    pub const SEGMENTS_FAILED: &str = "segments_failed";
+    /// SQLite refused the statement: syntax, missing table or column, constraint (400).
+    pub const SQL_ERROR: &str = "sql_error";
+    /// A JSON body has a key the endpoint does not take (400).
+    pub const UNKNOWN_FIELD: &str = "unknown_field";
+    /// The request target is over `limits.http.max_uri_bytes` (414).
+    pub const URI_TOO_LONG: &str = "uri_too_long";
+    /// Another publisher took the version number first (409).
+    pub const VERSION_RACE: &str = "version_race";
+    /// The segment's writer cannot be reached (503).
+    pub const WRITER_UNAVAILABLE: &str = "writer_unavailable";
+    /// A path segment is not valid UTF-8 once decoded (400).
+    pub const INVALID_PATH: &str = "invalid_path";
+    /// Schema SQL fails validation (400).
+    pub const INVALID_SCHEMA: &str = "invalid_schema";
+    /// A segment id, schema or node name breaks the naming rule (400).
+    pub const INVALID_SEGMENT_ID: &str = "invalid_segment_id";
+    /// The route exists but not with this method (405).
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// The segment is not writable here, or its write lease is held elsewhere (409).
+    pub const SEGMENT_NOT_WRITABLE: &str = "segment_not_writable";
+    /// The server is at its connection limit: retry (503).
+    pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
+    /// A request axum rejected before a handler ran (400, 422).
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The request needs a Content-Length (411).
+    pub const LENGTH_REQUIRED: &str = "length_required";
+    /// The body's Content-Type is not accepted (415).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// Any other error status produced outside the handlers.
+    pub const HTTP_ERROR: &str = "http_error";
 }
 
 /// Shorthand for results of core operations.

@@ -34,6 +34,7 @@ pub mod tables;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trough_types::error::codes;
 
 use crate::http::HttpError;
 use bytes::Bytes;
@@ -262,7 +263,7 @@ pub(crate) fn settle(
         let more = summary.failed.len().saturating_sub(20);
         return Err(HttpError::new(
             ErrorKind::Unavailable,
-            "segments_failed",
+            codes::SEGMENTS_FAILED,
             format!(
                 "{} of {} segments failed: {}{}; send \"partial\": \"allow\" to get the rows of the others",
                 summary.failed.len(),
@@ -281,7 +282,7 @@ pub(crate) fn request_body(sql: &str, params: &Params) -> Result<Bytes, HttpErro
             sql: sql.to_owned(),
             params: params.clone(),
         })
-        .map_err(|e| HttpError::new(ErrorKind::Internal, "internal", e.to_string()))?,
+        .map_err(|e| HttpError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string()))?,
     ))
 }
 
@@ -316,7 +317,7 @@ pub(crate) async fn fan_out(
                     Ok(r) => r,
                     Err(_) => Err(Error::new(
                         ErrorKind::Timeout,
-                        "segment_timeout",
+                        codes::SEGMENT_TIMEOUT,
                         format!("timed out after {} ms", segment_timeout.as_millis()),
                     )),
                 };
@@ -398,7 +399,7 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error>
                 let kind = trough_types::error::kind_for_status(status.as_u16());
                 return Err(match body {
                     Some(b) => Error::new(kind, b.error.code, b.error.message),
-                    None => Error::new(kind, "segment_error", text),
+                    None => Error::new(kind, codes::SEGMENT_ERROR, text),
                 });
             }
             let msg = body.map(|b| b.error.message).unwrap_or(text);
@@ -434,7 +435,7 @@ fn reader_error(e: trough_reader::Error) -> Error {
 }
 
 fn unavailable(msg: String) -> Error {
-    Error::new(ErrorKind::Unavailable, "segment_unavailable", msg)
+    Error::new(ErrorKind::Unavailable, codes::SEGMENT_UNAVAILABLE, msg)
 }
 
 impl Node {

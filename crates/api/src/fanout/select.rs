@@ -2,6 +2,7 @@
 
 use crate::http::HttpError;
 use serde::Deserialize;
+use trough_types::error::codes;
 use trough_types::{ErrorKind, SegmentId};
 
 /// What a selector may be, for error messages.
@@ -40,7 +41,7 @@ pub fn select(catalog: &[SegmentId], selector: &Selector) -> Result<Vec<SegmentI
                 if !catalog.contains(&id) {
                     return Err(HttpError::new(
                         ErrorKind::NotFound,
-                        "segment_not_found",
+                        codes::SEGMENT_NOT_FOUND,
                         format!("segment {id} not found"),
                     ));
                 }
@@ -60,7 +61,7 @@ pub fn select(catalog: &[SegmentId], selector: &Selector) -> Result<Vec<SegmentI
                 if !catalog.contains(&id) {
                     return Err(HttpError::new(
                         ErrorKind::NotFound,
-                        "segment_not_found",
+                        codes::SEGMENT_NOT_FOUND,
                         format!("segment {id} not found"),
                     ));
                 }
@@ -68,17 +69,17 @@ pub fn select(catalog: &[SegmentId], selector: &Selector) -> Result<Vec<SegmentI
             }
             _ => {
                 return Err(invalid(
-                    "invalid_selector",
+                    codes::INVALID_SELECTOR,
                     format!("{p:?}: {SELECTOR_FORMS}"),
                 ))
             }
         },
         Selector::Regex { regex } => {
             if regex.len() > MAX_REGEX_BYTES {
-                return Err(invalid("invalid_selector", "regex too long".into()));
+                return Err(invalid(codes::INVALID_SELECTOR, "regex too long".into()));
             }
             let re = regex::Regex::new(&format!("^(?:{regex})$"))
-                .map_err(|e| invalid("invalid_selector", format!("invalid regex: {e}")))?;
+                .map_err(|e| invalid(codes::INVALID_SELECTOR, format!("invalid regex: {e}")))?;
             catalog
                 .iter()
                 .filter(|id| re.is_match(id.as_str()))

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trough_types::error::codes;
 
 use crate::http::HttpError;
 use bytes::Bytes;
@@ -90,7 +91,7 @@ pub async fn gather_query(
     check_failures(req, ids.len(), &failed)?;
     if schemas.is_empty() {
         return Err(HttpError::from(Error::unavailable(
-            "segments_failed",
+            codes::SEGMENTS_FAILED,
             "no segment answered",
         )));
     }
@@ -197,7 +198,7 @@ fn check_failures(
     let more = failed.len().saturating_sub(20);
     Err(HttpError::new(
         ErrorKind::Unavailable,
-        "segments_failed",
+        codes::SEGMENTS_FAILED,
         format!(
             "{} of {} segments failed: {}{}; send \"partial\": \"allow\" to get the rows of the others",
             failed.len(),
@@ -246,7 +247,7 @@ async fn run_each(
                 let r = match tokio::time::timeout(segment_timeout, all).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::unavailable(
-                        "segment_timeout",
+                        codes::SEGMENT_TIMEOUT,
                         format!("timed out after {} ms", segment_timeout.as_millis()),
                     )),
                 };

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use trough_types::error::codes;
 
 use crate::http::HttpError;
 use axum::body::Body;
@@ -64,7 +65,7 @@ struct SchemaBody {
 }
 
 fn internal(e: impl std::fmt::Display) -> HttpError {
-    HttpError::new(ErrorKind::Internal, "internal", e.to_string())
+    HttpError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string())
 }
 
 async fn json_of(resp: Response) -> Result<Value, HttpError> {
@@ -103,7 +104,7 @@ async fn provision_inner(
     } else {
         return Err(HttpError::new(
             ErrorKind::NotFound,
-            "schema_not_found",
+            codes::SCHEMA_NOT_FOUND,
             format!("schema {schema} not found"),
         ));
     };
@@ -126,7 +127,7 @@ async fn provision_inner(
     let writer = node.cluster.writer_of(&id).ok_or_else(|| {
         HttpError::new(
             ErrorKind::Unavailable,
-            "writer_unavailable",
+            codes::WRITER_UNAVAILABLE,
             format!("segment {id} was provisioned but its writer is not known yet; retry"),
         )
     })?;
@@ -179,7 +180,7 @@ pub async fn root(
         // Not an id: most likely SQL sent without its `?segment=`.
         return Err(HttpError::new(
             ErrorKind::InvalidInput,
-            "missing_segment",
+            codes::MISSING_SEGMENT,
             "POST / without `?segment=` is Trough's provision call, whose body is a segment id; \
              to run SQL, send it to /?segment=<id>",
         )
@@ -218,7 +219,7 @@ async fn schema_sql(node: &Node, raw: &str) -> Result<String, HttpError> {
         None if name.as_str() == DEFAULT_SCHEMA => Ok(String::new()),
         None => Err(HttpError::new(
             ErrorKind::NotFound,
-            "schema_not_found",
+            codes::SCHEMA_NOT_FOUND,
             format!("schema {name} not found"),
         )),
     }
@@ -297,7 +298,7 @@ pub async fn schema_put_json(
     if req.id != name {
         return Err(HttpError::new(
             ErrorKind::InvalidInput,
-            "invalid_body",
+            codes::INVALID_BODY,
             format!(
                 "id {:?} in the body does not match {:?} in the path",
                 req.id, name

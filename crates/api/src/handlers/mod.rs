@@ -12,6 +12,7 @@ pub mod segments;
 pub mod sql;
 
 use crate::http::HttpError;
+use trough_types::error::codes;
 use trough_types::SegmentId;
 
 /// Validates a segment id from the path (400 before anything else happens).
@@ -23,7 +24,7 @@ pub fn segment_id(raw: &str) -> Result<SegmentId, HttpError> {
 pub fn segment_not_found(id: &SegmentId) -> HttpError {
     HttpError::new(
         trough_types::ErrorKind::NotFound,
-        "segment_not_found",
+        codes::SEGMENT_NOT_FOUND,
         format!("segment {id} not found"),
     )
 }
@@ -49,7 +50,7 @@ where
             .map_err(|e| {
                 HttpError::new(
                     trough_types::ErrorKind::InvalidInput,
-                    "invalid_path",
+                    codes::INVALID_PATH,
                     e.body_text(),
                 )
             })

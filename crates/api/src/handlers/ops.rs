@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use trough_types::error::codes;
 
 use crate::http::HttpError;
 use axum::extract::rejection::QueryRejection;
@@ -29,7 +30,7 @@ pub async fn health(
         Some(other) => {
             return Err(HttpError::new(
                 ErrorKind::InvalidInput,
-                "invalid_query_parameter",
+                codes::INVALID_QUERY_PARAMETER,
                 format!("segments must be true or false, not {other:?}"),
             ))
         }
@@ -105,7 +106,7 @@ pub async fn metrics() -> impl IntoResponse {
 pub async fn not_found() -> HttpError {
     HttpError::new(
         ErrorKind::NotFound,
-        "no_such_route",
+        codes::NO_SUCH_ROUTE,
         "no such endpoint; see docs/api.md",
     )
 }
@@ -115,7 +116,7 @@ pub async fn method_not_allowed() -> impl IntoResponse {
     (
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         Json(
-            json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this endpoint; see docs/api.md"}}),
+            json!({"error": {"code": codes::METHOD_NOT_ALLOWED, "message": "method not allowed on this endpoint; see docs/api.md"}}),
         ),
     )
 }

@@ -7,6 +7,7 @@
 //! contains (the handlers).
 
 use std::collections::BTreeMap;
+use trough_types::error::codes;
 
 use crate::http::HttpError;
 use axum::extract::rejection::QueryRejection;
@@ -32,7 +33,11 @@ pub struct PageParams {
 }
 
 fn bad(message: String) -> HttpError {
-    HttpError::new(ErrorKind::InvalidInput, "invalid_query_parameter", message)
+    HttpError::new(
+        ErrorKind::InvalidInput,
+        codes::INVALID_QUERY_PARAMETER,
+        message,
+    )
 }
 
 impl PageParams {

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use trough_types::error::codes;
 use trough_types::Error;
 
 use super::scatter::{Output, CHUNK_BYTES};
@@ -71,7 +72,7 @@ pub(super) fn produce(g: PerSegment, format: Output, tx: &mpsc::Sender<Result<By
                         send(Ok(Bytes::from(std::mem::take(&mut out))));
                     }
                     send(Err(Error::invalid(
-                        "per_segment_columns_differ",
+                        codes::PER_SEGMENT_COLUMNS_DIFFER,
                         format!(
                             "segment {id} answered with other columns than the first segment; \
                              the columnar format needs one list of columns (ask for JSON rows)"

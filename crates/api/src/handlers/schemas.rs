@@ -1,6 +1,7 @@
 //! `/schemas`: registering schema SQL that writable segments are provisioned from.
 
 use std::sync::Arc;
+use trough_types::error::codes;
 
 use crate::http::HttpError;
 use axum::body::Body;
@@ -32,7 +33,7 @@ pub async fn put(
     let bounds = trough_writer::SchemaCheck::new(&node.limits, node.tmp_dir.clone());
     tokio::task::spawn_blocking(move || trough_writer::exec::validate_schema(&check, &bounds))
         .await
-        .map_err(|e| HttpError::new(ErrorKind::Internal, "internal", e.to_string()))??;
+        .map_err(|e| HttpError::new(ErrorKind::Internal, codes::INTERNAL, e.to_string()))??;
     let created = node.coordinator.put_schema(&name, &sql).await?;
     let status = if created {
         StatusCode::CREATED
@@ -51,7 +52,7 @@ pub async fn show(
     let sql = node.coordinator.get_schema(&name).await?.ok_or_else(|| {
         HttpError::new(
             ErrorKind::NotFound,
-            "schema_not_found",
+            codes::SCHEMA_NOT_FOUND,
             format!("schema {name} not found"),
         )
     })?;

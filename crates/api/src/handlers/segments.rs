@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use trough_types::error::codes;
 
 use crate::http::HttpError;
 use axum::body::Body;
@@ -125,7 +126,7 @@ pub async fn publish(
         if let Some(w) = e.writable {
             return Err(HttpError::new(
                 ErrorKind::Conflict,
-                "segment_writable",
+                codes::SEGMENT_WRITABLE,
                 format!(
                     "{id} is writable (on node {}); promote it instead of uploading",
                     w.writer
@@ -231,7 +232,7 @@ pub async fn provision(
                     }
                     Attempt::Retry(reason) => Err(HttpError::new(
                         ErrorKind::Unavailable,
-                        "writer_unavailable",
+                        codes::WRITER_UNAVAILABLE,
                         format!("writer node {} cannot be reached: {reason}", t.name),
                     )),
                 };
@@ -242,7 +243,7 @@ pub async fn provision(
     let Some(writer) = &node.writer else {
         return Err(HttpError::new(
             ErrorKind::Unavailable,
-            "no_writer",
+            codes::NO_WRITER,
             "no writer node is available to provision a writable segment",
         ));
     };

@@ -155,7 +155,7 @@ impl Node {
         Err(self
             .unknown_or(
                 id,
-                HttpError::new(ErrorKind::Unavailable, "no_healthy_replica", msg),
+                HttpError::new(ErrorKind::Unavailable, codes::NO_HEALTHY_REPLICA, msg),
             )
             .await)
     }
@@ -175,7 +175,7 @@ async fn local_query(
                 id,
                 HttpError::new(
                     ErrorKind::Unavailable,
-                    "segment_unavailable",
+                    codes::SEGMENT_UNAVAILABLE,
                     format!("this node does not serve reads of {id}"),
                 ),
             )
@@ -292,7 +292,7 @@ async fn forward_write(
                 None => {
                     return Err(HttpError::new(
                         ErrorKind::Unavailable,
-                        "writer_unavailable",
+                        codes::WRITER_UNAVAILABLE,
                         format!(
                             "{id} is writable on node {}, which is not available; writes resume when it returns",
                             w.writer
@@ -311,7 +311,7 @@ async fn forward_write(
             Attempt::Done(r) => Ok(r),
             Attempt::Retry(reason) => Err(HttpError::new(
                 ErrorKind::Unavailable,
-                "writer_unavailable",
+                codes::WRITER_UNAVAILABLE,
                 format!("the writer of {id} cannot be reached: {reason}"),
             )),
         },
@@ -350,7 +350,7 @@ pub async fn trough_wire(
     let raw = q.get("segment").ok_or_else(|| {
         HttpError::new(
             ErrorKind::InvalidInput,
-            "missing_segment",
+            codes::MISSING_SEGMENT,
             "the `segment` query parameter is required",
         )
     })?;

@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use trough_types::error::codes;
 use trough_types::wire::{ErrorBody, ErrorDetail};
 
 /// An IO object that rewrites hyper's bare parse-error answers (see the module docs).
@@ -127,13 +128,13 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
     let status: u16 = rest.get(2..5)?.parse().ok()?;
     let (code, message) = match status {
         400 => (
-            "malformed_request",
+            codes::MALFORMED_REQUEST,
             "the request could not be parsed as HTTP/1.1: a malformed request line or header, a \
              Content-Length that is not one number, or a NUL or non-UTF-8 byte in the target",
         ),
-        414 => ("uri_too_long", "the request target is too long"),
+        414 => (codes::URI_TOO_LONG, "the request target is too long"),
         431 => (
-            "headers_too_large",
+            codes::HEADERS_TOO_LARGE,
             "the request head has more than 100 header fields or is larger than the read buffer",
         ),
         _ => return None,

@@ -21,6 +21,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use trough_types::error::codes;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -157,7 +158,7 @@ async fn serve_connection(
 async fn refuse(mut tcp: TcpStream, _permit: OwnedSemaphorePermit) {
     let body = serde_json::to_string(&ErrorBody {
         error: trough_types::wire::ErrorDetail {
-            code: "too_many_connections".into(),
+            code: codes::TOO_MANY_CONNECTIONS.into(),
             message: "the server is at its connection limit; retry shortly".into(),
         },
     })

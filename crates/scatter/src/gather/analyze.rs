@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use trough_types::error::codes;
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::Connection;
@@ -126,7 +127,7 @@ pub fn analyze(sql: &str, schema: &Schema) -> Result<Analysis> {
         Ok(s) => s,
         Err(rusqlite::Error::MultipleStatement) => {
             return Err(Error::invalid(
-                "sql_error",
+                codes::SQL_ERROR,
                 "expected exactly one statement",
             ))
         }
@@ -143,7 +144,7 @@ pub fn analyze(sql: &str, schema: &Schema) -> Result<Analysis> {
                      it cannot be queried over many segments ({e})"
                 ));
             }
-            return Err(Error::invalid("sql_error", e.to_string()));
+            return Err(Error::invalid(codes::SQL_ERROR, e.to_string()));
         }
     };
     if !stmt.readonly() || stmt.column_count() == 0 {

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::time::Instant;
+use trough_types::error::codes;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -38,7 +39,7 @@ enum Stage<'a> {
 fn db_error(e: rusqlite::Error, stage: Stage<'_>, opts: &MergeOptions) -> Error {
     match (trough_sqlite::error_code(&e), stage) {
         (Some(ErrorCode::DiskFull), _) => Error::invalid(
-            "merge_too_large",
+            codes::MERGE_TOO_LARGE,
             match opts.disk_budget_bytes {
                 Some(b) => format!(
                     "the rows gathered for this query need more disk than the merge budget of \
@@ -49,7 +50,7 @@ fn db_error(e: rusqlite::Error, stage: Stage<'_>, opts: &MergeOptions) -> Error 
             },
         ),
         (Some(ErrorCode::OutOfMemory), _) => Error::invalid(
-            "merge_too_large",
+            codes::MERGE_TOO_LARGE,
             "the merge of the gathered rows ran out of memory",
         ),
         (Some(ErrorCode::OperationInterrupted), _) => {
@@ -64,7 +65,7 @@ fn db_error(e: rusqlite::Error, stage: Stage<'_>, opts: &MergeOptions) -> Error 
             }
         }
         (Some(ErrorCode::ConstraintViolation), Stage::Load(t) | Stage::Index(t)) => Error::invalid(
-            "unsupported_scatter_query",
+            codes::UNSUPPORTED_SCATTER_QUERY,
             format!(
                 "rows of {t} from different segments violate its PRIMARY KEY or UNIQUE \
                  constraint ({e}): one database could not hold them all"
@@ -79,11 +80,11 @@ fn db_error(e: rusqlite::Error, stage: Stage<'_>, opts: &MergeOptions) -> Error 
             )
             | None,
             _,
-        ) => Error::new(ErrorKind::Internal, "merge_error", e.to_string()),
-        (_, Stage::Query) => Error::invalid("sql_error", e.to_string()),
+        ) => Error::new(ErrorKind::Internal, codes::MERGE_ERROR, e.to_string()),
+        (_, Stage::Query) => Error::invalid(codes::SQL_ERROR, e.to_string()),
         (_, Stage::Load(t) | Stage::Index(t)) => Error::new(
             ErrorKind::Internal,
-            "merge_error",
+            codes::MERGE_ERROR,
             format!("cannot load {t} into the merge database: {e}"),
         ),
     }
@@ -92,7 +93,7 @@ fn db_error(e: rusqlite::Error, stage: Stage<'_>, opts: &MergeOptions) -> Error 
 fn timeout() -> Error {
     Error::new(
         ErrorKind::Timeout,
-        "query_timeout",
+        codes::QUERY_TIMEOUT,
         "the query exceeded its time limit while merging segment answers",
     )
 }

@@ -17,6 +17,7 @@ mod sum;
 
 use std::path::PathBuf;
 use std::time::Instant;
+use trough_types::error::codes;
 
 use serde_json::Value as Json;
 use trough_sqlite::{CancelToken, Params};
@@ -108,7 +109,7 @@ fn cancelled() -> Error {
 fn timeout() -> Error {
     Error::new(
         ErrorKind::Timeout,
-        "query_timeout",
+        codes::QUERY_TIMEOUT,
         "the query exceeded its time limit while merging segment answers",
     )
 }
@@ -209,7 +210,7 @@ pub fn merge(
                 if let KeyCol::Column(c) = k.col {
                     if c >= front {
                         return Err(Error::invalid(
-                            "sql_error",
+                            codes::SQL_ERROR,
                             format!("ORDER BY term out of range - should be between 1 and {front}"),
                         ));
                     }

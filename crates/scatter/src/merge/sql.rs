@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::time::Instant;
+use trough_types::error::codes;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
@@ -71,12 +72,12 @@ fn merge_error(e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
     match trough_sqlite::error_code(&e) {
         Some(ErrorCode::DiskFull) => Error::invalid(
-            "merge_too_large",
+            codes::MERGE_TOO_LARGE,
             "the merge of the segment answers needs more disk than its budget allows",
         ),
         Some(ErrorCode::OperationInterrupted) => timeout(),
         Some(ErrorCode::OutOfMemory) => Error::invalid(
-            "merge_too_large",
+            codes::MERGE_TOO_LARGE,
             "the merge of the segment answers ran out of memory",
         ),
         Some(
@@ -84,10 +85,10 @@ fn merge_error(e: rusqlite::Error) -> Error {
             | ErrorCode::CannotOpen
             | ErrorCode::DatabaseCorrupt
             | ErrorCode::InternalMalfunction,
-        ) => Error::new(ErrorKind::Internal, "merge_error", e.to_string()),
-        None => Error::new(ErrorKind::Internal, "merge_error", e.to_string()),
+        ) => Error::new(ErrorKind::Internal, codes::MERGE_ERROR, e.to_string()),
+        None => Error::new(ErrorKind::Internal, codes::MERGE_ERROR, e.to_string()),
         // Errors of the query's own expressions (integer overflow, …), as SQLite says them.
-        _ => Error::invalid("sql_error", e.to_string()),
+        _ => Error::invalid(codes::SQL_ERROR, e.to_string()),
     }
 }
 

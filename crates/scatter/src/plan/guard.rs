@@ -11,6 +11,7 @@
 //! query.
 
 use std::collections::BTreeSet;
+use trough_types::error::codes;
 
 use serde_json::Value as Json;
 use trough_types::error::{Error, Result};
@@ -192,5 +193,5 @@ impl ScatterPlan {
 }
 
 fn refusal(msg: String) -> Error {
-    Error::invalid("unsupported_scatter_query", msg)
+    Error::invalid(codes::UNSUPPORTED_SCATTER_QUERY, msg)
 }

@@ -28,6 +28,7 @@ mod spec;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use trough_types::error::codes;
 
 use sqlparser::ast::{
     Expr, GroupByExpr, Ident, OrderByKind, SelectItem, SetExpr, Statement, UnaryOperator,
@@ -58,14 +59,14 @@ impl PlanError {
     /// `unsupported_scatter_query`.
     pub(crate) fn unsupported(msg: impl Into<String>) -> Self {
         Self {
-            code: "unsupported_scatter_query",
+            code: codes::UNSUPPORTED_SCATTER_QUERY,
             message: msg.into(),
         }
     }
     /// SQL that does not parse. Code `sql_error` (as for a single segment).
     fn syntax(msg: impl Into<String>) -> Self {
         Self {
-            code: "sql_error",
+            code: codes::SQL_ERROR,
             message: msg.into(),
         }
     }
