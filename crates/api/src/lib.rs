@@ -25,6 +25,7 @@ pub mod http_guard;
 pub mod listener;
 pub mod metrics;
 mod observe;
+mod replicas;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use trough_sqlite::{Params, RowFormat, SqlRequest};
 use trough_types::{ApiError, Error, ErrorKind, SegmentId};
 
+use crate::replicas::Step;
 use crate::Node;
 pub use select::Selector;
 use spool::Spool;
@@ -349,82 +350,61 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error>
             .map_err(reader_error)?;
         return Spool::collect(stream.map(|r| r.map_err(reader_error)), spool_mem).await;
     }
-    let targets: Vec<_> = node
-        .cluster
-        .read_targets(id)
-        .into_iter()
-        .filter(|t| t.name != node.name)
-        .collect();
-    let targets = if targets.is_empty() {
-        // The cached view may predate this segment's placement: refresh once and look again.
-        let _ = node.cluster.refresh_segment(&node.coordinator, id).await;
-        node.cluster
-            .read_targets(id)
-            .into_iter()
-            .filter(|t| t.name != node.name)
-            .collect()
-    } else {
-        targets
+    let attempt = |t: trough_cluster::Target| {
+        let body = body.clone();
+        async move {
+            let url = format!("{}/segments/{id}/query", t.address.trim_end_matches('/'));
+            let sent = node
+                .forwarder
+                .client()
+                .post(&url)
+                .header(FORWARDED_HEADER, "1")
+                .header("content-type", "application/json")
+                .header("accept", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => return Step::Next(e.to_string()),
+            };
+            let status = resp.status();
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                let body = serde_json::from_str::<trough_types::wire::ErrorBody>(&text).ok();
+                // A 4xx is the query's own fault and the same on every replica.
+                if status.is_client_error() {
+                    let kind = trough_types::error::kind_for_status(status.as_u16());
+                    return Step::Done(Err(match body {
+                        Some(b) => Error::new(kind, b.error.code, b.error.message),
+                        None => Error::new(kind, codes::SEGMENT_ERROR, text),
+                    }));
+                }
+                let msg = body.map(|b| b.error.message).unwrap_or(text);
+                return Step::Next(format!("{status} {msg}"));
+            }
+            match Spool::collect(
+                resp.bytes_stream()
+                    .map(|r| r.map_err(|e| unavailable(e.to_string()))),
+                spool_mem,
+            )
+            .await
+            {
+                Ok(s) => Step::Done(Ok(s)),
+                // The replica said why it stopped: the query's own error (decision 0003's last
+                // line), the same on every replica.
+                Err(e) if e.kind() == ErrorKind::InvalidInput => Step::Done(Err(e)),
+                Err(e) => Step::Next(format!("answer cut off: {e}")),
+            }
+        }
     };
-    if targets.is_empty() {
-        return Err(unavailable("no healthy replica holds it".into()));
-    }
-    let mut errors = Vec::new();
-    for t in targets {
-        let url = format!("{}/segments/{id}/query", t.address.trim_end_matches('/'));
-        let sent = node
-            .forwarder
-            .client()
-            .post(&url)
-            .header(FORWARDED_HEADER, "1")
-            .header("content-type", "application/json")
-            .header("accept", "application/x-ndjson")
-            .body(body.clone())
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                node.cluster.penalize(&t.name);
-                errors.push(format!("{}: {e}", t.name));
-                continue;
-            }
-        };
-        let status = resp.status();
-        if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
-            let body = serde_json::from_str::<trough_types::wire::ErrorBody>(&text).ok();
-            // A 4xx is the query's own fault and the same on every replica.
-            if status.is_client_error() {
-                let kind = trough_types::error::kind_for_status(status.as_u16());
-                return Err(match body {
-                    Some(b) => Error::new(kind, b.error.code, b.error.message),
-                    None => Error::new(kind, codes::SEGMENT_ERROR, text),
-                });
-            }
-            let msg = body.map(|b| b.error.message).unwrap_or(text);
-            node.cluster.penalize(&t.name);
-            errors.push(format!("{}: {status} {msg}", t.name));
-            continue;
+    match node.each_replica(id, attempt).await {
+        Ok(answer) => answer,
+        Err(failures) if failures.is_empty() => {
+            Err(unavailable("no healthy replica holds it".into()))
         }
-        match Spool::collect(
-            resp.bytes_stream()
-                .map(|r| r.map_err(|e| unavailable(e.to_string()))),
-            spool_mem,
-        )
-        .await
-        {
-            Ok(s) => return Ok(s),
-            // The replica said why it stopped: the query's own error (decision 0003's last
-            // line), the same on every replica.
-            Err(e) if e.kind() == ErrorKind::InvalidInput => return Err(e),
-            Err(e) => {
-                node.cluster.penalize(&t.name);
-                errors.push(format!("{}: answer cut off: {e}", t.name));
-            }
-        }
+        Err(failures) => Err(unavailable(failures.join("; "))),
     }
-    Err(unavailable(errors.join("; ")))
 }
 
 fn reader_error(e: trough_reader::Error) -> Error {

@@ -20,6 +20,7 @@ use trough_writer::ExecuteRequest;
 
 use super::{segment_id, segment_not_found, Path, Query};
 use crate::body;
+use crate::replicas::Step;
 use crate::Node;
 use trough_cluster::forward::{Attempt, Retry, FORWARDED_HEADER};
 
@@ -108,42 +109,25 @@ impl Node {
         headers: &HeaderMap,
         bytes: Bytes,
     ) -> Result<Response, HttpError> {
-        let others = |node: &Self| -> Vec<_> {
-            node.cluster
-                .read_targets(id)
-                .into_iter()
-                .filter(|t| t.name != node.name)
-                .collect()
-        };
-        let mut targets = others(self);
-        if targets.is_empty() {
-            // The cached view may predate this segment's placement: refresh once and look again.
-            let _ = self.cluster.refresh_segment(&self.coordinator, id).await;
-            targets = others(self);
-        }
-        let mut failures = Vec::new();
-        for t in &targets {
-            match self
-                .forwarder
-                .send(
-                    t,
-                    Method::POST,
-                    path,
-                    headers,
-                    bytes.clone(),
-                    Retry::Idempotent,
-                )
-                .await
-            {
-                Attempt::Done(r) => return Ok(r),
-                Attempt::Retry(reason) => {
-                    tracing::warn!(segment = %id, node = %t.name, %reason, "replica failed; trying the next");
-                    metrics::counter!("trough_router_retries_total").increment(1);
-                    self.cluster.penalize(&t.name);
-                    failures.push(reason);
+        let failures = match self
+            .each_replica(id, |t| {
+                let bytes = bytes.clone();
+                async move {
+                    match self
+                        .forwarder
+                        .send(&t, Method::POST, path, headers, bytes, Retry::Idempotent)
+                        .await
+                    {
+                        Attempt::Done(r) => Step::Done(r),
+                        Attempt::Retry(reason) => Step::Next(reason),
+                    }
                 }
-            }
-        }
+            })
+            .await
+        {
+            Ok(r) => return Ok(r),
+            Err(failures) => failures,
+        };
         let msg = if failures.is_empty() {
             format!("no healthy replica holds segment {id}")
         } else {
