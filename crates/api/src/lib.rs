@@ -26,6 +26,7 @@ pub mod listener;
 pub mod metrics;
 mod observe;
 mod replicas;
+pub mod routing;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use trough_types::error::codes;
 
 use crate::http::HttpError;
+use crate::routing::{Op, Route};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -279,8 +280,7 @@ pub async fn promote(
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
-    let local = node.writer.as_ref().is_some_and(|w| w.holds(&id));
-    if !local && !sql::forwarded(&headers) {
+    if node.route(&id, Op::Write, &headers) != Route::Local {
         let path = format!("/segments/{id}/promote");
         return sql::forward_to_writer(&node, &id, &path, &headers, bytes).await;
     }

@@ -21,6 +21,7 @@ use trough_writer::ExecuteRequest;
 use super::{segment_id, segment_not_found, Path, Query};
 use crate::body;
 use crate::replicas::Step;
+use crate::routing::{self, Op, Route};
 use crate::Node;
 use trough_cluster::forward::{Attempt, Retry, FORWARDED_HEADER};
 
@@ -88,6 +89,19 @@ impl Node {
     /// Whether this node holds `id`'s write lease.
     fn writes_locally(&self, id: &SegmentId) -> bool {
         self.writer.as_ref().is_some_and(|w| w.holds(id))
+    }
+
+    /// Where a request `op` on `id` is answered ([`crate::routing::route`] on this node's facts).
+    pub(crate) fn route(&self, id: &SegmentId, op: Op, headers: &HeaderMap) -> Route {
+        routing::route(
+            op,
+            routing::Facts {
+                reads_here: self.reads_locally(id),
+                writes_here: self.writes_locally(id),
+                has_writer: op == Op::Either && self.cluster.writer_of(id).is_some(),
+                forwarded: is_forwarded(headers),
+            },
+        )
     }
 
     /// 404 if the segment is unknown, else the given error.
@@ -197,7 +211,7 @@ pub async fn query(
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
-    if !node.reads_locally(&id) && !is_forwarded(&headers) {
+    if node.route(&id, Op::Read, &headers) != Route::Local {
         let path = format!("/segments/{id}/query");
         return node.forward_read(&id, &path, &headers, bytes).await;
     }
@@ -313,7 +327,7 @@ pub async fn execute(
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
-    if !node.writes_locally(&id) && !is_forwarded(&headers) {
+    if node.route(&id, Op::Write, &headers) != Route::Local {
         let path = format!("/segments/{id}/execute");
         return forward_write(&node, &id, &path, &headers, bytes).await;
     }
@@ -340,13 +354,11 @@ pub async fn trough_wire(
     })?;
     let id = segment_id(raw)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
-    let local = node.reads_locally(&id) || node.writes_locally(&id);
-    if !local && !is_forwarded(&headers) {
-        let path = format!("/?segment={id}");
-        return match node.cluster.writer_of(&id) {
-            Some(_) => forward_write(&node, &id, &path, &headers, bytes).await,
-            None => node.forward_read(&id, &path, &headers, bytes).await,
-        };
+    let path = format!("/?segment={id}");
+    match node.route(&id, Op::Either, &headers) {
+        Route::Local => {}
+        Route::ForwardWrite => return forward_write(&node, &id, &path, &headers, bytes).await,
+        Route::ForwardRead => return node.forward_read(&id, &path, &headers, bytes).await,
     }
     let sql = body::utf8(bytes)?;
     body::sql_text(&sql)?;
