@@ -1,49 +1,18 @@
-//! One local copy of a segment (stored or live) and its connection pool.
+//! One local copy of a segment (stored or live) and its connections.
 //!
 //! A [`SegmentCopy`] is shared through an `Arc`: the reader's table holds one reference and every
 //! query in flight holds another. When the last reference goes (the copy was replaced or removed
-//! and its last query finished), its pool is closed and, for a stored copy, its file is deleted.
+//! and its last query finished), its idle connections are closed (connections in use close when their query ends) and, for a stored copy, its file is deleted.
 //! Not here: choosing which copy serves a query (the reader) or running the query (core).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rusqlite::Connection;
-use scheduled_thread_pool::ScheduledThreadPool;
-use trough_sqlite::{self as sql, Access, QueryLimits};
+use trough_sqlite::{Access, QueryLimits};
+
+use crate::pool::{Budget, CopyConns};
 use trough_types::SegmentId;
-
-/// Opens guarded connections to one file for r2d2.
-#[derive(Debug)]
-pub(crate) struct Manager {
-    path: PathBuf,
-    access: Access,
-}
-
-impl r2d2::ManageConnection for Manager {
-    type Connection = Connection;
-    type Error = trough_types::Error;
-
-    fn connect(&self) -> Result<Connection, trough_types::Error> {
-        sql::open(&self.path, self.access)
-    }
-
-    fn is_valid(&self, conn: &mut Connection) -> Result<(), trough_types::Error> {
-        // The guard denies transaction control, so this is a safety net, not an expected case.
-        if conn.is_autocommit() {
-            Ok(())
-        } else {
-            Err(trough_types::Error::internal(
-                "pooled connection was left inside a transaction",
-            ))
-        }
-    }
-
-    fn has_broken(&self, _conn: &mut Connection) -> bool {
-        false
-    }
-}
 
 /// A file this reader can serve queries from.
 pub(crate) struct SegmentCopy {
@@ -54,7 +23,7 @@ pub(crate) struct SegmentCopy {
     /// `Some` for stored copies.
     pub(crate) sha256: Option<String>,
     /// Taken in `Drop` so connections close before the file is deleted.
-    pool: Option<r2d2::Pool<Manager>>,
+    conns: Option<Arc<CopyConns>>,
     /// Stored copies delete their file when dropped, unless the same file was installed again.
     delete_on_drop: AtomicBool,
 }
@@ -66,27 +35,19 @@ impl SegmentCopy {
         path: PathBuf,
         stored: Option<(u64, String)>,
         limits: &QueryLimits,
-        threads: &Arc<ScheduledThreadPool>,
+        budget: &Arc<Budget>,
     ) -> Self {
         let access = if stored.is_some() {
             Access::ReadOnlyImmutable
         } else {
             Access::ReadOnly
         };
-        let pool = r2d2::Pool::builder()
-            .max_size(limits.pool_size.max(1))
-            .min_idle(Some(0))
-            // No reaper: r2d2 never unschedules a pool's reaper job, so with many short-lived
-            // pools on a shared thread pool they would pile up. Idle connections (at most
-            // pool_size) close with the copy instead.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connection_timeout(limits.timeout())
-            .thread_pool(threads.clone())
-            .build_unchecked(Manager {
-                path: path.clone(),
-                access,
-            });
+        let conns = CopyConns::new(
+            path.clone(),
+            access,
+            limits.pool_size as usize,
+            budget.clone(),
+        );
         let (version, sha256) = stored.map_or((None, None), |(v, s)| (Some(v), Some(s)));
         Self {
             id,
@@ -94,7 +55,7 @@ impl SegmentCopy {
             delete_on_drop: AtomicBool::new(version.is_some()),
             version,
             sha256,
-            pool: Some(pool),
+            conns: Some(conns),
         }
     }
 
@@ -102,8 +63,8 @@ impl SegmentCopy {
         self.version.is_none()
     }
 
-    pub(crate) fn pool(&self) -> &r2d2::Pool<Manager> {
-        self.pool.as_ref().expect("pool is only taken in Drop")
+    pub(crate) fn conns(&self) -> &Arc<CopyConns> {
+        self.conns.as_ref().expect("taken only in Drop")
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -118,7 +79,7 @@ impl SegmentCopy {
 
 impl Drop for SegmentCopy {
     fn drop(&mut self) {
-        drop(self.pool.take());
+        drop(self.conns.take());
         if self.delete_on_drop.load(Ordering::SeqCst) {
             match std::fs::remove_file(&self.path) {
                 Ok(()) => tracing::debug!(

@@ -10,7 +10,9 @@
 //!   ([`Reader::install_live`]), opened read-only; it takes precedence over a stored copy and the
 //!   reader never deletes it.
 //!
-//! [`Reader::query`] runs one read-only statement on a pooled connection in a blocking task and
+//! [`Reader::query`] runs one read-only statement on a connection of the copy (opened on demand,
+//! kept idle afterwards within one reader-wide budget, least recently used closed first) in a
+//! blocking task and
 //! streams the JSON answer back through a bounded channel ([`QueryStream`], convertible into an
 //! `axum` body). Errors before the first output byte are returned as `Err` (proper status); an
 //! error after output started ends the body with an error line and an aborted stream.
@@ -19,10 +21,12 @@
 //! SQL hardening and encoding (`trough_sqlite`).
 //!
 //! Metrics: histogram `trough_reader_query_seconds`, counter `trough_reader_queries_total{outcome}`
-//! (`ok`, `rejected`, `timeout`, `cancelled`, `error`), gauge `trough_reader_segments_held`.
+//! (`ok`, `rejected`, `timeout`, `cancelled`, `error`), gauges `trough_reader_segments_held` and
+//! `trough_reader_idle_connections`.
 
 mod copy;
 mod error;
+mod pool;
 mod reader;
 mod stream;
 
@@ -37,5 +41,8 @@ pub use stream::QueryStream;
 pub const METRIC_QUERY_SECONDS: &str = "trough_reader_query_seconds";
 /// Counter of finished queries, labelled by `outcome`.
 pub const METRIC_QUERIES_TOTAL: &str = "trough_reader_queries_total";
+/// Gauge of connections kept open while idle, across all copies (at most
+/// `limits.query.idle_connections`).
+pub const METRIC_IDLE_CONNECTIONS: &str = "trough_reader_idle_connections";
 /// Gauge of segments this reader can serve (stored or live).
 pub const METRIC_SEGMENTS_HELD: &str = "trough_reader_segments_held";

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
-use scheduled_thread_pool::ScheduledThreadPool;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use trough_sqlite::query::{cancelled_error, timeout_error};
@@ -21,12 +20,11 @@ use trough_types::{ApiError, ErrorKind, SegmentId};
 
 use crate::copy::SegmentCopy;
 use crate::error::Error;
+use crate::pool::{Budget, GetError};
 use crate::stream::{CancelOnDrop, Outcome, QueryStream};
 
 /// How many encoded chunks (about 32 KiB each) may wait in a query's channel.
 const CHANNEL_CHUNKS: usize = 4;
-/// Threads shared by all copies' pools to open connections.
-const POOL_THREADS: usize = 2;
 
 /// One copy this reader holds, as reported by [`Reader::held`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -59,7 +57,7 @@ pub struct Reader {
     table: RwLock<BTreeMap<SegmentId, Slot>>,
     /// Replaced stored copies still in use (to keep their file if the same path is installed again).
     retired: Mutex<Vec<Weak<SegmentCopy>>>,
-    threads: Arc<ScheduledThreadPool>,
+    budget: Arc<Budget>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -75,15 +73,10 @@ impl Reader {
     /// A reader holding nothing yet.
     pub fn new(limits: QueryLimits) -> Self {
         Self {
-            limits,
             table: RwLock::new(BTreeMap::new()),
             retired: Mutex::new(Vec::new()),
-            threads: Arc::new(
-                ScheduledThreadPool::builder()
-                    .num_threads(POOL_THREADS)
-                    .thread_name_pattern("trough-reader-open-{}")
-                    .build(),
-            ),
+            budget: Budget::new(limits.idle_connections as usize),
+            limits,
         }
     }
 
@@ -108,7 +101,7 @@ impl Reader {
             path,
             Some((version, sha256)),
             &self.limits,
-            &self.threads,
+            &self.budget,
         ));
         // A retired copy of the same file must not delete it any more.
         {
@@ -158,7 +151,7 @@ impl Reader {
             path,
             None,
             &self.limits,
-            &self.threads,
+            &self.budget,
         ));
         let mut table = self.write_table();
         let slot = table.entry(id.clone()).or_default();
@@ -331,31 +324,26 @@ fn run_blocking(
     tx: &mpsc::Sender<Bytes>,
 ) -> Result<QueryStats, trough_types::Error> {
     let deadline = started + limits.timeout();
-    let mut conn = copy
-        .pool()
-        .get_timeout(deadline.saturating_duration_since(Instant::now()))
-        .map_err(|e| {
-            if cancel.is_cancelled() {
-                return cancelled_error();
-            }
-            let msg = e.to_string();
-            if msg.is_empty() || msg == "timed out waiting for connection" {
-                trough_types::Error::unavailable(
-                    codes::READER_BUSY,
-                    format!(
-                        "all {} connections to segment {} stayed busy for the whole query time \
-                         limit",
-                        limits.pool_size, copy.id
-                    ),
-                )
-            } else {
-                trough_types::Error::new(
-                    ErrorKind::Internal,
-                    codes::SEGMENT_OPEN_FAILED,
-                    format!("segment {}: {msg}", copy.id),
-                )
-            }
-        })?;
+    let mut conn = match copy.conns().get(deadline) {
+        Ok(conn) => conn,
+        Err(_) if cancel.is_cancelled() => return Err(cancelled_error()),
+        Err(GetError::Busy) => {
+            return Err(trough_types::Error::unavailable(
+                codes::READER_BUSY,
+                format!(
+                    "all {} connections to segment {} stayed busy for the whole query time limit",
+                    limits.pool_size, copy.id
+                ),
+            ))
+        }
+        Err(GetError::Open(e)) => {
+            return Err(trough_types::Error::new(
+                ErrorKind::Internal,
+                codes::SEGMENT_OPEN_FAILED,
+                format!("segment {}: {e}", copy.id),
+            ))
+        }
+    };
     let mut slow_client = false;
     let tokio_deadline = tokio::time::Instant::from_std(deadline);
     let mut sink = |chunk: Bytes| -> bool {

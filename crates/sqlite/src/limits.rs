@@ -34,6 +34,11 @@ pub struct QueryLimits {
     /// Maximum number of open SQLite connections per segment copy (connections are opened on
     /// demand and reused). Default 8.
     pub pool_size: u32,
+    /// Most connections a node keeps open while idle, across all its segment copies; beyond it,
+    /// the least recently used copy's idle connection is closed. Each holds SQLite's page cache
+    /// and the segment's schema, so this bounds the reader's memory when it holds many segments.
+    /// Default 256.
+    pub idle_connections: u32,
 }
 
 impl Default for QueryLimits {
@@ -43,6 +48,7 @@ impl Default for QueryLimits {
             max_rows: 1_000_000,
             max_response_bytes: 1 << 30,
             pool_size: 8,
+            idle_connections: 256,
         }
     }
 }
