@@ -32,7 +32,7 @@ const PENALTY: Duration = Duration::from_secs(5);
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Keeps a [`ClusterView`] fresh: a round catches up with the coordinator, then the worker waits
-/// for the next change (at most [`REFRESH_INTERVAL`]). A round never starts sooner after the
+/// for the next change (at most 5 s). A round never starts sooner after the
 /// previous one than that round took, so following a busy catalog costs at most half the time.
 pub struct ViewWorker {
     view: Arc<ClusterView>,
@@ -174,7 +174,7 @@ impl Default for ClusterView {
 }
 
 impl ClusterView {
-    /// An empty view; call [`ClusterView::refresh`] or run [`ClusterView::run`].
+    /// An empty view; call [`ClusterView::refresh`] or run [`ClusterView::worker`].
     pub fn new() -> Self {
         Self {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
