@@ -1,14 +1,15 @@
 //! The router's view of the cluster: which nodes are alive, what each holds, who writes what.
 //!
 //! A [`ClusterView`] keeps a snapshot of the coordinator's node list and catalog, kept fresh by a
-//! background task that waits on the coordinator's change notifications (Consul blocking queries
-//! in a cluster) and applies each catalog change with a point read when the coordinator can name
-//! the changed segments ([`Coordinator::catalog_changes`]); it re-reads the whole catalog only
-//! when it cannot. Routing a query never costs a coordinator lookup. A request for a segment the
-//! view cannot place costs one point read of that segment ([`ClusterView::refresh_segment`]),
-//! shared by concurrent misses, never a catalog-wide read. The pure functions here
-//! ([`read_targets`], [`pick_writer`]) decide where a request goes. Nodes that just failed are
-//! put at the back of the line for a few seconds ([`ClusterView::penalize`]).
+//! background worker ([`ViewWorker`]) that waits on the coordinator's change notifications
+//! (Consul blocking queries in a cluster) and applies each catalog change with a point read when
+//! the coordinator can name the changed segments ([`Coordinator::catalog_changes`]); it re-reads
+//! the whole catalog only when it cannot. Routing a query never costs a coordinator lookup. A
+//! request for a segment the view cannot place costs one point read of that segment
+//! ([`ClusterView::refresh_segment`]), shared by concurrent misses, never a catalog-wide read.
+//! The pure functions here ([`read_targets`], [`pick_writer`]) decide where a request goes.
+//! Nodes that just failed are put at the back of the line for a few seconds
+//! ([`ClusterView::penalize`]).
 //!
 //! Not here: sending requests ([`crate::forward`]) or serving them locally (handlers).
 
@@ -29,6 +30,55 @@ use trough_types::{NodeName, SegmentEntry, SegmentId};
 const PENALTY: Duration = Duration::from_secs(5);
 /// Longest wait between two refreshes.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps a [`ClusterView`] fresh: a round catches up with the coordinator, then the worker waits
+/// for the next change (at most 5 s). A round never starts sooner after the
+/// previous one than that round took, so following a busy catalog costs at most half the time.
+pub struct ViewWorker {
+    view: Arc<ClusterView>,
+    coordinator: Arc<dyn Coordinator>,
+    /// The coordinator index the view is current to (0: read everything next round).
+    index: u64,
+    /// How long the last round took: the rest before waiting for the next change.
+    pause: Duration,
+}
+
+#[trough_worker::async_trait]
+impl trough_worker::Worker for ViewWorker {
+    fn name(&self) -> &'static str {
+        "cluster-view"
+    }
+
+    async fn work(&mut self) -> trough_worker::WorkerState {
+        let started = Instant::now();
+        match self
+            .view
+            .catch_up(self.coordinator.as_ref(), self.index)
+            .await
+        {
+            Ok(i) => self.index = i,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster view refresh failed");
+                self.index = 0;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        self.pause = started.elapsed();
+        trough_worker::WorkerState::Idle
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(self.pause).await;
+        if self
+            .coordinator
+            .wait_for_change(self.index.max(1), REFRESH_INTERVAL)
+            .await
+            .is_err()
+        {
+            self.index = 0;
+        }
+    }
+}
 
 /// What the router knows about the cluster at one moment.
 #[derive(Clone, Debug, Default)]
@@ -124,7 +174,7 @@ impl Default for ClusterView {
 }
 
 impl ClusterView {
-    /// An empty view; call [`ClusterView::refresh`] or run [`ClusterView::run`].
+    /// An empty view; call [`ClusterView::refresh`] or run [`ClusterView::worker`].
     pub fn new() -> Self {
         Self {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
@@ -240,35 +290,13 @@ impl ClusterView {
         Ok(())
     }
 
-    /// Keeps the view fresh until `shutdown`. A round never starts sooner after the previous
-    /// one than that round took, so following a busy catalog costs at most half the time.
-    pub async fn run(
-        self: Arc<Self>,
-        coordinator: Arc<dyn Coordinator>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut index = 0;
-        loop {
-            let started = Instant::now();
-            match self.catch_up(coordinator.as_ref(), index).await {
-                Ok(i) => index = i,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster view refresh failed");
-                    index = 0;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-            let pause = started.elapsed();
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => return,
-            }
-            tokio::select! {
-                r = coordinator.wait_for_change(index.max(1), REFRESH_INTERVAL) => {
-                    if r.is_err() { index = 0; }
-                }
-                _ = shutdown.changed() => return,
-            }
+    /// The background worker that keeps the view fresh ([`ViewWorker`]).
+    pub fn worker(self: Arc<Self>, coordinator: Arc<dyn Coordinator>) -> ViewWorker {
+        ViewWorker {
+            view: self,
+            coordinator,
+            index: 0,
+            pause: Duration::ZERO,
         }
     }
 

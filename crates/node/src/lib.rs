@@ -12,6 +12,29 @@
 //! leader assigns. The data directory is locked (an exclusive `flock` on `<data_dir>/.lock`) so
 //! that two processes cannot share it.
 //!
+//! # Background workers
+//!
+//! Everything that runs in the background is a named [`trough_worker::Worker`], started here
+//! after start-up and stopped together at shutdown: `cluster-view` (keeps the routing view
+//! fresh), `heartbeat` (re-registers the node), `sync-leader` (assignment rounds, sync servers),
+//! `local-sync` (copies, readers), `write-leases` and `auto-promote` (writers). A worker that
+//! panics is logged with its name and counted (`trough_worker_panics_total`); the others keep
+//! running, and [`run`] returns an error naming it when the node stops.
+//!
+//! # Shutdown order
+//!
+//! When `shutdown` turns `true`:
+//! 1. the listener stops accepting connections and drains the open ones (each finishes its
+//!    current request; at most 10 s), so no request is cut off by what follows;
+//! 2. the workers are cancelled together and joined with one deadline
+//!    (`WORKER_STOP_DEADLINE`, 5 s): each finishes the round it is in, the leader releases its
+//!    lock so another candidate takes over at once; workers still running at the deadline are
+//!    named in a warning and left behind;
+//! 3. the data-directory lock is released, only once nothing of this process writes there.
+//!
+//! The process-level grace period (`limits.shutdown_grace_ms`, enforced by the binary) bounds
+//! all of this.
+//!
 //! The reader and the local synchronizer always run in one process. The synchronizer hands
 //! verified copies straight to the reader's pools, which makes the swap atomic and lets the
 //! reader delete a superseded file only after its last query finished (decision 0007).
@@ -20,10 +43,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use tokio_util::sync::CancellationToken;
 use trough_config::Config;
 use trough_coord::embedded::EmbeddedCoordinator;
-use trough_coord::{Coordinator, NodeInfo};
+use trough_coord::Coordinator;
 use trough_placement::{TierRule, TierSpec};
 use trough_reader::Reader;
 use trough_store::publish::{reconcile, Publisher};
@@ -31,14 +54,19 @@ use trough_store::SegmentStore;
 use trough_sync::leader::{self, LeaderConfig};
 use trough_sync::local::{LocalSync, NodeIdentity};
 use trough_types::{Error, NodeName, Result};
+use trough_worker::Workers;
+use trough_writer::workers::{AutoPromoter, LeaseKeeper};
 use trough_writer::Writer;
 
 use trough_api::Node;
 use trough_cluster::forward::Forwarder;
 use trough_cluster::ClusterView;
 
-/// How often a node re-registers itself (Consul's TTL check is a few times longer).
-const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+mod heartbeat;
+use heartbeat::{heartbeat, HeartbeatWorker};
+
+/// How long shutdown waits for the background workers to stop, all together.
+const WORKER_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Which parts a process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,13 +131,13 @@ pub fn coordinator(config: &Config, data_dir: &std::path::Path) -> Result<Arc<dy
 pub async fn run(
     config: Config,
     roles: Roles,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     trough_api::metrics::install();
     let data_dir = trough_config::absolute(&config.data_dir)?;
     std::fs::create_dir_all(&data_dir)?;
-    let _lock = lock_data_dir(&data_dir)?;
+    let lock = lock_data_dir(&data_dir)?;
     let tmp_dir = data_dir.join("tmp");
     let _ = std::fs::remove_dir_all(&tmp_dir);
     std::fs::create_dir_all(&tmp_dir)?;
@@ -118,6 +146,15 @@ pub async fn run(
     trough_sqlite::limits::configure(&config.limits.sqlite, &tmp_dir.join("sqlite"))?;
 
     let name = NodeName::new(&config.node_name)?;
+    let leader = match roles.sync_server {
+        true => {
+            let lc = leader_config(&config);
+            trough_placement::TierMatcher::new(&lc.tier_rules)
+                .map_err(|e| Error::invalid("invalid_config", e.to_string()))?;
+            Some(lc)
+        }
+        false => None,
+    };
     let store = SegmentStore::from_url(
         &config.object_store_url()?,
         &config.object_store_option_pairs(),
@@ -197,40 +234,28 @@ pub async fn run(
     let cluster = Arc::new(ClusterView::new());
     cluster.refresh(coordinator.as_ref()).await?;
 
-    let mut tasks = vec![
-        tokio::spawn(cluster.clone().run(coordinator.clone(), shutdown.clone())),
-        tokio::spawn(heartbeat_loop(
-            coordinator.clone(),
-            identity.clone(),
-            sync.clone(),
-            shutdown.clone(),
-        )),
-    ];
-    if roles.sync_server {
-        let lc = leader_config(&config);
-        trough_placement::TierMatcher::new(&lc.tier_rules)
-            .map_err(|e| Error::invalid("invalid_config", e.to_string()))?;
-        tasks.push(tokio::spawn(leader::run(
-            name.clone(),
-            coordinator.clone(),
-            leader_config(&config),
-            shutdown.clone(),
-        )));
+    // Background workers, stopped together at shutdown (see the module docs for the order).
+    let workers = Workers::new();
+    workers.spawn(cluster.clone().worker(coordinator.clone()));
+    workers.spawn(HeartbeatWorker {
+        coordinator: coordinator.clone(),
+        identity: identity.clone(),
+        sync: sync.clone(),
+    });
+    if let Some(lc) = leader {
+        workers.spawn(leader::worker(name.clone(), coordinator.clone(), lc));
     }
     if let Some(s) = &sync {
-        tasks.push(tokio::spawn(s.clone().run(shutdown.clone())));
+        workers.spawn(s.clone().worker());
     }
     if let Some(w) = &writer {
-        tasks.push(tokio::spawn(
-            w.clone()
-                .maintain_leases(Duration::from_secs(1), shutdown.clone()),
-        ));
+        workers.spawn(LeaseKeeper::new(w.clone(), Duration::from_secs(1)));
     }
     if let (Some(w), true) = (&writer, config.writer.auto_promote_secs > 0) {
-        tasks.push(tokio::spawn(w.clone().auto_promote(
+        workers.spawn(AutoPromoter::new(
+            w.clone(),
             Duration::from_secs(config.writer.auto_promote_secs),
-            shutdown.clone(),
-        )));
+        ));
     }
 
     let node = Arc::new(Node {
@@ -247,9 +272,33 @@ pub async fn run(
     });
     ready(addr);
     let app = trough_api::app(node.clone());
-    trough_api::listener::serve(listener, app, node.limits.http.clone(), shutdown).await;
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    // 1. Stop accepting connections and drain the open ones (the listener returns when done).
+    let stop_accepting = CancellationToken::new();
+    let signal = async {
+        let _ = shutdown.wait_for(|s| *s).await;
+        stop_accepting.cancel();
+    };
+    let serve = trough_api::listener::serve(
+        listener,
+        app,
+        node.limits.http.clone(),
+        stop_accepting.clone(),
+    );
+    tokio::join!(signal, serve);
+    // 2. Stop the background workers (each finishes the round it is in), with one deadline.
+    let report = workers.shutdown(WORKER_STOP_DEADLINE).await;
+    // 3. Release the data directory only now that nothing of this process writes to it.
+    drop(lock);
+    if !report.panicked.is_empty() {
+        let which: Vec<String> = report
+            .panicked
+            .iter()
+            .map(|p| format!("{} ({})", p.worker, p.message))
+            .collect();
+        return Err(Error::internal(format!(
+            "background workers panicked while the node ran: {}",
+            which.join(", ")
+        )));
     }
     Ok(())
 }
@@ -276,48 +325,6 @@ fn leader_config(config: &Config) -> LeaderConfig {
             })
             .collect(),
         interval: config.sync.interval(),
-    }
-}
-
-/// Registers this node once: with its holdings if it has a local synchronizer.
-async fn heartbeat(
-    coordinator: &dyn Coordinator,
-    identity: &NodeIdentity,
-    sync: Option<&LocalSync>,
-) -> Result<()> {
-    match sync {
-        Some(s) => s.report().await,
-        None => {
-            coordinator
-                .register_node(&NodeInfo {
-                    name: identity.name.clone(),
-                    address: identity.address.clone(),
-                    tier: identity.tier.clone(),
-                    quota_bytes: identity.quota_bytes,
-                    stored_bytes: 0,
-                    roles: identity.roles.clone(),
-                    held: Default::default(),
-                    updated_at: Utc::now(),
-                })
-                .await
-        }
-    }
-}
-
-async fn heartbeat_loop(
-    coordinator: Arc<dyn Coordinator>,
-    identity: NodeIdentity,
-    sync: Option<Arc<LocalSync>>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
-            _ = shutdown.changed() => return,
-        }
-        if let Err(e) = heartbeat(coordinator.as_ref(), &identity, sync.as_deref()).await {
-            tracing::warn!(error = %e, "heartbeat failed");
-        }
     }
 }
 

@@ -96,45 +96,77 @@ pub async fn round(
     Ok(true)
 }
 
-/// Runs rounds until `shutdown`. A round never starts sooner after the previous one than that
-/// round took.
-pub async fn run(
+/// The leader candidate as a background worker: a round ([`round`]) after every change in the
+/// coordinator and at least every [`LeaderConfig::interval`]. A round never starts sooner after
+/// the previous one than that round took. At shutdown it releases the leader lock at once, so
+/// another candidate takes over without waiting for the lock to expire.
+pub struct LeaderWorker {
     me: NodeName,
     coordinator: Arc<dyn Coordinator>,
     config: LeaderConfig,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+    interval: Duration,
+    /// The coordinator index the last round started from.
+    index: u64,
+    /// How long the last round took.
+    rest: Duration,
+}
+
+/// The leader candidate's worker.
+pub fn worker(
+    me: NodeName,
+    coordinator: Arc<dyn Coordinator>,
+    config: LeaderConfig,
+) -> LeaderWorker {
     let interval = if config.interval.is_zero() {
         Duration::from_secs(10)
     } else {
         config.interval
     };
-    let mut index = 0;
-    loop {
-        let before = coordinator
+    LeaderWorker {
+        me,
+        coordinator,
+        config,
+        interval,
+        index: 0,
+        rest: Duration::ZERO,
+    }
+}
+
+#[trough_worker::async_trait]
+impl trough_worker::Worker for LeaderWorker {
+    fn name(&self) -> &'static str {
+        "sync-leader"
+    }
+
+    async fn work(&mut self) -> trough_worker::WorkerState {
+        let before = self
+            .coordinator
             .wait_for_change(0, Duration::ZERO)
             .await
-            .unwrap_or(index);
+            .unwrap_or(self.index);
         let started = tokio::time::Instant::now();
-        if let Err(e) = round(&me, coordinator.as_ref(), &config).await {
+        if let Err(e) = round(&self.me, self.coordinator.as_ref(), &self.config).await {
             tracing::warn!(error = %e, "assignment round failed");
         }
-        index = before;
+        self.index = before;
+        self.rest = started.elapsed();
+        trough_worker::WorkerState::Idle
+    }
+
+    async fn wait_for_work(&mut self) {
         // A round reads the whole catalog: under a stream of publishes, rest as long as the
         // round took, so rounds batch changes and take at most half the time.
-        tokio::select! {
-            _ = tokio::time::sleep(started.elapsed()) => {}
-            _ = shutdown.changed() => {
-                let _ = coordinator.unlock(LEADER_LOCK_KEY, &me).await;
-                return;
-            }
+        tokio::time::sleep(self.rest).await;
+        if let Ok(i) = self
+            .coordinator
+            .wait_for_change(self.index, self.interval)
+            .await
+        {
+            self.index = i;
         }
-        tokio::select! {
-            r = coordinator.wait_for_change(index, interval) => { if let Ok(i) = r { index = i; } }
-            _ = shutdown.changed() => {
-                let _ = coordinator.unlock(LEADER_LOCK_KEY, &me).await;
-                return;
-            }
-        }
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.coordinator.unlock(LEADER_LOCK_KEY, &self.me).await;
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod error;
 pub mod exec;
+pub mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -85,7 +86,7 @@ pub struct Writer {
     dbs: Mutex<HashMap<SegmentId, Arc<WritableDb>>>,
     /// Segments the catalog says this node writes, whose lease it does not hold right now (after a
     /// restart, until the old session's lock expires; or after losing the lease). Writes to them
-    /// are refused until [`Writer::maintain_leases`] takes the lease again.
+    /// are refused until [`Writer::keep_leases`] takes the lease again.
     pending: Mutex<BTreeMap<SegmentId, Option<SchemaName>>>,
 }
 
@@ -145,46 +146,37 @@ impl Writer {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps write leases: segments whose lease was lost stop taking writes at once and are
-    /// retried, as are segments still waiting for a lease, every `interval` until `shutdown`.
-    pub async fn maintain_leases(
-        self: Arc<Self>,
-        interval: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
-            }
-            let lost: Vec<Arc<WritableDb>> = {
-                let mut dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner());
-                let ids: Vec<SegmentId> = dbs
-                    .values()
-                    .filter(|d| !d.lease.is_held())
-                    .map(|d| d.id.clone())
-                    .collect();
-                ids.iter().filter_map(|id| dbs.remove(id)).collect()
-            };
-            for db in lost {
-                tracing::error!(segment = %db.id, "write lease lost; writes refused until it is reacquired");
-                self.pending_lock().insert(db.id.clone(), db.schema.clone());
-            }
-            let pending: Vec<(SegmentId, Option<SchemaName>)> = self
-                .pending_lock()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+    /// One round of lease keeping: segments whose lease was lost stop taking writes at once and
+    /// are retried, as are segments still waiting for a lease ([`workers::LeaseKeeper`] runs it
+    /// every second).
+    pub async fn keep_leases(&self) {
+        let lost: Vec<Arc<WritableDb>> = {
+            let mut dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<SegmentId> = dbs
+                .values()
+                .filter(|d| !d.lease.is_held())
+                .map(|d| d.id.clone())
                 .collect();
-            for (id, schema) in pending {
-                match self.attach(&id, schema, self.db_path(&id)).await {
-                    Ok(()) => {
-                        self.pending_lock().remove(&id);
-                        tracing::info!(segment = %id, "write lease acquired; accepting writes");
-                    }
-                    Err(Error::LeaseElsewhere { .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(segment = %id, error = %e, "reacquiring write lease failed")
-                    }
+            ids.iter().filter_map(|id| dbs.remove(id)).collect()
+        };
+        for db in lost {
+            tracing::error!(segment = %db.id, "write lease lost; writes refused until it is reacquired");
+            self.pending_lock().insert(db.id.clone(), db.schema.clone());
+        }
+        let pending: Vec<(SegmentId, Option<SchemaName>)> = self
+            .pending_lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, schema) in pending {
+            match self.attach(&id, schema, self.db_path(&id)).await {
+                Ok(()) => {
+                    self.pending_lock().remove(&id);
+                    tracing::info!(segment = %id, "write lease acquired; accepting writes");
+                }
+                Err(Error::LeaseElsewhere { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(segment = %id, error = %e, "reacquiring write lease failed")
                 }
             }
         }
@@ -477,31 +469,20 @@ impl Writer {
         Ok(result?)
     }
 
-    /// Promotes every segment with unpromoted writes, every `interval`, until `shutdown`.
-    pub async fn auto_promote(
-        self: Arc<Self>,
-        interval: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let dirty: Vec<SegmentId> = {
-                let dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner());
-                dbs.values()
-                    .filter(|d| d.dirty.load(Ordering::Acquire))
-                    .map(|d| d.id.clone())
-                    .collect()
-            };
-            for id in dirty {
-                match self.promote(&id).await {
-                    Ok(m) => tracing::info!(segment = %id, version = m.version, "auto-promoted"),
-                    Err(e) => tracing::warn!(segment = %id, error = %e, "auto-promotion failed"),
-                }
+    /// Promotes every segment with unpromoted writes ([`workers::AutoPromoter`] runs it every
+    /// `writer.auto_promote_secs`).
+    pub async fn promote_dirty(&self) {
+        let dirty: Vec<SegmentId> = {
+            let dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner());
+            dbs.values()
+                .filter(|d| d.dirty.load(Ordering::Acquire))
+                .map(|d| d.id.clone())
+                .collect()
+        };
+        for id in dirty {
+            match self.promote(&id).await {
+                Ok(m) => tracing::info!(segment = %id, version = m.version, "auto-promoted"),
+                Err(e) => tracing::warn!(segment = %id, error = %e, "auto-promotion failed"),
             }
         }
     }

@@ -28,7 +28,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use trough_config::HttpLimits;
 use trough_types::wire::ErrorBody;
@@ -41,13 +42,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Lingering after a refused connection (503) is shorter than after a served one.
 const REJECT_LINGER: Duration = Duration::from_secs(1);
 
-/// Serves `app` on `listener` until `shutdown` turns `true`, then lets open connections finish
+/// Serves `app` on `listener` until `shutdown` is cancelled, then lets open connections finish
 /// their current request (for at most 10 s).
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: HttpLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let limits = Arc::new(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -58,7 +59,7 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.cancelled() => break,
         };
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,
@@ -122,7 +123,7 @@ async fn serve_connection(
     app: axum::Router,
     builder: Arc<http1::Builder>,
     limits: Arc<HttpLimits>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
     let mut conn = builder.serve_connection(
@@ -133,7 +134,7 @@ async fn serve_connection(
     let result = loop {
         let done = tokio::select! {
             r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => Some(r),
-            _ = shutdown.wait_for(|s| *s), if !draining => None,
+            _ = shutdown.cancelled(), if !draining => None,
         };
         match done {
             Some(r) => break r,
@@ -150,7 +151,7 @@ async fn serve_connection(
     // Shutting down: no lingering (the process is about to close every socket anyway).
     tokio::select! {
         _ = linger(tcp, Duration::from_millis(limits.linger_ms), limits.linger_bytes) => {}
-        _ = shutdown.wait_for(|s| *s) => {}
+        _ = shutdown.cancelled() => {}
     }
 }
 

@@ -15,8 +15,8 @@
 //! [`Coordinator::set_writable`] are read-modify-write cycles with check-and-set: read the key and
 //! its `ModifyIndex`, compute the new entry, `PUT ?cas=<ModifyIndex>` (`?cas=0` when the key does
 //! not exist yet, which creates it only if it is still absent). If another writer got there
-//! first, Consul answers `false` and we start over from a fresh read, with a small random
-//! backoff, up to 64 times (then `Unavailable`). So two publishers recording different versions
+//! first, Consul answers `false` and we start over from a fresh read, after a short randomized
+//! exponential backoff, up to 64 times (then `Unavailable`). So two publishers recording different versions
 //! of one segment at once never lose either version, and two nodes racing to make a segment
 //! writable cannot both win: the loser re-reads, sees the other writer and gets `Conflict`.
 //! A call that would change nothing (same manifest again, same writer again, read-only already)
@@ -168,11 +168,11 @@ mod session;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -203,7 +203,23 @@ fn assignment_bucket_key(id: &SegmentId) -> String {
 }
 
 /// How many check-and-set rounds an update of one catalog entry tries before giving up.
-const MAX_CAS_ATTEMPTS: u32 = 64;
+const MAX_CAS_ATTEMPTS: usize = 64;
+
+/// The rest after a check-and-set round lost a race, before reading again: 5 ms doubling up to
+/// 100 ms, each plus up to as much again at random so that racing writers spread out.
+const CAS_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(5))
+    .with_max_delay(Duration::from_millis(100))
+    .with_jitter()
+    .with_max_times(MAX_CAS_ATTEMPTS - 1);
+
+/// Why a check-and-set round did not write.
+enum Cas {
+    /// Another writer changed the entry first: read again and retry.
+    Lost,
+    /// Anything else: give up.
+    Failed(Error),
+}
 
 /// Consul's limit on a service meta value.
 const META_VALUE_MAX: usize = 512;
@@ -363,15 +379,6 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
-/// A random duration in `[0, max)`, for CAS backoff (no RNG dependency needed).
-fn jitter(max: Duration) -> Duration {
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let ms = max.as_millis().max(1) as u64;
-    Duration::from_millis(r % ms)
-}
-
 impl ConsulCoordinator {
     /// A coordinator on the agent at `url` (e.g. `http://127.0.0.1:8500`) with all data under
     /// `prefix` (e.g. [`DEFAULT_PREFIX`]), for this process's `node`. Production defaults for
@@ -514,39 +521,55 @@ impl ConsulCoordinator {
             .map_err(|e| Error::internal(format!("catalog entry {key} is not valid: {e}")))
     }
 
-    /// Read-modify-write of one catalog entry with check-and-set (see the module docs).
+    /// Read-modify-write of one catalog entry with check-and-set (see the module docs): rounds
+    /// that lose a race are retried after [`CAS_BACKOFF`].
     async fn update_entry<F>(&self, id: &SegmentId, f: F) -> Result<SegmentEntry>
     where
         F: Fn(Option<SegmentEntry>) -> Result<Update>,
     {
         let key = self.catalog_key(id);
-        for attempt in 0..MAX_CAS_ATTEMPTS {
-            let cur = self.client.kv_get(&key).await?;
-            let (entry, cas) = match &cur {
-                Some(p) => (Some(Self::parse_entry(&key, &p.value)?), p.modify_index),
-                None => (None, 0),
-            };
-            match f(entry)? {
-                Update::Unchanged(e) => return Ok(e),
-                Update::Write(e) => {
-                    if self
-                        .client
-                        .kv_put(&key, serde_json::to_vec(&e)?, Some(cas))
-                        .await?
-                    {
-                        return Ok(e);
-                    }
-                    // Lost a race: re-read and decide again.
-                    let cap = Duration::from_millis(5 * u64::from(attempt + 1))
-                        .min(Duration::from_millis(200));
-                    tokio::time::sleep(jitter(cap)).await;
-                }
+        let round = || async {
+            match self.cas_round(&key, &f).await {
+                Ok(Some(e)) => Ok(e),
+                Ok(None) => Err(Cas::Lost),
+                Err(e) => Err(Cas::Failed(e)),
+            }
+        };
+        match round
+            .retry(CAS_BACKOFF)
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, Cas::Lost))
+            .await
+        {
+            Ok(e) => Ok(e),
+            Err(Cas::Failed(e)) => Err(e),
+            Err(Cas::Lost) => Err(Error::unavailable(
+                "catalog_contended",
+                format!("{id}: too many concurrent catalog updates, try again"),
+            )),
+        }
+    }
+
+    /// One check-and-set round on `key`: `None` if another writer changed the entry first.
+    async fn cas_round<F>(&self, key: &str, f: &F) -> Result<Option<SegmentEntry>>
+    where
+        F: Fn(Option<SegmentEntry>) -> Result<Update>,
+    {
+        let cur = self.client.kv_get(key).await?;
+        let (entry, cas) = match &cur {
+            Some(p) => (Some(Self::parse_entry(key, &p.value)?), p.modify_index),
+            None => (None, 0),
+        };
+        match f(entry)? {
+            Update::Unchanged(e) => Ok(Some(e)),
+            Update::Write(e) => {
+                let written = self
+                    .client
+                    .kv_put(key, serde_json::to_vec(&e)?, Some(cas))
+                    .await?;
+                Ok(written.then_some(e))
             }
         }
-        Err(Error::unavailable(
-            "catalog_contended",
-            format!("{id}: too many concurrent catalog updates, try again"),
-        ))
     }
 
     /// The services `node` should have registered.

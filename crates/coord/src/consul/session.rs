@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use backon::{ConstantBuilder, Retryable};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -97,17 +98,20 @@ impl Locks {
         // have registered the agent node's `serfHealth` check yet, and Consul refuses sessions
         // tied to it for a moment. Retry that one transient answer briefly.
         let give_up = Instant::now() + STARTUP_GRACE;
-        let (id, sent) = loop {
+        let create = || async {
             let sent = Instant::now();
-            match self.client.session_create(&spec).await {
-                Ok(id) => break (id, sent),
-                Err(e) if e.message().contains("Missing check") && Instant::now() < give_up => {
-                    tracing::debug!(error = %e, "consul agent not ready for sessions yet");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e),
-            }
+            self.client.session_create(&spec).await.map(|id| (id, sent))
         };
+        let (id, sent) = create
+            .retry(
+                ConstantBuilder::new()
+                    .with_delay(Duration::from_millis(200))
+                    .without_max_times(),
+            )
+            .sleep(tokio::time::sleep)
+            .when(|e| e.message().contains("Missing check") && Instant::now() < give_up)
+            .notify(|e, _| tracing::debug!(error = %e, "consul agent not ready for sessions yet"))
+            .await?;
         let task = tokio::spawn(renew_loop(
             Arc::downgrade(self),
             self.client.clone(),
