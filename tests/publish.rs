@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use common::*;
 use serde_json::{json, Value};
@@ -353,27 +353,47 @@ fn unknown_segment_is_404() {
     assert_eq!(body, json!({"segments": []}));
 }
 
-/// A body of unknown length: `data`, then (if `fail`) an I/O error instead of the end.
+/// A body of unknown length (sent chunked): `data`.
 struct Chunked {
     data: Vec<u8>,
     pos: usize,
-    fail: bool,
 }
 
 impl Read for Chunked {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.pos >= self.data.len() {
-            return if self.fail {
-                Err(std::io::Error::other("client gave up mid-upload"))
-            } else {
-                Ok(0)
-            };
+            return Ok(0);
         }
         let n = buf.len().min(4096).min(self.data.len() - self.pos);
         buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
     }
+}
+
+/// A chunked `PUT /segments/{id}` whose client dies after sending `part`: it closes its side
+/// without the terminating chunk. Returns once the server has closed the connection, i.e. is
+/// done with the request (instead of sleeping and hoping it is).
+fn abandoned_upload(s: &TestServer, id: &str, part: &[u8]) {
+    let mut conn = raw::connect(s.url());
+    let mut request = format!(
+        "PUT /segments/{id} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        raw::addr_of(s.url())
+    )
+    .into_bytes();
+    for chunk in part.chunks(4096) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    // The server may stop reading early; a failed write is part of the client dying.
+    let _ = conn.write_all(&request);
+    raw::finish_writing(&conn);
+    assert!(
+        raw::closed_within(&mut conn, SYNC_TIMEOUT),
+        "the server kept the connection of the abandoned upload of {id} open"
+    );
 }
 
 #[test]
@@ -387,7 +407,6 @@ fn chunked_upload_and_aborted_upload() {
         .body(reqwest::blocking::Body::new(Chunked {
             data: f.bytes(),
             pos: 0,
-            fail: false,
         }))
         .send()
         .unwrap();
@@ -403,25 +422,8 @@ fn chunked_upload_and_aborted_upload() {
          INSERT INTO t SELECT randomblob(1000) FROM c;",
     );
     let half = big.bytes()[..big.bytes().len() / 2].to_vec();
-    let _ = s
-        .client()
-        .put(s.at("/segments/aborted"))
-        .body(reqwest::blocking::Body::new(Chunked {
-            data: half.clone(),
-            pos: 0,
-            fail: true,
-        }))
-        .send();
-    let _ = s
-        .client()
-        .put(s.at("/segments/chunked"))
-        .body(reqwest::blocking::Body::new(Chunked {
-            data: half,
-            pos: 0,
-            fail: true,
-        }))
-        .send();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    abandoned_upload(&s, "aborted", &half);
+    abandoned_upload(&s, "chunked", &half);
     let (status, body) = s.get_json("/segments/aborted");
     assert_error(status, &body, 404, "segment_not_found");
     let (_, doc) = s.get_json("/segments/chunked");

@@ -449,6 +449,7 @@ fn slow_query_times_out_while_others_are_served() {
                     SELECT count(*) AS n FROM c";
     let client = s.client().clone();
     let url = s.at("/segments/q.slow/query");
+    let busy_from = s.cpu_ticks();
     let start = Instant::now();
     let slow = thread::spawn(move || {
         let r = client
@@ -461,7 +462,16 @@ fn slow_query_times_out_while_others_are_served() {
         let out = json_of(r);
         (out, start.elapsed())
     });
-    thread::sleep(Duration::from_millis(100));
+    // Wait until the server is executing the slow query: it burns CPU (an idle server burns
+    // next to none; 2 ticks are 20 ms of CPU time, well inside the query's 300 ms).
+    let running = wait_until(Duration::from_secs(10), || {
+        s.cpu_ticks() >= busy_from + 2 || slow.is_finished()
+    });
+    assert!(
+        running && !slow.is_finished(),
+        "the slow query was not seen running (CPU ticks {busy_from} → {})",
+        s.cpu_ticks()
+    );
     let t0 = Instant::now();
     let (status, body) = s.query_text("q.fast", "SELECT count(*) AS n FROM t");
     let fast_latency = t0.elapsed();

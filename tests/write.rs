@@ -582,10 +582,27 @@ fn auto_promote_after_writes() {
         "no automatic promotion within 20 s: {}",
         s.get_json("/segments/w.auto").1
     );
-    // Without new writes, no new versions pile up.
+    // Without new writes, no new versions pile up. Instead of sleeping through a few ticks of
+    // the promotion loop, count them: a write to another segment is promoted by the next pass
+    // over all dirty segments, so two promotions of `w.tick` prove two passes ran since.
     let (_, doc) = s.get_json("/segments/w.auto");
     let n = doc["versions"].as_array().unwrap().len();
-    std::thread::sleep(Duration::from_millis(2500));
+    provisioned(&s, "w.tick");
+    for pass in 1..=2u64 {
+        s.execute_ok(
+            "w.tick",
+            &format!("INSERT INTO page (url) VALUES ('http://tick/{pass}')"),
+        );
+        let promoted = wait_until(Duration::from_secs(20), || {
+            let (_, doc) = s.get_json("/segments/w.tick");
+            doc["latest"]["version"].as_u64().is_some_and(|v| v >= pass)
+        });
+        assert!(
+            promoted,
+            "write {pass} to w.tick not auto-promoted within 20 s: {}",
+            s.get_json("/segments/w.tick").1
+        );
+    }
     let (_, doc) = s.get_json("/segments/w.auto");
     assert_eq!(
         doc["versions"].as_array().unwrap().len(),

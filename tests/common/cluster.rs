@@ -706,8 +706,7 @@ fn spawn(node: &mut ClusterNode, config: &Path) {
         .timeout(Duration::from_secs(5))
         .build()
         .expect("HTTP client");
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
+    let healthy = wait_until(START_TIMEOUT, || {
         if let Some(status) = node
             .child
             .as_mut()
@@ -715,19 +714,15 @@ fn spawn(node: &mut ClusterNode, config: &Path) {
         {
             panic!("{name} exited during start-up: {status}");
         }
-        if client
+        client
             .get(format!("{}/health", node.url))
             .send()
             .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: GET /health did not answer 200 within {START_TIMEOUT:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    });
+    assert!(
+        healthy,
+        "{name}: GET /health did not answer 200 within {START_TIMEOUT:?}"
+    );
 }
 
 // ---- segments ----------------------------------------------------------------------------------

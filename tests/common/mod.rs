@@ -132,16 +132,13 @@ impl TestServer {
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // stdout closed without a URL: the process is exiting.
                 let mut status = None;
-                for _ in 0..100 {
+                wait_until(Duration::from_secs(2), || {
                     status = self
                         .child
                         .as_mut()
                         .and_then(|c| c.try_wait().ok().flatten());
-                    if status.is_some() {
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(20));
-                }
+                    status.is_some()
+                });
                 panic!(
                     "trough serve {:?} closed stdout without printing its http:// URL \
                      (exit status: {status:?}); see stderr above",
@@ -152,8 +149,7 @@ impl TestServer {
         self.url = url;
 
         // Wait for /health to answer 200.
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let healthy = wait_until(START_TIMEOUT, || {
             if let Some(status) = self
                 .child
                 .as_mut()
@@ -161,17 +157,15 @@ impl TestServer {
             {
                 panic!("trough serve exited during start-up: {status}");
             }
-            if let Ok(r) = self.client.get(format!("{}/health", self.url)).send() {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "GET /health did not answer 200 within {START_TIMEOUT:?}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+            self.client
+                .get(format!("{}/health", self.url))
+                .send()
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        });
+        assert!(
+            healthy,
+            "GET /health did not answer 200 within {START_TIMEOUT:?}"
+        );
     }
 
     /// Base URL, e.g. `http://127.0.0.1:43121` (no trailing slash).
@@ -301,20 +295,22 @@ impl TestServer {
     /// Sends a query (a JSON string = raw text, an object = JSON body) until it answers
     /// something other than 503, or `SYNC_TIMEOUT` passes.
     pub fn query_retry(&self, id: &str, body: &Value) -> (StatusCode, Value) {
-        let deadline = Instant::now() + SYNC_TIMEOUT;
-        loop {
+        let mut last = None;
+        let answered = wait_until(SYNC_TIMEOUT, || {
             let (status, answer) = match body {
                 Value::String(sql) => self.query_text(id, sql),
                 other => self.query_json(id, other),
             };
-            if status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    panic!("segment {id} still unavailable (503) after {SYNC_TIMEOUT:?}: {answer}");
-                }
-                return (status, answer);
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+            let done = status != StatusCode::SERVICE_UNAVAILABLE;
+            last = Some((status, answer));
+            done
+        });
+        let (status, answer) = last.expect("at least one attempt");
+        assert!(
+            answered,
+            "segment {id} still unavailable (503) after {SYNC_TIMEOUT:?}: {answer}"
+        );
+        (status, answer)
     }
 
     /// Execute with a JSON body; one attempt.
@@ -429,6 +425,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
+        // The poll interval of this condition wait (the one sleep every wait goes through).
         thread::sleep(Duration::from_millis(50));
     }
 }
