@@ -8,12 +8,9 @@
 pub mod cluster;
 pub mod process;
 pub mod raw;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::blocking::{Client, Response};
@@ -21,6 +18,7 @@ use reqwest::StatusCode;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
+use trough_testkit::process::TroughProcess;
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_trough");
@@ -33,10 +31,11 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a segment may take to be downloaded, verified and installed after a publish.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A `trough serve` child process on its own temp data dir.
+/// A `trough serve` child process on its own temp data dir, started by the shared launcher
+/// ([`trough_testkit::process`]).
 pub struct TestServer {
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    process: Option<TroughProcess>,
     url: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -57,115 +56,32 @@ impl TestServer {
             .expect("create temp data dir");
         let mut server = TestServer {
             dir,
-            child: None,
+            process: None,
             url: String::new(),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            client: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("build HTTP client"),
+            client: http_client(),
         };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
+        let process = TroughProcess::command(BIN)
+            .arg("serve")
             .arg("--data-dir")
             .arg(self.dir.path())
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+            .args(["--listen", "127.0.0.1:0"])
             .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn trough serve");
-        let pid = child.id();
-
-        // stderr: logs, forwarded to the test's stderr (shown when a test fails).
-        let stderr = child.stderr.take().expect("stderr");
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                match line {
-                    Ok(l) => eprintln!("[trough {pid} stderr] {l}"),
-                    Err(_) => break,
-                }
-            }
-        });
-
-        // stdout: the one `trough serving on http://...` line; keep draining afterwards.
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel::<String>();
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[trough {pid} stdout] {line}");
-                if let Some(pos) = line.find("http://") {
-                    if let Some(tx) = tx.take() {
-                        let url: String = line[pos..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .trim_end_matches('/')
-                            .to_string();
-                        let _ = tx.send(url);
-                    }
-                }
-            }
-        });
-
-        self.child = Some(child);
-        let url = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("trough serve did not print its http:// URL within {START_TIMEOUT:?}; see stderr above");
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // stdout closed without a URL: the process is exiting.
-                let mut status = None;
-                wait_until(Duration::from_secs(2), || {
-                    status = self
-                        .child
-                        .as_mut()
-                        .and_then(|c| c.try_wait().ok().flatten());
-                    status.is_some()
-                });
-                panic!(
-                    "trough serve {:?} closed stdout without printing its http:// URL \
-                     (exit status: {status:?}); see stderr above",
-                    self.args
-                );
-            }
-        };
-        self.url = url;
-
-        // Wait for /health to answer 200.
-        let healthy = wait_until(START_TIMEOUT, || {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("trough serve exited during start-up: {status}");
-            }
-            self.client
-                .get(format!("{}/health", self.url))
-                .send()
-                .is_ok_and(|r| r.status() == StatusCode::OK)
-        });
-        assert!(
-            healthy,
-            "GET /health did not answer 200 within {START_TIMEOUT:?}"
-        );
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .timeout(START_TIMEOUT)
+            .start()
+            .unwrap_or_else(|e| panic!("trough serve {:?}: {e}", self.args));
+        self.url = process.url().to_owned();
+        self.process = Some(process);
     }
 
     /// Base URL, e.g. `http://127.0.0.1:43121` (no trailing slash).
@@ -190,9 +106,8 @@ impl TestServer {
 
     /// SIGKILL the server and reap it.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.kill9();
         }
     }
 
@@ -415,20 +330,16 @@ pub fn assert_error_any(status: StatusCode, body: &Value, want_status: u16, code
     );
 }
 
-/// Polls `cond` every 50 ms until it is true (→ true) or `timeout` passes (→ false).
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        // The poll interval of this condition wait (the one sleep every wait goes through).
-        thread::sleep(Duration::from_millis(50));
-    }
+/// A blocking HTTP client with a 60 s timeout.
+pub fn http_client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("build HTTP client")
 }
+
+/// Polls `cond` every 50 ms until it is true (→ true) or `timeout` passes (→ false).
+pub use trough_testkit::wait_until;
 
 // ---- SQLite files ------------------------------------------------------------------------------
 
