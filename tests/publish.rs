@@ -1,5 +1,8 @@
 //! Publishing segments: PUT /segments/{id}, the catalog (GET /segments, GET /segments/{id}),
 //! sync to the local node, and queries over the published data.
+//!
+//! The servers run in-process (`TestServer::in_process`, see tests/common/in_process.rs),
+//! except in the test of the command-line flags.
 
 mod common;
 
@@ -28,7 +31,7 @@ fn assert_manifest(m: &Value, id: &str, version: u64, bytes: &[u8]) {
 
 #[test]
 fn put_returns_manifest_and_versions_increment() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let v1 = SqliteFile::new(SAMPLE_SQL);
     let v2 = SqliteFile::new(
         "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'v2');",
@@ -112,7 +115,7 @@ fn put_returns_manifest_and_versions_increment() {
 
 #[test]
 fn publish_sync_query_round_trip_matches_sqlite() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(SAMPLE_SQL);
     s.publish("roundtrip", f.bytes());
     for sql in [
@@ -138,7 +141,7 @@ fn publish_sync_query_round_trip_matches_sqlite() {
 
 #[test]
 fn second_version_replaces_data_seen_by_queries() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let v1 = SqliteFile::new("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('one');");
     let v2 = SqliteFile::new(
         "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('two'); INSERT INTO t VALUES ('two-b');",
@@ -168,7 +171,7 @@ fn second_version_replaces_data_seen_by_queries() {
 
 #[test]
 fn not_sqlite_is_rejected_and_nothing_stored() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     // Unknown segment → nothing stored.
     let (status, body) = s.put_bytes(
         "/segments/junk",
@@ -204,7 +207,7 @@ fn not_sqlite_is_rejected_and_nothing_stored() {
 #[test]
 fn empty_body_is_not_sqlite() {
     // A zero-byte body has no SQLite header: it is not a SQLite database file.
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let (status, body) = s.put_bytes("/segments/empty", Vec::new());
     assert_error_any(
         status,
@@ -218,7 +221,7 @@ fn empty_body_is_not_sqlite() {
 
 #[test]
 fn damaged_sqlite_is_rejected_and_nothing_stored() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(
         "PRAGMA page_size=4096;
          CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
@@ -274,13 +277,10 @@ fn big_file() -> SqliteFile {
 /// Both limits set to LIMIT: SQL bodies (`limits.max_body_bytes`) and segment uploads
 /// (`limits.max_upload_bytes`) are separate knobs.
 fn limited_server_config() -> TestServer {
-    TestServer::start_with(
-        &[],
-        &[
-            ("TROUGH_LIMITS__MAX_BODY_BYTES", "20000"),
-            ("TROUGH_LIMITS__MAX_UPLOAD_BYTES", "20000"),
-        ],
-    )
+    TestServer::in_process_with(&[
+        ("TROUGH_LIMITS__MAX_BODY_BYTES", "20000"),
+        ("TROUGH_LIMITS__MAX_UPLOAD_BYTES", "20000"),
+    ])
 }
 
 /// PUT bodies over the limit: 413, nothing stored.
@@ -345,7 +345,7 @@ fn max_body_bytes_flag() {
 
 #[test]
 fn unknown_segment_is_404() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let (status, body) = s.get_json("/segments/nope");
     assert_error(status, &body, 404, "segment_not_found");
     let (status, body) = s.get_json("/segments");
@@ -398,7 +398,7 @@ fn abandoned_upload(s: &TestServer, id: &str, part: &[u8]) {
 
 #[test]
 fn chunked_upload_and_aborted_upload() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(SAMPLE_SQL);
     // Without Content-Length (chunked): stored like any other upload.
     let r = s
@@ -436,7 +436,7 @@ fn chunked_upload_and_aborted_upload() {
 
 #[test]
 fn ids_are_case_sensitive_and_distinct() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let upper = SqliteFile::new("CREATE TABLE t (v); INSERT INTO t VALUES ('upper');");
     let lower = SqliteFile::new("CREATE TABLE t (v); INSERT INTO t VALUES ('lower');");
     s.publish("Case", upper.bytes());
@@ -457,7 +457,7 @@ fn ids_are_case_sensitive_and_distinct() {
 fn stored_object_matches_manifest() {
     // The default object store lives under the data dir (`<data_dir>/objects/<key>`). When it is
     // there, the stored object must be byte-identical to the upload.
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(SAMPLE_SQL);
     let m = s.publish("obj", f.bytes());
     let path = s

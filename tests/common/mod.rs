@@ -1,11 +1,13 @@
-//! Shared harness for the end-to-end tests: start a real `trough serve` on a temp data dir,
-//! talk to it over HTTP, and compare its answers with SQLite itself (rusqlite).
+//! Shared harness for the end-to-end tests: start a real trough node (a `trough serve` process,
+//! or the same node in-process, see [`in_process`]) on a temp data dir, talk to it over HTTP, and
+//! compare its answers with SQLite itself (rusqlite).
 //!
 //! Every test binary includes this module with `mod common;`; not every binary uses every
 //! helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod in_process;
 pub mod process;
 pub mod raw;
 use std::io::Read;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
+use in_process::InProcessNode;
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 use rusqlite::types::{Value as SqlValue, ValueRef};
@@ -31,9 +34,12 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a segment may take to be downloaded, verified and installed after a publish.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A `trough serve` child process on its own temp data dir, started by the shared launcher
-/// ([`trough_testkit::process`]).
+/// A trough node with every role on its own temp data dir: a `trough serve` child process
+/// ([`TestServer::start`], started by the shared launcher in [`trough_testkit::process`]) or an
+/// in-process node ([`TestServer::in_process`], see [`in_process`]).
 pub struct TestServer {
+    // Dropped first: the node stops before its data dir is deleted.
+    node: Option<InProcessNode>,
     dir: tempfile::TempDir,
     process: Option<TroughProcess>,
     url: String,
@@ -55,6 +61,7 @@ impl TestServer {
             .tempdir()
             .expect("create temp data dir");
         let mut server = TestServer {
+            node: None,
             dir,
             process: None,
             url: String::new(),
@@ -69,7 +76,38 @@ impl TestServer {
         server
     }
 
+    /// Starts every role in this process ([`in_process`]) with default options.
+    pub fn in_process() -> TestServer {
+        Self::in_process_with(&[])
+    }
+
+    /// Starts every role in this process, configured as `trough serve` would be with `env`
+    /// (`TROUGH_*` variables) in its environment.
+    pub fn in_process_with(env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("trough-test-")
+            .tempdir()
+            .expect("create temp data dir");
+        let node = InProcessNode::start(in_process::config_from_env(dir.path(), env));
+        TestServer {
+            url: node.url(),
+            node: Some(node),
+            dir,
+            process: None,
+            args: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            client: http_client(),
+        }
+    }
+
     fn spawn(&mut self) {
+        assert!(
+            self.node.is_none(),
+            "an in-process node cannot be killed or restarted: use TestServer::start"
+        );
         let process = TroughProcess::command(BIN)
             .arg("serve")
             .arg("--data-dir")
@@ -104,8 +142,12 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// SIGKILL the server and reap it.
+    /// SIGKILL the server and reap it (a process; panics for an in-process node).
     pub fn kill9(&mut self) {
+        assert!(
+            self.node.is_none(),
+            "an in-process node cannot be killed: use TestServer::start"
+        );
         if let Some(mut process) = self.process.take() {
             process.kill9();
         }
@@ -282,7 +324,10 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.kill9();
+        if let Some(mut process) = self.process.take() {
+            process.kill9();
+        }
+        // An in-process node stops when `node` is dropped, before `dir`.
     }
 }
 
