@@ -1,5 +1,7 @@
 //! Segment ids outside `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` are rejected with 400
 //! `invalid_segment_id` on every route, before anything is touched.
+//!
+//! The servers run in-process (`TestServer::in_process`, see tests/common/in_process.rs).
 
 mod common;
 
@@ -49,7 +51,7 @@ fn all_files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn invalid_ids_rejected_on_every_route() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let file = SqliteFile::new(SAMPLE_SQL);
     let c = s.client();
     for id in invalid_ids() {
@@ -129,7 +131,7 @@ fn invalid_ids_rejected_on_every_route() {
 
 #[test]
 fn boundary_ids() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let file = SqliteFile::new(SAMPLE_SQL);
     // 128 characters is the maximum: valid.
     let long = "a".repeat(128);
@@ -151,7 +153,7 @@ fn boundary_ids() {
 
 #[test]
 fn empty_id_and_raw_slash_do_not_route() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let file = SqliteFile::new(SAMPLE_SQL);
     for (method, path) in [
         ("PUT", "/segments/"),
@@ -177,7 +179,7 @@ fn empty_id_and_raw_slash_do_not_route() {
 
 #[test]
 fn errors_are_json_documents() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     for (status, body) in [
         s.get_json("/segments/missing"),
         s.query_text("missing", "SELECT 1"),

@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
@@ -143,19 +142,19 @@ fn corrupted_copies_are_never_served_and_are_refetched() {
     let restarted = Instant::now();
     let mut unavailable = 0;
     let mut good = 0;
-    while good < 5 {
+    let served = wait_until(Duration::from_secs(30), || {
         // Wrong answers fail inside; 503 means "no verified copy yet".
         if node_answers_correctly(&c, node, "scrub-b", &fb) {
             good += 1;
         } else {
             unavailable += 1;
         }
-        assert!(
-            restarted.elapsed() < Duration::from_secs(30),
-            "{node} did not serve scrub-b again within 30 s of restarting"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+        good >= 5
+    });
+    assert!(
+        served,
+        "{node} did not serve scrub-b again within 30 s of restarting"
+    );
     eprintln!(
         "{node} served scrub-b correctly {:.1?} after restarting ({unavailable} answers of 503 before)",
         restarted.elapsed()
@@ -289,20 +288,22 @@ fn writer_restart_loses_no_acknowledged_write() {
     // Writes are refused (503) until the old session's lease expires, then accepted.
     let bound = Duration::from_secs(2 * SESSION_TTL_SECS + LOCK_DELAY_SECS + 10);
     let mut refused = 0;
-    loop {
+    let mut last = Value::Null;
+    let accepted = wait_until(bound.saturating_sub(killed.elapsed()), || {
         let (status, body) = w.write(&c, id);
         if status == StatusCode::OK {
-            break;
+            return true;
         }
         common::assert_error_any(status, &body, 503, &allowed);
         refused += 1;
-        assert!(
-            killed.elapsed() < bound,
-            "writes still refused {:.1?} after the kill: {body}",
-            killed.elapsed()
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+        last = body;
+        false
+    });
+    assert!(
+        accepted,
+        "writes still refused {:.1?} after the kill: {last}",
+        killed.elapsed()
+    );
     let resumed = killed.elapsed();
     eprintln!("writes accepted again {resumed:.1?} after the kill ({refused} refused meanwhile)");
     // Fencing: not before the old session can have expired (Consul: at least one TTL).

@@ -111,11 +111,24 @@ fn killing_a_reader_under_load_fails_no_query() {
         })
         .collect();
 
-    thread::sleep(Duration::from_secs(2));
+    // Load before the kill: twice the minimum asserted below, instead of a fixed 2 s.
+    let loaded = wait_until(Duration::from_secs(30), || {
+        ok.load(Ordering::Relaxed) >= 40 || !failures.lock().unwrap().is_empty()
+    });
     let before_kill = ok.load(Ordering::Relaxed);
+    assert!(
+        loaded,
+        "only {before_kill} correct answers within 30 s before the kill"
+    );
     c.kill9(victim);
     let killed = Instant::now();
-    thread::sleep(Duration::from_secs(6));
+    // Load after the kill until the router has met the dead replica (and retried elsewhere) and
+    // the clients got twice the minimum of answers after the kill, instead of a fixed 6 s.
+    wait_until(Duration::from_secs(30), || {
+        !failures.lock().unwrap().is_empty()
+            || (ok.load(Ordering::Relaxed) >= before_kill + 100
+                && c.metric("router", "trough_router_retries_total") >= 1.0)
+    });
     stop.store(true, Ordering::Relaxed);
     for t in clients {
         t.join().expect("client thread");
@@ -218,8 +231,10 @@ fn leader_failover_resumes_assignment() {
     eprintln!("segment published after the kill placed on {holders:?} {placed:.1?} after the kill");
     let rows = c.query_ok("after", "SELECT seg FROM t LIMIT 1");
     assert_eq!(rows, vec![json!({"seg": "seg0401"})]);
-    // Still exactly one leader, and it is the standby.
-    thread::sleep(Duration::from_secs(2));
+    // Still exactly one leader, and it is the standby, after it placed one more segment (a
+    // leader round observed, instead of a fixed 2 s).
+    c.publish("after-2", make_segment(402).bytes());
+    c.wait_replicated("after-2", 2);
     assert_eq!(c.leader().as_deref(), Some(standby));
 }
 

@@ -1,9 +1,12 @@
 //! Publishing segments: PUT /segments/{id}, the catalog (GET /segments, GET /segments/{id}),
 //! sync to the local node, and queries over the published data.
+//!
+//! The servers run in-process (`TestServer::in_process`, see tests/common/in_process.rs),
+//! except in the test of the command-line flags.
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use common::*;
 use serde_json::{json, Value};
@@ -28,7 +31,7 @@ fn assert_manifest(m: &Value, id: &str, version: u64, bytes: &[u8]) {
 
 #[test]
 fn put_returns_manifest_and_versions_increment() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let v1 = SqliteFile::new(SAMPLE_SQL);
     let v2 = SqliteFile::new(
         "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'v2');",
@@ -112,7 +115,7 @@ fn put_returns_manifest_and_versions_increment() {
 
 #[test]
 fn publish_sync_query_round_trip_matches_sqlite() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(SAMPLE_SQL);
     s.publish("roundtrip", f.bytes());
     for sql in [
@@ -138,7 +141,7 @@ fn publish_sync_query_round_trip_matches_sqlite() {
 
 #[test]
 fn second_version_replaces_data_seen_by_queries() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let v1 = SqliteFile::new("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('one');");
     let v2 = SqliteFile::new(
         "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('two'); INSERT INTO t VALUES ('two-b');",
@@ -168,7 +171,7 @@ fn second_version_replaces_data_seen_by_queries() {
 
 #[test]
 fn not_sqlite_is_rejected_and_nothing_stored() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     // Unknown segment → nothing stored.
     let (status, body) = s.put_bytes(
         "/segments/junk",
@@ -204,7 +207,7 @@ fn not_sqlite_is_rejected_and_nothing_stored() {
 #[test]
 fn empty_body_is_not_sqlite() {
     // A zero-byte body has no SQLite header: it is not a SQLite database file.
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let (status, body) = s.put_bytes("/segments/empty", Vec::new());
     assert_error_any(
         status,
@@ -218,7 +221,7 @@ fn empty_body_is_not_sqlite() {
 
 #[test]
 fn damaged_sqlite_is_rejected_and_nothing_stored() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(
         "PRAGMA page_size=4096;
          CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
@@ -274,13 +277,10 @@ fn big_file() -> SqliteFile {
 /// Both limits set to LIMIT: SQL bodies (`limits.max_body_bytes`) and segment uploads
 /// (`limits.max_upload_bytes`) are separate knobs.
 fn limited_server_config() -> TestServer {
-    TestServer::start_with(
-        &[],
-        &[
-            ("TROUGH_LIMITS__MAX_BODY_BYTES", "20000"),
-            ("TROUGH_LIMITS__MAX_UPLOAD_BYTES", "20000"),
-        ],
-    )
+    TestServer::in_process_with(&[
+        ("TROUGH_LIMITS__MAX_BODY_BYTES", "20000"),
+        ("TROUGH_LIMITS__MAX_UPLOAD_BYTES", "20000"),
+    ])
 }
 
 /// PUT bodies over the limit: 413, nothing stored.
@@ -345,7 +345,7 @@ fn max_body_bytes_flag() {
 
 #[test]
 fn unknown_segment_is_404() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let (status, body) = s.get_json("/segments/nope");
     assert_error(status, &body, 404, "segment_not_found");
     let (status, body) = s.get_json("/segments");
@@ -353,21 +353,16 @@ fn unknown_segment_is_404() {
     assert_eq!(body, json!({"segments": []}));
 }
 
-/// A body of unknown length: `data`, then (if `fail`) an I/O error instead of the end.
+/// A body of unknown length (sent chunked): `data`.
 struct Chunked {
     data: Vec<u8>,
     pos: usize,
-    fail: bool,
 }
 
 impl Read for Chunked {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.pos >= self.data.len() {
-            return if self.fail {
-                Err(std::io::Error::other("client gave up mid-upload"))
-            } else {
-                Ok(0)
-            };
+            return Ok(0);
         }
         let n = buf.len().min(4096).min(self.data.len() - self.pos);
         buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
@@ -376,9 +371,34 @@ impl Read for Chunked {
     }
 }
 
+/// A chunked `PUT /segments/{id}` whose client dies after sending `part`: it closes its side
+/// without the terminating chunk. Returns once the server has closed the connection, i.e. is
+/// done with the request (instead of sleeping and hoping it is).
+fn abandoned_upload(s: &TestServer, id: &str, part: &[u8]) {
+    let mut conn = raw::connect(s.url());
+    let mut request = format!(
+        "PUT /segments/{id} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        raw::addr_of(s.url())
+    )
+    .into_bytes();
+    for chunk in part.chunks(4096) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    // The server may stop reading early; a failed write is part of the client dying.
+    let _ = conn.write_all(&request);
+    raw::finish_writing(&conn);
+    assert!(
+        raw::closed_within(&mut conn, SYNC_TIMEOUT),
+        "the server kept the connection of the abandoned upload of {id} open"
+    );
+}
+
 #[test]
 fn chunked_upload_and_aborted_upload() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(SAMPLE_SQL);
     // Without Content-Length (chunked): stored like any other upload.
     let r = s
@@ -387,7 +407,6 @@ fn chunked_upload_and_aborted_upload() {
         .body(reqwest::blocking::Body::new(Chunked {
             data: f.bytes(),
             pos: 0,
-            fail: false,
         }))
         .send()
         .unwrap();
@@ -403,25 +422,8 @@ fn chunked_upload_and_aborted_upload() {
          INSERT INTO t SELECT randomblob(1000) FROM c;",
     );
     let half = big.bytes()[..big.bytes().len() / 2].to_vec();
-    let _ = s
-        .client()
-        .put(s.at("/segments/aborted"))
-        .body(reqwest::blocking::Body::new(Chunked {
-            data: half.clone(),
-            pos: 0,
-            fail: true,
-        }))
-        .send();
-    let _ = s
-        .client()
-        .put(s.at("/segments/chunked"))
-        .body(reqwest::blocking::Body::new(Chunked {
-            data: half,
-            pos: 0,
-            fail: true,
-        }))
-        .send();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    abandoned_upload(&s, "aborted", &half);
+    abandoned_upload(&s, "chunked", &half);
     let (status, body) = s.get_json("/segments/aborted");
     assert_error(status, &body, 404, "segment_not_found");
     let (_, doc) = s.get_json("/segments/chunked");
@@ -434,7 +436,7 @@ fn chunked_upload_and_aborted_upload() {
 
 #[test]
 fn ids_are_case_sensitive_and_distinct() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let upper = SqliteFile::new("CREATE TABLE t (v); INSERT INTO t VALUES ('upper');");
     let lower = SqliteFile::new("CREATE TABLE t (v); INSERT INTO t VALUES ('lower');");
     s.publish("Case", upper.bytes());
@@ -455,7 +457,7 @@ fn ids_are_case_sensitive_and_distinct() {
 fn stored_object_matches_manifest() {
     // The default object store lives under the data dir (`<data_dir>/objects/<key>`). When it is
     // there, the stored object must be byte-identical to the upload.
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(SAMPLE_SQL);
     let m = s.publish("obj", f.bytes());
     let path = s

@@ -1,5 +1,8 @@
 //! POST /segments/{id}/query: body forms, params, value encoding, NDJSON, limits and errors.
 //! Every successful answer is compared with SQLite itself running the same SQL on the same file.
+//!
+//! The servers run in-process (`TestServer::in_process`, see tests/common/in_process.rs),
+//! except in the one test that watches the server's CPU time.
 
 mod common;
 
@@ -30,7 +33,7 @@ fn snapshot(s: &TestServer, id: &str) -> (Vec<Value>, Vec<Value>, Value) {
 
 #[test]
 fn raw_text_body_any_content_type_matches_sqlite() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = sample(&s, "q.raw");
     let sql = "SELECT * FROM t ORDER BY id";
     let want = f.rows(sql, &json!([]));
@@ -77,7 +80,7 @@ fn raw_text_body_any_content_type_matches_sqlite() {
 
 #[test]
 fn value_encoding_and_column_order_match_sqlite() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = sample(&s, "q.enc");
     let sql = "SELECT 3 AS z, 1 AS a, 2.0 AS m, 1.0 AS one, 0.1 AS tenth, -2.5e-7 AS tiny, \
                1e999 AS inf, -1e999 AS ninf, x'0001ff' AS b, x'' AS empty_blob, NULL AS n, \
@@ -126,7 +129,7 @@ fn value_encoding_and_column_order_match_sqlite() {
 
 #[test]
 fn json_body_positional_params_match_sqlite() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = sample(&s, "q.pos");
     let params = json!([1, 2.5, "text ☃", null, {"$blob": "AAEC/w=="}, {"$float": "Infinity"},
                         {"$float": "-Infinity"}, {"$float": "NaN"}, 1.0, -7]);
@@ -182,7 +185,7 @@ fn json_body_positional_params_match_sqlite() {
 
 #[test]
 fn json_body_named_params_with_and_without_prefix() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = sample(&s, "q.named");
     let sql = "SELECT :a AS a, @b AS b, $c AS c, :a + 1 AS a1";
     let bare = json!({"a": 1, "b": "two", "c": 3.5});
@@ -202,7 +205,7 @@ fn json_body_named_params_with_and_without_prefix() {
 
 #[test]
 fn ndjson_one_object_per_line() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = sample(&s, "q.nd");
     for (sql, params) in [
         ("SELECT * FROM t ORDER BY id", json!([])),
@@ -253,7 +256,7 @@ fn ndjson_one_object_per_line() {
 
 #[test]
 fn write_statements_are_not_read_only_and_change_nothing() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     sample(&s, "q.ro");
     let before = snapshot(&s, "q.ro");
     for sql in [
@@ -300,7 +303,7 @@ fn write_statements_are_not_read_only_and_change_nothing() {
 
 #[test]
 fn forbidden_statements_are_400_and_change_nothing() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     sample(&s, "q.forbid");
     let before = snapshot(&s, "q.forbid");
     let outside = tempfile::tempdir().unwrap();
@@ -341,7 +344,7 @@ fn forbidden_statements_are_400_and_change_nothing() {
 
 #[test]
 fn sql_errors_carry_sqlite_message() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     sample(&s, "q.err");
     let (status, body) = s.query_text("q.err", "SELEC 1");
     assert_error(status, &body, 400, "sql_error");
@@ -376,7 +379,7 @@ fn sql_errors_carry_sqlite_message() {
 
 #[test]
 fn multiple_statements_rejected() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     sample(&s, "q.multi");
     let before = snapshot(&s, "q.multi");
     let (status, body) = s.query_text("q.multi", "SELECT 1; SELECT 2");
@@ -395,7 +398,7 @@ fn multiple_statements_rejected() {
 
 #[test]
 fn bad_bodies_and_unknown_segment() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     sample(&s, "q.body");
     // Not UTF-8.
     let r = s
@@ -441,6 +444,7 @@ fn bad_bodies_and_unknown_segment() {
 
 #[test]
 fn slow_query_times_out_while_others_are_served() {
+    // A process: the wait below watches the server's CPU time.
     let s = TestServer::start_with(&[], &[("TROUGH_LIMITS__QUERY__TIMEOUT_MS", "300")]);
     let f = sample(&s, "q.slow");
     sample(&s, "q.fast");
@@ -449,6 +453,7 @@ fn slow_query_times_out_while_others_are_served() {
                     SELECT count(*) AS n FROM c";
     let client = s.client().clone();
     let url = s.at("/segments/q.slow/query");
+    let busy_from = s.cpu_ticks();
     let start = Instant::now();
     let slow = thread::spawn(move || {
         let r = client
@@ -461,7 +466,16 @@ fn slow_query_times_out_while_others_are_served() {
         let out = json_of(r);
         (out, start.elapsed())
     });
-    thread::sleep(Duration::from_millis(100));
+    // Wait until the server is executing the slow query: it burns CPU (an idle server burns
+    // next to none; 2 ticks are 20 ms of CPU time, well inside the query's 300 ms).
+    let running = wait_until(Duration::from_secs(10), || {
+        s.cpu_ticks() >= busy_from + 2 || slow.is_finished()
+    });
+    assert!(
+        running && !slow.is_finished(),
+        "the slow query was not seen running (CPU ticks {busy_from} → {})",
+        s.cpu_ticks()
+    );
     let t0 = Instant::now();
     let (status, body) = s.query_text("q.fast", "SELECT count(*) AS n FROM t");
     let fast_latency = t0.elapsed();
@@ -514,7 +528,7 @@ fn slow_query_times_out_while_others_are_served() {
 
 #[test]
 fn more_rows_than_max_rows_is_result_too_large() {
-    let s = TestServer::start_with(&[], &[("TROUGH_LIMITS__QUERY__MAX_ROWS", "10")]);
+    let s = TestServer::in_process_with(&[("TROUGH_LIMITS__QUERY__MAX_ROWS", "10")]);
     let f = sample(&s, "q.max");
     let rows = |n: u32| {
         format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < {n}) SELECT x FROM c")

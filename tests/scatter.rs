@@ -1,6 +1,8 @@
 //! Cluster-wide SQL through the HTTP API (`POST /query`) on `trough serve`: exact answers
 //! compared with one SQLite database holding every row, the partial-result contract with a
 //! segment that fails mid-query, refusals, selectors, NDJSON and the CLI.
+//!
+//! The servers run in-process (`TestServer::in_process`, see tests/common/in_process.rs).
 
 mod common;
 
@@ -37,7 +39,7 @@ struct Fixture {
 }
 
 fn fixture(segments: i64) -> Fixture {
-    let server = TestServer::start();
+    let server = TestServer::in_process();
     let mut all = String::from(SCHEMA);
     for i in 0..segments {
         let sql = format!("{SCHEMA}{}", rows_sql(i, 40 + i * 5));
@@ -153,7 +155,7 @@ fn ndjson_streams_rows_then_the_summary() {
 
 #[test]
 fn a_failing_segment_fails_the_query_unless_partial_is_allowed() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let mut sizes = Vec::new();
     for i in 0..3 {
         // Segment 1 holds, after 3000 good rows, a value whose abs() overflows: it fails
@@ -306,7 +308,7 @@ fn cli_query_all_and_segments() {
 
 /// The data of issue 9: `r-0` holds (1,2); `r-1` holds (3,4) and (1,5); `r-2` is empty.
 fn issue9_server() -> TestServer {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let schema = "CREATE TABLE t(a INTEGER, b INTEGER);";
     for (id, rows) in [
         ("r-0", "INSERT INTO t VALUES (1, 2);"),

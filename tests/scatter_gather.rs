@@ -2,6 +2,8 @@
 //! CTEs, views and queries without FROM): every answer is compared with one SQLite database
 //! holding every segment's rows (rusqlite, here), plus the refusals, the schema check and the
 //! disk budget of the merge.
+//!
+//! The servers run in-process (`TestServer::in_process`, see tests/common/in_process.rs).
 
 mod common;
 
@@ -78,7 +80,7 @@ struct Fixture {
 const SEGMENTS: i64 = 4;
 
 fn fixture() -> Fixture {
-    let server = TestServer::start();
+    let server = TestServer::in_process();
     let mut all = String::from(SCHEMA);
     for i in 0..SEGMENTS {
         let rows = rows_sql(i, SEGMENTS);
@@ -351,7 +353,7 @@ fn refusals_and_errors_name_their_reason() {
 
 #[test]
 fn differing_schemas_are_refused_and_colliding_keys_are_a_union() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let segments = [
         ("d-0", "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT); CREATE TABLE u(k INTEGER); INSERT INTO t VALUES (1, 'a');"),
         ("d-1", "CREATE TABLE t(k INTEGER PRIMARY KEY, v INTEGER); CREATE TABLE u(k INTEGER); INSERT INTO t VALUES (2, 3);"),
@@ -418,10 +420,10 @@ fn differing_schemas_are_refused_and_colliding_keys_are_a_union() {
 
 #[test]
 fn a_gather_past_the_disk_budget_is_merge_too_large() {
-    let s = TestServer::start_with(
-        &[],
-        &[("TROUGH_LIMITS__SCATTER__MERGE_DISK_BUDGET_BYTES", "1048576")],
-    );
+    let s = TestServer::in_process_with(&[(
+        "TROUGH_LIMITS__SCATTER__MERGE_DISK_BUDGET_BYTES",
+        "1048576",
+    )]);
     for i in 0..2 {
         let sql = "CREATE TABLE t(k INTEGER, pad TEXT); CREATE TABLE u(k INTEGER); \
             INSERT INTO u VALUES (3), (5000); \

@@ -11,6 +11,8 @@
 //!
 //! `TROUGH_SLT_SEED` (default 1) and `TROUGH_SLT_SEGMENTS` (default 5) choose the split;
 //! `TROUGH_SLT_MAX_REFUSED_PCT` (default 10) the refusal ceiling it asserts.
+//!
+//! The servers run in-process (`TestServer::in_process`, see tests/common/in_process.rs).
 
 mod common;
 mod slt;
@@ -36,7 +38,7 @@ fn run_dir(dir: &Path) -> Report {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .test files in {}", dir.display());
-    let server = TestServer::start();
+    let server = TestServer::in_process();
     let seed: u64 = env_or("TROUGH_SLT_SEED", 1);
     let segments: usize = env_or("TROUGH_SLT_SEGMENTS", 5);
     let mut total = Report::default();

@@ -1,5 +1,7 @@
 //! Writable segments: schemas, provision, execute (atomic), promote, auto-promote, and the
 //! Trough wire format `POST /?segment={id}`.
+//!
+//! The servers run in-process (`TestServer::in_process`, see tests/common/in_process.rs).
 
 mod common;
 
@@ -25,7 +27,7 @@ fn reference(sql: &str) -> (tempfile::TempDir, rusqlite::Connection) {
 
 #[test]
 fn schemas_put_get_list_and_errors() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let (status, body) = s.put_text("/schemas/pages", SCHEMA);
     assert_eq!(status, 201, "{body}");
     assert_eq!(body, json!({"name": "pages", "sql": SCHEMA}));
@@ -86,7 +88,7 @@ fn schemas_put_get_list_and_errors() {
 
 #[test]
 fn provision_forms_idempotence_and_listing() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let node = s.node_name();
     s.put_text("/schemas/pages", SCHEMA);
 
@@ -191,7 +193,7 @@ fn provision_forms_idempotence_and_listing() {
 
 #[test]
 fn provision_stored_read_only_segment_starts_from_latest_content() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let v1 = SqliteFile::new(
         "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'old');",
     );
@@ -275,7 +277,7 @@ fn promote(s: &TestServer, id: &str) -> Value {
 
 #[test]
 fn execute_forms_match_sqlite_and_reads_see_writes_at_once() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     provisioned(&s, "w.exec");
     let (_dir, refdb) = reference(SCHEMA);
 
@@ -367,7 +369,7 @@ fn execute_forms_match_sqlite_and_reads_see_writes_at_once() {
 
 #[test]
 fn execute_is_atomic() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     provisioned(&s, "w.atomic");
     s.execute_ok(
         "w.atomic",
@@ -468,7 +470,7 @@ fn execute_is_atomic() {
 
 #[test]
 fn execute_errors_not_writable_unknown_and_bad_body() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     let f = SqliteFile::new(SAMPLE_SQL);
     s.publish("w.stored", f.bytes());
     let (status, body) = s.execute_text("w.stored", "DELETE FROM t");
@@ -504,7 +506,7 @@ fn execute_errors_not_writable_unknown_and_bad_body() {
 
 #[test]
 fn promote_creates_new_versions() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     provisioned(&s, "w.promo");
     s.execute_ok(
         "w.promo",
@@ -570,7 +572,7 @@ fn promote_creates_new_versions() {
 
 #[test]
 fn auto_promote_after_writes() {
-    let s = TestServer::start_with(&[], &[("TROUGH_WRITER__AUTO_PROMOTE_SECS", "1")]);
+    let s = TestServer::in_process_with(&[("TROUGH_WRITER__AUTO_PROMOTE_SECS", "1")]);
     provisioned(&s, "w.auto");
     s.execute_ok("w.auto", "INSERT INTO page (url) VALUES ('http://auto/')");
     let ok = wait_until(Duration::from_secs(20), || {
@@ -582,10 +584,27 @@ fn auto_promote_after_writes() {
         "no automatic promotion within 20 s: {}",
         s.get_json("/segments/w.auto").1
     );
-    // Without new writes, no new versions pile up.
+    // Without new writes, no new versions pile up. Instead of sleeping through a few ticks of
+    // the promotion loop, count them: a write to another segment is promoted by the next pass
+    // over all dirty segments, so two promotions of `w.tick` prove two passes ran since.
     let (_, doc) = s.get_json("/segments/w.auto");
     let n = doc["versions"].as_array().unwrap().len();
-    std::thread::sleep(Duration::from_millis(2500));
+    provisioned(&s, "w.tick");
+    for pass in 1..=2u64 {
+        s.execute_ok(
+            "w.tick",
+            &format!("INSERT INTO page (url) VALUES ('http://tick/{pass}')"),
+        );
+        let promoted = wait_until(Duration::from_secs(20), || {
+            let (_, doc) = s.get_json("/segments/w.tick");
+            doc["latest"]["version"].as_u64().is_some_and(|v| v >= pass)
+        });
+        assert!(
+            promoted,
+            "write {pass} to w.tick not auto-promoted within 20 s: {}",
+            s.get_json("/segments/w.tick").1
+        );
+    }
     let (_, doc) = s.get_json("/segments/w.auto");
     assert_eq!(
         doc["versions"].as_array().unwrap().len(),
@@ -596,7 +615,7 @@ fn auto_promote_after_writes() {
 
 #[test]
 fn trough_wire_format() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     provisioned(&s, "w.wire");
     let post = |sql: &str| {
         let r = s
@@ -688,7 +707,7 @@ fn trough_wire_format() {
 
 #[test]
 fn concurrent_executes_all_persist() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     provisioned(&s, "w.conc");
     std::thread::scope(|scope| {
         for t in 0..4 {
@@ -716,7 +735,7 @@ fn concurrent_executes_all_persist() {
 
 #[test]
 fn query_on_writable_segment_stays_read_only() {
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     provisioned(&s, "w.rq");
     s.execute_ok("w.rq", "INSERT INTO page (url) VALUES ('http://keep/')");
     let before = s.query_ok("w.rq", "SELECT * FROM page");
@@ -749,7 +768,7 @@ fn query_on_writable_segment_stays_read_only() {
 #[test]
 fn trough_wire_format_multi_statement_write() {
     // Several write statements in one request are "anything else": executed like /execute, `OK`.
-    let s = TestServer::start();
+    let s = TestServer::in_process();
     provisioned(&s, "w.wire2");
     let r = s
         .client()

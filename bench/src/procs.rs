@@ -1,19 +1,18 @@
 //! The servers under test as child processes (trough, Datasette, the bare hyper server), and
 //! the control-plane calls made to trough (publish, provision, health).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
+use trough_testkit::process::{Output, TroughCommand, TroughProcess};
 
-/// A child process, killed (by its pid) and reaped when dropped.
+/// A server process, killed and reaped when dropped.
 pub struct Proc {
-    child: Child,
+    inner: Inner,
     /// What it is, for messages.
     pub name: String,
     /// Where its stderr goes.
@@ -22,10 +21,20 @@ pub struct Proc {
     pub addr: SocketAddr,
 }
 
+/// Servers that print their URL (trough, the bare hyper server) come from the shared launcher;
+/// Datasette does not announce itself and is a plain child.
+enum Inner {
+    Announced(TroughProcess),
+    Child(Child),
+}
+
 impl Proc {
     /// The child's pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.inner {
+            Inner::Announced(p) => p.pid().expect("process is running"),
+            Inner::Child(c) => c.id(),
+        }
     }
 
     /// `http://addr`.
@@ -44,8 +53,13 @@ impl Proc {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.inner {
+            Inner::Announced(p) => p.kill9(),
+            Inner::Child(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
     }
 }
 
@@ -65,55 +79,19 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("no {field} in /proc/{pid}/status"))
 }
 
-/// Spawns `cmd` with stderr to `log` and waits (up to `timeout`) for a stdout line containing
-/// `http://HOST:PORT`, which becomes the address. Stdout keeps being drained afterwards.
-fn spawn_announcing(name: &str, mut cmd: Command, log: &Path, timeout: Duration) -> Result<Proc> {
-    let err = std::fs::File::create(log)?;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err));
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("spawn {name}: {cmd:?}"))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(pos) = line.find("http://") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(
-                        line[pos + 7..]
-                            .split(['/', ' '])
-                            .next()
-                            .unwrap_or("")
-                            .to_owned(),
-                    );
-                }
-            }
-        }
-    });
-    let addr = match rx.recv_timeout(timeout) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "{name} did not announce its address within {timeout:?}; log {}:\n{}",
-                log.display(),
-                tail(log)
-            );
-        }
-    };
-    let addr: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("{name} address {addr:?}"))?;
+/// Starts `cmd` (stderr to `log`) through the shared launcher, which waits until it announces
+/// its address (and, unless turned off, answers `/health`).
+fn start_announcing(name: &str, cmd: TroughCommand, log: &Path) -> Result<Proc> {
+    let p = cmd
+        .label(name)
+        .output(Output::File(log.to_owned()))
+        .start()
+        .map_err(|e| anyhow!("{e}; log {}:\n{}", log.display(), tail(log)))?;
     Ok(Proc {
-        child,
+        addr: p.addr(),
+        inner: Inner::Announced(p),
         name: name.to_owned(),
         log: log.to_owned(),
-        addr,
     })
 }
 
@@ -144,32 +122,28 @@ pub async fn trough_cmd(
     env: &[(&str, &str)],
 ) -> Result<Proc> {
     std::fs::create_dir_all(data_dir)?;
-    let mut cmd = Command::new(bin);
-    cmd.args(command)
+    let cmd = TroughProcess::command(bin)
+        .args(command)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
-        .args(extra);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+        .args(extra)
+        .envs(env.iter().copied())
+        .timeout(Duration::from_secs(120));
     let log = data_dir.with_extension("log");
-    let p = spawn_announcing(
-        &format!("trough {}", command[0]),
-        cmd,
-        &log,
-        Duration::from_secs(120),
-    )?;
-    health(&p.url()).await?;
-    Ok(p)
+    let name = format!("trough {}", command[0]);
+    // The launcher blocks while it waits; keep the runtime's workers free.
+    tokio::task::spawn_blocking(move || start_announcing(&name, cmd, &log)).await?
 }
 
 /// Starts the bare hyper server (this binary's `fixed-server` command) answering `bodies`.
 pub fn fixed_server(bodies: &Path, log: &Path) -> Result<Proc> {
-    let me = std::env::current_exe()?;
-    let mut cmd = Command::new(me);
-    cmd.arg("fixed-server").arg("--bodies").arg(bodies);
-    spawn_announcing("hyper-fixed", cmd, log, Duration::from_secs(30))
+    let cmd = TroughProcess::command(std::env::current_exe()?)
+        .arg("fixed-server")
+        .arg("--bodies")
+        .arg(bodies)
+        .without_health_check();
+    start_announcing("hyper-fixed", cmd, log)
 }
 
 /// Starts Datasette on `db` in immutable mode with its default settings and waits for it.
@@ -189,7 +163,7 @@ pub async fn datasette(bin: &Path, db: &Path, log: &Path) -> Result<Proc> {
         .spawn()
         .with_context(|| format!("spawn {}", bin.display()))?;
     let p = Proc {
-        child,
+        inner: Inner::Child(child),
         name: "datasette".into(),
         log: log.to_owned(),
         addr: SocketAddr::from(([127, 0, 0, 1], port)),

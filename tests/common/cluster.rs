@@ -1,7 +1,7 @@
 //! A real trough cluster for end-to-end tests: a Consul agent (`consul agent -dev`) and an S3
 //! server (s3s-fs) from `trough-testkit`, one TOML config file, and real `trough` processes
-//! (readers, writers, `sync --server` leader candidates, a router), each on its own data dir and
-//! a free port. Every process's log lines are forwarded to the test's stderr prefixed with its
+//! (readers, writers, `sync --server` leader candidates, a router; started by the shared launcher
+//! in `trough_testkit::process`), each on its own data dir and a free port. Every process's log lines are forwarded to the test's stderr prefixed with its
 //! node name.
 //!
 //! Nodes are addressed by name (`reader-1`, `writer-1`, `sync-1`, `router`). A node can be
@@ -10,11 +10,8 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,6 +19,7 @@ use base64::Engine as _;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use trough_testkit::process::TroughProcess;
 use trough_testkit::{ConsulAgent, S3Server};
 
 use super::{json_of, wait_until, SqliteFile, BIN, START_TIMEOUT};
@@ -66,7 +64,7 @@ pub struct ClusterNode {
     pub kind: Kind,
     pub data_dir: PathBuf,
     extra: Vec<String>,
-    child: Option<Child>,
+    process: Option<TroughProcess>,
     url: String,
 }
 
@@ -83,20 +81,13 @@ impl ClusterNode {
 
     /// Whether the process is running (not killed by the test).
     pub fn running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_some()
     }
 
     fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.kill9();
         }
-    }
-}
-
-impl Drop for ClusterNode {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -247,7 +238,7 @@ impl TestCluster {
                             kind,
                             data_dir,
                             extra,
-                            child: None,
+                            process: None,
                             url: String::new(),
                         };
                         spawn(&mut node, &config);
@@ -634,100 +625,28 @@ fn config_toml(consul: &ConsulAgent, s3: &S3Server, spec: &ClusterSpec) -> Strin
     t
 }
 
-/// Starts `node`'s process and waits until it prints its URL and answers `/health`.
+/// Starts `node`'s process (the shared launcher) and waits until it prints its URL and answers
+/// `/health`.
 fn spawn(node: &mut ClusterNode, config: &Path) {
     std::fs::create_dir_all(&node.data_dir).expect("node data dir");
-    let mut cmd = Command::new(BIN);
-    cmd.args(node.kind.args())
+    let process = TroughProcess::command(BIN)
+        .args(node.kind.args())
         .arg("--config")
         .arg(config)
         .arg("--data-dir")
         .arg(&node.data_dir)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
+        .args(["--listen", "127.0.0.1:0"])
         .arg("--node-name")
         .arg(&node.name)
         .args(&node.extra)
         .env_remove("TROUGH_CONFIG")
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn trough");
-    let name = node.name.clone();
-    let stderr = child.stderr.take().expect("stderr");
-    {
-        let name = name.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                match line {
-                    Ok(l) => eprintln!("[{name}] {l}"),
-                    Err(_) => break,
-                }
-            }
-        });
-    }
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    {
-        let name = name.clone();
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[{name} stdout] {line}");
-                if let Some(pos) = line.find("http://") {
-                    if let Some(tx) = tx.take() {
-                        let url = line[pos..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .trim_end_matches('/')
-                            .to_owned();
-                        let _ = tx.send(url);
-                    }
-                }
-            }
-        });
-    }
-    node.child = Some(child);
-    let url = match rx.recv_timeout(START_TIMEOUT) {
-        Ok(url) => url,
-        Err(e) => {
-            let status = node
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            panic!("{name} did not print its URL within {START_TIMEOUT:?} ({e:?}, exit status {status:?}); see its log above");
-        }
-    };
-    node.url = url;
-    let client = Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("HTTP client");
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Some(status) = node
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-        {
-            panic!("{name} exited during start-up: {status}");
-        }
-        if client
-            .get(format!("{}/health", node.url))
-            .send()
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: GET /health did not answer 200 within {START_TIMEOUT:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+        .label(&node.name)
+        .timeout(START_TIMEOUT)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    node.url = process.url().to_owned();
+    node.process = Some(process);
 }
 
 // ---- segments ----------------------------------------------------------------------------------

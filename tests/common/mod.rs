@@ -1,26 +1,27 @@
-//! Shared harness for the end-to-end tests: start a real `trough serve` on a temp data dir,
-//! talk to it over HTTP, and compare its answers with SQLite itself (rusqlite).
+//! Shared harness for the end-to-end tests: start a real trough node (a `trough serve` process,
+//! or the same node in-process, see [`in_process`]) on a temp data dir, talk to it over HTTP, and
+//! compare its answers with SQLite itself (rusqlite).
 //!
 //! Every test binary includes this module with `mod common;`; not every binary uses every
 //! helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod in_process;
 pub mod process;
 pub mod raw;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
+use in_process::InProcessNode;
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
+use trough_testkit::process::TroughProcess;
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_trough");
@@ -33,10 +34,14 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a segment may take to be downloaded, verified and installed after a publish.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A `trough serve` child process on its own temp data dir.
+/// A trough node with every role on its own temp data dir: a `trough serve` child process
+/// ([`TestServer::start`], started by the shared launcher in [`trough_testkit::process`]) or an
+/// in-process node ([`TestServer::in_process`], see [`in_process`]).
 pub struct TestServer {
+    // Dropped first: the node stops before its data dir is deleted.
+    node: Option<InProcessNode>,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    process: Option<TroughProcess>,
     url: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -56,122 +61,65 @@ impl TestServer {
             .tempdir()
             .expect("create temp data dir");
         let mut server = TestServer {
+            node: None,
             dir,
-            child: None,
+            process: None,
             url: String::new(),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            client: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("build HTTP client"),
+            client: http_client(),
         };
         server.spawn();
         server
     }
 
+    /// Starts every role in this process ([`in_process`]) with default options.
+    pub fn in_process() -> TestServer {
+        Self::in_process_with(&[])
+    }
+
+    /// Starts every role in this process, configured as `trough serve` would be with `env`
+    /// (`TROUGH_*` variables) in its environment.
+    pub fn in_process_with(env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("trough-test-")
+            .tempdir()
+            .expect("create temp data dir");
+        let node = InProcessNode::start(in_process::config_from_env(dir.path(), env));
+        TestServer {
+            url: node.url(),
+            node: Some(node),
+            dir,
+            process: None,
+            args: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            client: http_client(),
+        }
+    }
+
     fn spawn(&mut self) {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
+        assert!(
+            self.node.is_none(),
+            "an in-process node cannot be killed or restarted: use TestServer::start"
+        );
+        let process = TroughProcess::command(BIN)
+            .arg("serve")
             .arg("--data-dir")
             .arg(self.dir.path())
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+            .args(["--listen", "127.0.0.1:0"])
             .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn trough serve");
-        let pid = child.id();
-
-        // stderr: logs, forwarded to the test's stderr (shown when a test fails).
-        let stderr = child.stderr.take().expect("stderr");
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                match line {
-                    Ok(l) => eprintln!("[trough {pid} stderr] {l}"),
-                    Err(_) => break,
-                }
-            }
-        });
-
-        // stdout: the one `trough serving on http://...` line; keep draining afterwards.
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel::<String>();
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[trough {pid} stdout] {line}");
-                if let Some(pos) = line.find("http://") {
-                    if let Some(tx) = tx.take() {
-                        let url: String = line[pos..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .trim_end_matches('/')
-                            .to_string();
-                        let _ = tx.send(url);
-                    }
-                }
-            }
-        });
-
-        self.child = Some(child);
-        let url = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("trough serve did not print its http:// URL within {START_TIMEOUT:?}; see stderr above");
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // stdout closed without a URL: the process is exiting.
-                let mut status = None;
-                for _ in 0..100 {
-                    status = self
-                        .child
-                        .as_mut()
-                        .and_then(|c| c.try_wait().ok().flatten());
-                    if status.is_some() {
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(20));
-                }
-                panic!(
-                    "trough serve {:?} closed stdout without printing its http:// URL \
-                     (exit status: {status:?}); see stderr above",
-                    self.args
-                );
-            }
-        };
-        self.url = url;
-
-        // Wait for /health to answer 200.
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("trough serve exited during start-up: {status}");
-            }
-            if let Ok(r) = self.client.get(format!("{}/health", self.url)).send() {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "GET /health did not answer 200 within {START_TIMEOUT:?}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .timeout(START_TIMEOUT)
+            .start()
+            .unwrap_or_else(|e| panic!("trough serve {:?}: {e}", self.args));
+        self.url = process.url().to_owned();
+        self.process = Some(process);
     }
 
     /// Base URL, e.g. `http://127.0.0.1:43121` (no trailing slash).
@@ -194,11 +142,14 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// SIGKILL the server and reap it.
+    /// SIGKILL the server and reap it (a process; panics for an in-process node).
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        assert!(
+            self.node.is_none(),
+            "an in-process node cannot be killed: use TestServer::start"
+        );
+        if let Some(mut process) = self.process.take() {
+            process.kill9();
         }
     }
 
@@ -301,20 +252,22 @@ impl TestServer {
     /// Sends a query (a JSON string = raw text, an object = JSON body) until it answers
     /// something other than 503, or `SYNC_TIMEOUT` passes.
     pub fn query_retry(&self, id: &str, body: &Value) -> (StatusCode, Value) {
-        let deadline = Instant::now() + SYNC_TIMEOUT;
-        loop {
+        let mut last = None;
+        let answered = wait_until(SYNC_TIMEOUT, || {
             let (status, answer) = match body {
                 Value::String(sql) => self.query_text(id, sql),
                 other => self.query_json(id, other),
             };
-            if status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    panic!("segment {id} still unavailable (503) after {SYNC_TIMEOUT:?}: {answer}");
-                }
-                return (status, answer);
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+            let done = status != StatusCode::SERVICE_UNAVAILABLE;
+            last = Some((status, answer));
+            done
+        });
+        let (status, answer) = last.expect("at least one attempt");
+        assert!(
+            answered,
+            "segment {id} still unavailable (503) after {SYNC_TIMEOUT:?}: {answer}"
+        );
+        (status, answer)
     }
 
     /// Execute with a JSON body; one attempt.
@@ -371,7 +324,10 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.kill9();
+        if let Some(mut process) = self.process.take() {
+            process.kill9();
+        }
+        // An in-process node stops when `node` is dropped, before `dir`.
     }
 }
 
@@ -419,19 +375,16 @@ pub fn assert_error_any(status: StatusCode, body: &Value, want_status: u16, code
     );
 }
 
-/// Polls `cond` every 50 ms until it is true (→ true) or `timeout` passes (→ false).
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+/// A blocking HTTP client with a 60 s timeout.
+pub fn http_client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("build HTTP client")
 }
+
+/// Polls `cond` every 50 ms until it is true (→ true) or `timeout` passes (→ false).
+pub use trough_testkit::wait_until;
 
 // ---- SQLite files ------------------------------------------------------------------------------
 

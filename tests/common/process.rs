@@ -10,32 +10,23 @@ use super::TestServer;
 impl TestServer {
     /// The server's process id (panics if it is not running).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("server is running").id()
+        self.process
+            .as_ref()
+            .and_then(|p| p.pid())
+            .expect("server is running")
     }
 
     /// Sends SIGTERM to the server.
     pub fn sigterm(&self) {
-        let status = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        self.process.as_ref().expect("server is running").sigterm();
     }
 
     /// Waits up to `timeout` for the server to exit; its exit status, or `None` if it is still
     /// running. The process is reaped (and forgotten) once it exited.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut status = None;
-        super::wait_until(timeout, || {
-            status = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("try_wait"));
-            status.is_some() || self.child.is_none()
-        });
+        let status = self.process.as_mut()?.wait_exit(timeout);
         if status.is_some() {
-            self.child = None;
+            self.process = None;
         }
         status
     }

@@ -5,8 +5,12 @@
 //! directory and killed when dropped. The binaries come from `$TROUGH_TOOLS_DIR/bin` (default
 //! `~/.cache/trough-tools/bin`, filled by `scripts/install-test-deps.sh`) or the `PATH`.
 //! Not a mock of anything: if a tool is missing, the test fails and says how to install it.
+//!
+//! [`process`] is the one launcher of `trough` processes for the end-to-end tests and the
+//! benchmarks: spawn, read the URL it prints, wait until it answers, stop it.
 
 pub mod dns;
+pub mod process;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -55,19 +59,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Polls `cond` every 50 ms until it is true (→ true) or `timeout` passes (→ false). The one
+/// way tests wait for something.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        // The poll interval of this condition wait (the one sleep every wait goes through).
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_for(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < STARTUP_TIMEOUT {
+    let ok = wait_until(STARTUP_TIMEOUT, || {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited during startup: {status}");
         }
-        if ready() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        ready()
+    });
+    if !ok {
+        let _ = child.kill();
+        panic!("{what} did not become ready within {STARTUP_TIMEOUT:?}");
     }
-    let _ = child.kill();
-    panic!("{what} did not become ready within {STARTUP_TIMEOUT:?}");
 }
 
 /// A minimal HTTP GET over a raw socket (no client library needed here). Returns the body of a
