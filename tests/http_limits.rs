@@ -211,18 +211,7 @@ fn http_layer_errors_are_json() {
     ];
     for (what, bytes, status, code) in cases {
         let a = exchange(s.url(), &bytes, LONG);
-        assert_eq!(a.status, Some(status), "{what}: {a:?}");
-        assert_eq!(
-            a.code().as_deref(),
-            Some(code),
-            "{what}: {a:?} {}",
-            String::from_utf8_lossy(&a.body)
-        );
-        assert!(
-            a.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
-            "{what}: {a:?}"
-        );
+        assert_json_error(&a, what, status, code);
     }
     // What hyper refuses itself, before any request reaches trough, is rewritten on its way out
     // (trough_api::listener::json_errors): the same JSON error document, and the connection closed.
@@ -244,18 +233,7 @@ fn http_layer_errors_are_json() {
     ];
     for (what, bytes, status, code) in hyper_own {
         let a = exchange(s.url(), &bytes, LONG);
-        assert_eq!(a.status, Some(status), "{what}: {a:?}");
-        assert_eq!(
-            a.code().as_deref(),
-            Some(code),
-            "{what}: {a:?} {}",
-            String::from_utf8_lossy(&a.body)
-        );
-        assert!(
-            a.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
-            "{what}: {a:?}"
-        );
+        assert_json_error(&a, what, status, code);
         assert!(
             a.closed || a.header("connection") == Some("close"),
             "{what}: connection left open: {a:?}"
@@ -278,6 +256,22 @@ fn http_layer_errors_are_json() {
         "second answer is not the JSON error: {text}"
     );
     assert_eq!(s.query_ok("s", "SELECT count(*) AS n FROM t")[0]["n"], 5);
+}
+
+/// `a` is the JSON error document with `status` and `code`.
+fn assert_json_error(a: &raw::RawAnswer, what: &str, status: u16, code: &str) {
+    assert_eq!(a.status, Some(status), "{what}: {a:?}");
+    assert_eq!(
+        a.code().as_deref(),
+        Some(code),
+        "{what}: {a:?} {}",
+        String::from_utf8_lossy(&a.body)
+    );
+    assert!(
+        a.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{what}: {a:?}"
+    );
 }
 
 // ---- defect 8: slow clients ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //! handlers only gather its inputs and carry it out.
 //!
 //! Not here: which node a forwarded request goes to (`trough_cluster::read_targets`,
-//! `ClusterView::writer_of`) or how it is sent (`trough_cluster::forward`, [`crate::replicas`]).
+//! `ClusterView::writer_of`) or how it is sent (`trough_cluster::forward`, `crate::replicas`).
 
 /// What the request does to the segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
