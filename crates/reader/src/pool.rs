@@ -50,11 +50,6 @@ impl Budget {
         self.idle.load(Ordering::SeqCst)
     }
 
-    fn add_idle(&self, n: usize) {
-        self.idle.fetch_add(n, Ordering::SeqCst);
-        self.publish();
-    }
-
     fn sub_idle(&self, n: usize) {
         self.idle.fetch_sub(n, Ordering::SeqCst);
         self.publish();
@@ -62,7 +57,7 @@ impl Budget {
 
     /// Sets the gauge to the current count. Under the LRU lock, so that the last of several
     /// concurrent updates also sets the gauge last (each update is followed by its own
-    /// `publish`, which reads the count when it holds the lock).
+    /// `publish` or [`Self::returned`], which read the count when they hold the lock).
     fn publish(&self) {
         let _order = self.lru();
         metrics::gauge!(crate::METRIC_IDLE_CONNECTIONS).set(self.idle() as f64);
@@ -72,8 +67,10 @@ impl Budget {
         self.lru.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Marks `copy` as just used (it holds at least one idle connection).
-    fn touch(&self, copy: &Arc<CopyConns>) {
+    /// Counts a connection `copy` just made idle and marks `copy` as the most recently used:
+    /// one lock per returned connection (the gauge is set under it, see [`Self::publish`]).
+    fn returned(&self, copy: &Arc<CopyConns>) {
+        self.idle.fetch_add(1, Ordering::SeqCst);
         let stamp = self.next_stamp.fetch_add(1, Ordering::SeqCst);
         let old = copy.stamp.swap(stamp, Ordering::SeqCst);
         let mut lru = self.lru();
@@ -81,6 +78,7 @@ impl Budget {
             lru.remove(&old);
         }
         lru.insert(stamp, Arc::downgrade(copy));
+        metrics::gauge!(crate::METRIC_IDLE_CONNECTIONS).set(self.idle() as f64);
     }
 
     /// Closes idle connections, least recently used copy first, until the budget holds.
@@ -101,7 +99,7 @@ impl Budget {
                 // Still the least recently used: back at the front, under the same stamp.
                 self.lru().insert(stamp, weak);
             } else {
-                // Stamp 0: not in the LRU any more (`touch` adds it again when it is used).
+                // Stamp 0: not in the LRU any more (`returned` adds it again when it is used).
                 let _ = copy
                     .stamp
                     .compare_exchange(stamp, 0, Ordering::SeqCst, Ordering::SeqCst);
@@ -232,9 +230,8 @@ impl CopyConns {
             return;
         }
         self.state().idle.push(conn);
-        self.budget.add_idle(1);
         self.freed.notify_one();
-        self.budget.touch(self);
+        self.budget.returned(self);
         self.budget.enforce();
     }
 }

@@ -210,7 +210,7 @@ pub async fn provision(
 ) -> Result<Response, HttpError> {
     let id = segment_id(&id)?;
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
-    if !sql::forwarded(&headers) {
+    if !sql::is_forwarded(&headers) {
         let path = format!("/segments/{id}/provision");
         let target = node
             .cluster
@@ -282,7 +282,7 @@ pub async fn promote(
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
     if node.route(&id, Op::Write, &headers) != Route::Local {
         let path = format!("/segments/{id}/promote");
-        return sql::forward_to_writer(&node, &id, &path, &headers, bytes).await;
+        return sql::forward_write(&node, &id, &path, &headers, bytes).await;
     }
     let entry = node
         .coordinator

@@ -65,7 +65,8 @@ pub(crate) fn row_format(headers: &HeaderMap) -> RowFormat {
     }
 }
 
-fn is_forwarded(headers: &HeaderMap) -> bool {
+/// Whether `headers` mark a request forwarded by another node.
+pub(crate) fn is_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED_HEADER)
 }
 
@@ -263,7 +264,7 @@ async fn local_execute(
 }
 
 /// Sends a write to the lease holder of `id`.
-async fn forward_write(
+pub(crate) async fn forward_write(
     node: &Node,
     id: &SegmentId,
     path: &str,
@@ -389,20 +390,4 @@ pub async fn trough_wire(
         }
         other => other,
     }
-}
-
-/// Forwards a write-side request (provision, promote) to `path` on the writer of `id`.
-pub(crate) async fn forward_to_writer(
-    node: &Node,
-    id: &SegmentId,
-    path: &str,
-    headers: &HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, HttpError> {
-    forward_write(node, id, path, headers, bytes).await
-}
-
-/// Whether `headers` mark a request forwarded by another node.
-pub(crate) fn forwarded(headers: &HeaderMap) -> bool {
-    is_forwarded(headers)
 }

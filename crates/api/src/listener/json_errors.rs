@@ -123,6 +123,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrors<T> {
 
 /// The JSON answer replacing `head`, when `head` is one of hyper's bare parse-error answers.
 fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
+    // Every write of every response passes here: decide on a few bytes before looking further.
+    // hyper's bare answer is a status line, `connection`, `content-length` and `date`: far below
+    // this bound, while response bodies can be megabytes.
+    const MAX_BARE_HEAD: usize = 512;
+    let candidate = head.len() <= MAX_BARE_HEAD
+        && [b"400", b"414", b"431"]
+            .iter()
+            .any(|s| head.get(9..12) == Some(&s[..]) && head.starts_with(b"HTTP/1."));
+    if !candidate {
+        return None;
+    }
     let text = std::str::from_utf8(head).ok()?;
     let rest = text.strip_prefix("HTTP/1.")?;
     let status: u16 = rest.get(2..5)?.parse().ok()?;
