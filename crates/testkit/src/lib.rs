@@ -196,8 +196,23 @@ pub struct ConsulAgent {
 }
 
 impl ConsulAgent {
-    /// Starts `consul agent -dev` on free ports and waits until it has a leader.
+    /// Starts `consul agent -dev` on free ports and waits until it has a leader. The ports are
+    /// probed free over TCP only (Serf and DNS also bind UDP), so another agent starting at the
+    /// same moment can take one: an agent that exits during start-up is started again on fresh
+    /// ports, a few times.
     pub fn start() -> Self {
+        const ATTEMPTS: usize = 4;
+        for attempt in 1..=ATTEMPTS {
+            if let Some(agent) = Self::try_start() {
+                return agent;
+            }
+            eprintln!("consul exited during start-up (attempt {attempt}/{ATTEMPTS}); new ports");
+        }
+        panic!("consul exited during start-up {ATTEMPTS} times");
+    }
+
+    /// One start; `None` if the agent exited before it was ready.
+    fn try_start() -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let [http, dns, server, lan, wan] = [(); 5].map(|_| free_port());
         let mut child = Command::new(tool("consul"))
@@ -229,15 +244,27 @@ impl ConsulAgent {
             .spawn()
             .expect("spawn consul");
         let addr = format!("127.0.0.1:{http}");
-        wait_for("consul", &mut child, || {
+        let mut exited = false;
+        let ready = wait_until(STARTUP_TIMEOUT, || {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                return true;
+            }
             http_get(&addr, "/v1/status/leader").is_some_and(|b| b.trim().len() > 2)
         });
-        Self {
+        if exited {
+            return None;
+        }
+        if !ready {
+            let _ = child.kill();
+            panic!("consul did not become ready within {STARTUP_TIMEOUT:?}");
+        }
+        Some(Self {
             child,
             _dir: dir,
             http_addr: addr,
             dns_port: dns,
-        }
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
