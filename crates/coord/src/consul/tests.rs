@@ -592,6 +592,11 @@ async fn large_assignment_is_bucketed() {
         serde_json::to_vec(&a).unwrap().len() > 512 * 1024,
         "bigger than one value"
     );
+    // A cluster has nodes: with no node service at all, a fresh agent reports the whole
+    // catalog's index for it, and its own anti-entropy writes would look like a change.
+    c.register_node(&node_info("big", 7010, &["reader"], &[]))
+        .await
+        .unwrap();
     c.put_assignment(&a).await.unwrap();
     assert_eq!(c.get_assignment().await.unwrap(), a);
     let idx = c
