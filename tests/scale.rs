@@ -1,6 +1,6 @@
 //! Many segments on one node: listings come in pages (and the CLI follows them); a restart
 //! serves unchanged copies without re-hashing them first, and re-hashes a changed one before
-//! serving it.
+//! serving it; after the first pass, publishing wakes sync passes that read only what changed.
 
 mod common;
 
@@ -215,4 +215,31 @@ fn a_copy_changed_on_disk_is_rehashed_before_it_is_served() {
         ma["sha256"].as_str().unwrap(),
         "the copy on disk is the verified one again"
     );
+}
+
+/// After the first pass, each publish is synced by a pass over what changed (point reads), not by
+/// a pass over the whole assignment and catalog: full passes happen only every
+/// `sync.interval_secs` (an hour here) or after a failure.
+#[test]
+fn publishes_are_synced_by_passes_over_what_changed() {
+    let s = TestServer::start_with(&[], &[("TROUGH_SYNC__INTERVAL_SECS", "3600")]);
+    let f = SqliteFile::new(SAMPLE_SQL);
+    s.publish("inc-0", f.bytes());
+    s.wait_synced("inc-0", 1);
+    let full = metric(&s, "trough_sync_passes_total", "full");
+    let changes = metric(&s, "trough_sync_passes_total", "changes");
+    assert!(full >= 1.0, "the first pass is a full one");
+    let want = f.rows(CHECK, &json!([]));
+    for i in 1..=12 {
+        let id = format!("inc-{i}");
+        s.publish(&id, f.bytes());
+        s.wait_synced(&id, 1);
+        assert_rows_eq(&s.query_ok(&id, CHECK), &want);
+    }
+    assert_eq!(
+        metric(&s, "trough_sync_passes_total", "full"),
+        full,
+        "no full pass while publishing"
+    );
+    assert!(metric(&s, "trough_sync_passes_total", "changes") > changes);
 }

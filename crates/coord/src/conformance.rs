@@ -134,7 +134,7 @@ pub async fn nodes_and_assignment(c: &dyn Coordinator) {
         quota_bytes: 1000,
         stored_bytes: 20,
         roles: vec!["reader".into()],
-        held,
+        held: std::sync::Arc::new(held),
         updated_at: Utc::now(),
     };
     c.register_node(&info).await.unwrap();
@@ -150,6 +150,28 @@ pub async fn nodes_and_assignment(c: &dyn Coordinator) {
     a.insert(sid("cat-a"), vec![node("n1")]);
     c.put_assignment(&a).await.unwrap();
     assert_eq!(c.get_assignment().await.unwrap(), a);
+    assert_eq!(c.get_assigned(&sid("cat-a")).await.unwrap(), vec![node("n1")]);
+    assert!(c.get_assigned(&sid("cat-none")).await.unwrap().is_empty());
+
+    // A partial update changes only what it names.
+    let since = c.wait_for_change(0, Duration::ZERO).await.unwrap();
+    a.insert(sid("cat-b"), vec![node("n1"), node("n2")]);
+    c.put_assignment(&a).await.unwrap();
+    let set = AssignmentMap::from([(sid("cat-c"), vec![node("n2")])]);
+    c.update_assignment(&set, &[sid("cat-b")]).await.unwrap();
+    let expect = AssignmentMap::from([
+        (sid("cat-a"), vec![node("n1")]),
+        (sid("cat-c"), vec![node("n2")]),
+    ]);
+    assert_eq!(c.get_assignment().await.unwrap(), expect);
+    assert_eq!(c.get_assigned(&sid("cat-c")).await.unwrap(), vec![node("n2")]);
+    // Backends with a change log name the assignment changes too.
+    if let Some((_, ids)) = c.catalog_changes(since).await.unwrap() {
+        for id in ["cat-b", "cat-c"] {
+            assert!(ids.contains(&sid(id)), "{id} in {ids:?}");
+        }
+        assert!(!ids.contains(&sid("cat-a")), "unchanged cat-a in {ids:?}");
+    }
 }
 
 /// Locks are exclusive, re-entrant for their holder, and released.

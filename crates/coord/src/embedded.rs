@@ -80,17 +80,70 @@ struct Mem {
 }
 
 impl Mem {
-    fn bump(&mut self, changed: Option<&SegmentId>) -> u64 {
+    /// A new change index, with the segments whose entry or assignment it changed.
+    fn bump(&mut self, changed: Vec<SegmentId>) -> u64 {
         self.index += 1;
-        if let Some(id) = changed {
-            self.log.push_back((self.index, id.clone()));
-            while self.log.len() > CHANGE_LOG_LEN {
-                if let Some((i, _)) = self.log.pop_front() {
-                    self.log_floor = i;
-                }
+        for id in changed {
+            self.log.push_back((self.index, id));
+        }
+        while self.log.len() > CHANGE_LOG_LEN {
+            if let Some((i, _)) = self.log.pop_front() {
+                self.log_floor = i;
             }
         }
         self.index
+    }
+
+    /// Writes assignment rows (`set` replaces, `removed` deletes) and applies them to memory.
+    /// Only rows that differ from memory are written; returns the segments that changed.
+    fn store_assignment(
+        db: &mut Db,
+        cell: &RwLock<Mem>,
+        set: Vec<(SegmentId, Vec<NodeName>)>,
+        removed: Vec<SegmentId>,
+    ) -> Result<Vec<SegmentId>> {
+        let (set, removed) = {
+            let mem = rd(cell);
+            let set: Vec<(SegmentId, Vec<NodeName>)> = set
+                .into_iter()
+                .filter(|(id, nodes)| mem.assignment.get(id) != Some(nodes))
+                .collect();
+            let removed: Vec<SegmentId> = removed
+                .into_iter()
+                .filter(|id| mem.assignment.contains_key(id))
+                .collect();
+            (set, removed)
+        };
+        if set.is_empty() && removed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let docs: Vec<String> = set
+            .iter()
+            .map(|(_, nodes)| Ok(serde_json::to_string(nodes)?))
+            .collect::<Result<_>>()?;
+        db.transaction(|db| {
+            for id in &removed {
+                db.exec("DELETE FROM assigned WHERE id = ?1", [id.as_str()])?;
+            }
+            for ((id, _), doc) in set.iter().zip(&docs) {
+                db.exec(
+                    "INSERT INTO assigned (id, nodes) VALUES (?1, ?2)
+                     ON CONFLICT(id) DO UPDATE SET nodes = excluded.nodes",
+                    params![id.as_str(), doc],
+                )?;
+            }
+            Ok(())
+        })?;
+        let mut mem = wr(cell);
+        let mut changed = removed.clone();
+        for id in removed {
+            mem.assignment.remove(&id);
+        }
+        for (id, nodes) in set {
+            changed.push(id.clone());
+            mem.assignment.insert(id, nodes);
+        }
+        Ok(changed)
     }
 }
 
@@ -167,14 +220,14 @@ impl EmbeddedCoordinator {
     }
 
     /// Runs `f` with the database and the in-memory state, off the async runtime. `f` returns
-    /// its result and whether to notify (with the changed segment, if a catalog change).
+    /// its result and whether to notify (with the segments whose entry or assignment changed).
     ///
     /// Writers are serialized by the database mutex, so `f` may check the state under a read
     /// lock, commit, then apply under a short write lock: readers never wait for an fsync.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Db, &RwLock<Mem>) -> Result<(T, Option<Option<SegmentId>>)> + Send + 'static,
+        F: FnOnce(&mut Db, &RwLock<Mem>) -> Result<(T, Option<Vec<SegmentId>>)> + Send + 'static,
     {
         let (db, mem, changes) = (self.db.clone(), self.mem.clone(), self.changes.clone());
         tokio::task::spawn_blocking(move || {
@@ -183,7 +236,7 @@ impl EmbeddedCoordinator {
             let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
             let (out, notify) = f(&mut db, &mem)?;
             if let Some(changed) = notify {
-                let i = wr(&mem).bump(changed.as_ref());
+                let i = wr(&mem).bump(changed);
                 changes.send_replace(i);
             }
             Ok(out)
@@ -292,7 +345,7 @@ impl Coordinator for EmbeddedCoordinator {
                 });
             let at = e.versions.partition_point(|v| v.version < m.version);
             e.versions.insert(at, m.clone());
-            Ok((e.clone(), Some(Some(m.id.clone()))))
+            Ok((e.clone(), Some(vec![m.id.clone()])))
         })
         .await
     }
@@ -348,7 +401,7 @@ impl Coordinator for EmbeddedCoordinator {
                 versions: vec![],
                 writable: None,
             });
-            Ok((entry, Some(Some(id.clone()))))
+            Ok((entry, Some(vec![id.clone()])))
         })
         .await
     }
@@ -437,45 +490,37 @@ impl Coordinator for EmbeddedCoordinator {
     }
 
     async fn put_assignment(&self, assignment: &AssignmentMap) -> Result<()> {
+        let set: Vec<(SegmentId, Vec<NodeName>)> = assignment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let new = assignment.clone();
         self.write(move |db, cell| {
-            let mem = rd(cell);
-            // Only the rows that differ are written.
-            let removed: Vec<SegmentId> = mem
+            let removed: Vec<SegmentId> = rd(cell)
                 .assignment
                 .keys()
                 .filter(|id| !new.contains_key(*id))
                 .cloned()
                 .collect();
-            let changed: Vec<(&SegmentId, &Vec<NodeName>)> = new
-                .iter()
-                .filter(|(id, nodes)| mem.assignment.get(*id) != Some(*nodes))
-                .collect();
-            if removed.is_empty() && changed.is_empty() {
-                return Ok(((), None));
-            }
-            let changed: Vec<(SegmentId, String)> = changed
-                .into_iter()
-                .map(|(id, nodes)| Ok((id.clone(), serde_json::to_string(nodes)?)))
-                .collect::<Result<_>>()?;
-            drop(mem);
-            db.transaction(|db| {
-                for id in &removed {
-                    db.exec("DELETE FROM assigned WHERE id = ?1", [id.as_str()])?;
-                }
-                for (id, nodes) in &changed {
-                    db.exec(
-                        "INSERT INTO assigned (id, nodes) VALUES (?1, ?2)
-                         ON CONFLICT(id) DO UPDATE SET nodes = excluded.nodes",
-                        params![id.as_str(), nodes],
-                    )?;
-                }
-                Ok(())
-            })?;
-            wr(cell).assignment = new;
-            Ok(((), Some(None)))
+            let changed = Mem::store_assignment(db, cell, set, removed)?;
+            Ok(((), (!changed.is_empty()).then_some(changed)))
         })
         .await
+    }
+
+    async fn update_assignment(&self, set: &AssignmentMap, removed: &[SegmentId]) -> Result<()> {
+        let set: Vec<(SegmentId, Vec<NodeName>)> =
+            set.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let removed = removed.to_vec();
+        self.write(move |db, cell| {
+            let changed = Mem::store_assignment(db, cell, set, removed)?;
+            Ok(((), (!changed.is_empty()).then_some(changed)))
+        })
+        .await
+    }
+
+    async fn get_assigned(&self, id: &SegmentId) -> Result<Vec<NodeName>> {
+        Ok(self.read().assignment.get(id).cloned().unwrap_or_default())
     }
 
     async fn get_assignment(&self) -> Result<AssignmentMap> {

@@ -45,8 +45,9 @@ pub struct NodeInfo {
     pub stored_bytes: u64,
     /// The roles this node runs (`reader`, `writer`, `sync`, `router`…).
     pub roles: Vec<String>,
-    /// The verified copies it holds: segment → version.
-    pub held: BTreeMap<SegmentId, u64>,
+    /// The verified copies it holds: segment → version. Shared, so listing nodes copies no
+    /// holdings (a reader may hold tens of thousands of copies).
+    pub held: std::sync::Arc<BTreeMap<SegmentId, u64>>,
     /// When it last reported.
     pub updated_at: DateTime<Utc>,
 }
@@ -118,11 +119,12 @@ pub trait Coordinator: Send + Sync + 'static {
     /// earlier call; 0 to get the current index at once), or until `timeout`. Returns the index.
     async fn wait_for_change(&self, since: u64, timeout: Duration) -> Result<u64>;
 
-    /// The segments whose catalog entry changed after `since` (an index from
+    /// The segments whose catalog entry or assignment changed after `since` (an index from
     /// [`Coordinator::wait_for_change`] or from an earlier call), each once, with the index they
     /// bring the caller up to. `None` when this backend cannot tell (it does not keep a change
     /// log, or `since` is older than the log): the caller then re-reads the whole catalog. Lets
-    /// followers apply a change with point reads instead of a catalog-wide one.
+    /// followers apply a change with point reads ([`Coordinator::get_segment`],
+    /// [`Coordinator::get_assigned`]) instead of catalog-wide ones.
     async fn catalog_changes(&self, since: u64) -> Result<Option<(u64, Vec<SegmentId>)>> {
         let _ = since;
         Ok(None)
@@ -153,6 +155,24 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// The current assignment (empty when none was stored yet).
     async fn get_assignment(&self) -> Result<AssignmentMap>;
+
+    /// The nodes assigned to hold `id` (empty when none): a point read. The default reads the
+    /// whole assignment; backends that can, answer from an index.
+    async fn get_assigned(&self, id: &SegmentId) -> Result<Vec<NodeName>> {
+        Ok(self.get_assignment().await?.remove(id).unwrap_or_default())
+    }
+
+    /// Changes part of the assignment: each entry of `set` replaces that segment's, each of
+    /// `removed` is deleted; the rest is left as it is. The default reads, changes and stores the
+    /// whole assignment; backends that can, write only the named entries.
+    async fn update_assignment(&self, set: &AssignmentMap, removed: &[SegmentId]) -> Result<()> {
+        let mut all = self.get_assignment().await?;
+        for id in removed {
+            all.remove(id);
+        }
+        all.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.put_assignment(&all).await
+    }
 
     // ----- locks -----
 

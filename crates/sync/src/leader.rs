@@ -2,17 +2,20 @@
 //!
 //! Any number of synchronizers in server mode may run; the one holding the coordinator's
 //! [`LEADER_LOCK_KEY`] lock computes assignments, the others wait to take over. A round reads the
-//! live nodes (those that heartbeated recently) and the catalog, calls the pure
-//! [`assign::assign`], and stores the result. Rounds run after every change in the coordinator and
-//! at least every interval. A leader that loses its lock stops at once.
+//! live nodes (those that heartbeated recently) and what changed in the catalog since the last
+//! round (the whole catalog only on its first round or when the coordinator cannot say), calls the
+//! pure [`assign::assign`], and stores the entries that differ. Rounds run after every change in
+//! the coordinator and at least every interval. A leader that loses its lock stops at once.
 //!
 //! Not here: the algorithm itself ([`assign`]) or acting on the assignment ([`crate::local`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use trough_coord::{Coordinator, LEADER_LOCK_KEY};
-use trough_types::NodeName;
+use std::collections::BTreeMap;
+
+use trough_coord::{AssignmentMap, Coordinator, LEADER_LOCK_KEY};
+use trough_types::{NodeName, SegmentEntry, SegmentId};
 
 use trough_placement::{self as assign, NodeSpec, SegmentSpec, TierRule, TierSpec};
 
@@ -27,13 +30,47 @@ pub struct LeaderConfig {
     pub interval: Duration,
 }
 
+/// What the leader learned in earlier rounds, so a round after a few publishes costs point reads
+/// of what changed rather than a read of the whole catalog.
+#[derive(Debug, Default)]
+pub struct LeaderCache {
+    /// The coordinator index `segments` and `assignment` are current to.
+    index: u64,
+    /// The planner's view of every catalogued segment.
+    segments: BTreeMap<SegmentId, SegmentSpec>,
+    /// The assignment this leader last stored (or read).
+    assignment: assign::Assignment,
+    /// The nodes the last plan was made for.
+    nodes: Vec<NodeSpec>,
+    /// Whether `segments` and `assignment` hold anything (a first round reads everything).
+    loaded: bool,
+}
+
+/// The planner's view of one catalog entry (`None` when it has no stored version yet).
+fn spec(matcher: &assign::TierMatcher, e: &SegmentEntry) -> Option<SegmentSpec> {
+    Some(SegmentSpec {
+        tier: matcher.tier_for(&e.id).to_owned(),
+        id: e.id.clone(),
+        size_bytes: e.latest()?.size,
+    })
+}
+
 /// One assignment round, if this process is the leader. Returns whether it led.
+///
+/// With a `cache` from earlier rounds, it reads only the segments the coordinator names as
+/// changed ([`Coordinator::catalog_changes`]) and skips planning when none of them changed what
+/// the planner sees and the nodes are the same (its own assignment writes wake it too). It plans
+/// over every segment (the planner is pure and fast; see scenario 5 in BENCHMARKS.md) and writes
+/// only the entries that differ ([`Coordinator::update_assignment`]).
 pub async fn round(
     me: &NodeName,
     coordinator: &dyn Coordinator,
     config: &LeaderConfig,
+    cache: &mut LeaderCache,
 ) -> trough_types::Result<bool> {
     let Some(lease) = coordinator.try_lock(LEADER_LOCK_KEY, me).await? else {
+        // Someone else leads: what we knew may be overwritten.
+        *cache = LeaderCache::default();
         return Ok(false);
     };
     let nodes: Vec<NodeSpec> = coordinator
@@ -54,19 +91,49 @@ pub async fn round(
         .collect();
     let matcher = assign::TierMatcher::new(&config.tier_rules)
         .map_err(|e| trough_types::Error::invalid("invalid_tier_rule", e.to_string()))?;
-    let segments: Vec<SegmentSpec> = coordinator
-        .list_segments()
-        .await?
-        .into_iter()
-        .filter_map(|e| {
-            let size = e.latest()?.size;
-            Some(SegmentSpec {
-                tier: matcher.tier_for(&e.id).to_owned(),
-                id: e.id,
-                size_bytes: size,
-            })
-        })
-        .collect();
+    let changes = if cache.loaded {
+        coordinator.catalog_changes(cache.index).await?
+    } else {
+        None
+    };
+    let segments_changed = match changes {
+        Some((index, ids)) => {
+            let mut changed = false;
+            for id in ids {
+                let now = coordinator
+                    .get_segment(&id)
+                    .await?
+                    .and_then(|e| spec(&matcher, &e));
+                if cache.segments.get(&id) != now.as_ref() {
+                    changed = true;
+                    match now {
+                        Some(s) => cache.segments.insert(id, s),
+                        None => cache.segments.remove(&id),
+                    };
+                }
+            }
+            cache.index = index;
+            changed
+        }
+        None => {
+            let index = coordinator.wait_for_change(0, Duration::ZERO).await?;
+            cache.segments = coordinator
+                .list_segments()
+                .await?
+                .iter()
+                .filter_map(|e| Some((e.id.clone(), spec(&matcher, e)?)))
+                .collect();
+            cache.assignment = assign::Assignment {
+                replicas: coordinator.get_assignment().await?,
+            };
+            cache.index = index;
+            cache.loaded = true;
+            true
+        }
+    };
+    if !segments_changed && nodes == cache.nodes {
+        return Ok(true);
+    }
     let tiers = if config.tiers.is_empty() {
         vec![TierSpec {
             name: "default".into(),
@@ -75,10 +142,8 @@ pub async fn round(
     } else {
         config.tiers.clone()
     };
-    let previous = assign::Assignment {
-        replicas: coordinator.get_assignment().await?,
-    };
-    let plan = assign::assign(&nodes, &segments, &tiers, &previous);
+    let segments: Vec<SegmentSpec> = cache.segments.values().cloned().collect();
+    let plan = assign::assign(&nodes, &segments, &tiers, &cache.assignment);
     if !plan.under_replicated.is_empty() {
         tracing::warn!(
             segments = plan.under_replicated.len(),
@@ -86,13 +151,34 @@ pub async fn round(
         );
     }
     metrics::gauge!("trough_assignment_under_replicated").set(plan.under_replicated.len() as f64);
+    // Only what differs is written.
+    let previous = &cache.assignment.replicas;
+    let set: AssignmentMap = plan
+        .assignment
+        .replicas
+        .iter()
+        .filter(|(id, n)| previous.get(*id) != Some(*n))
+        .map(|(id, n)| (id.clone(), n.clone()))
+        .collect();
+    let removed: Vec<SegmentId> = previous
+        .keys()
+        .filter(|id| !plan.assignment.replicas.contains_key(*id))
+        .cloned()
+        .collect();
     // Fencing: do not publish a round computed after the lock was lost.
     if !lease.is_held() {
+        *cache = LeaderCache::default();
         return Ok(false);
     }
-    coordinator
-        .put_assignment(&plan.assignment.replicas)
-        .await?;
+    if !set.is_empty() || !removed.is_empty() {
+        if let Err(e) = coordinator.update_assignment(&set, &removed).await {
+            // Unknown whether it was stored: read everything next round.
+            *cache = LeaderCache::default();
+            return Err(e);
+        }
+    }
+    cache.assignment = plan.assignment;
+    cache.nodes = nodes;
     Ok(true)
 }
 
@@ -109,6 +195,8 @@ pub struct LeaderWorker {
     index: u64,
     /// How long the last round took.
     rest: Duration,
+    /// What earlier rounds learned.
+    cache: LeaderCache,
 }
 
 /// The leader candidate's worker.
@@ -129,6 +217,7 @@ pub fn worker(
         interval,
         index: 0,
         rest: Duration::ZERO,
+        cache: LeaderCache::default(),
     }
 }
 
@@ -145,7 +234,14 @@ impl trough_worker::Worker for LeaderWorker {
             .await
             .unwrap_or(self.index);
         let started = tokio::time::Instant::now();
-        if let Err(e) = round(&self.me, self.coordinator.as_ref(), &self.config).await {
+        if let Err(e) = round(
+            &self.me,
+            self.coordinator.as_ref(),
+            &self.config,
+            &mut self.cache,
+        )
+        .await
+        {
             tracing::warn!(error = %e, "assignment round failed");
         }
         self.index = before;
@@ -154,7 +250,7 @@ impl trough_worker::Worker for LeaderWorker {
     }
 
     async fn wait_for_work(&mut self) {
-        // A round reads the whole catalog: under a stream of publishes, rest as long as the
+        // A round plans over every segment: under a stream of publishes, rest as long as the
         // round took, so rounds batch changes and take at most half the time.
         tokio::time::sleep(self.rest).await;
         if let Ok(i) = self
@@ -168,5 +264,74 @@ impl trough_worker::Worker for LeaderWorker {
 
     async fn stop(&mut self) {
         let _ = self.coordinator.unlock(LEADER_LOCK_KEY, &self.me).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use trough_coord::embedded::EmbeddedCoordinator;
+    use trough_coord::NodeInfo;
+    use trough_types::Manifest;
+
+    fn sid(s: &str) -> SegmentId {
+        SegmentId::new(s).unwrap()
+    }
+
+    fn manifest(id: &str) -> Manifest {
+        Manifest {
+            key: format!("segments/{id}/data/1.sqlite"),
+            id: sid(id),
+            version: 1,
+            sha256: format!("sha-{id}"),
+            size: 8192,
+            created_at: Utc::now(),
+            schema: None,
+            writable: false,
+        }
+    }
+
+    /// After its first round, the leader reads what changed, not the catalog; a round with
+    /// nothing new (its own assignment write woke it) writes nothing.
+    #[tokio::test]
+    async fn rounds_after_the_first_read_only_what_changed() {
+        let c = EmbeddedCoordinator::in_memory().unwrap();
+        let me = NodeName::new("leader").unwrap();
+        c.register_node(&NodeInfo {
+            name: me.clone(),
+            address: "http://127.0.0.1:1".into(),
+            tier: "default".into(),
+            quota_bytes: 0,
+            stored_bytes: 0,
+            roles: vec!["reader".into()],
+            held: Default::default(),
+            updated_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+        for i in 0..300 {
+            c.add_version(&manifest(&format!("s{i:03}"))).await.unwrap();
+        }
+        let config = LeaderConfig::default();
+        let mut cache = LeaderCache::default();
+        assert!(round(&me, &c, &config, &mut cache).await.unwrap());
+        assert_eq!(c.get_assignment().await.unwrap().len(), 300);
+        let first = c.stats();
+        assert_eq!(first.list_segments, 1);
+
+        c.add_version(&manifest("new-one")).await.unwrap();
+        assert!(round(&me, &c, &config, &mut cache).await.unwrap());
+        assert_eq!(c.get_assigned(&sid("new-one")).await.unwrap(), vec![me.clone()]);
+        // Woken by its own write: nothing the planner sees changed.
+        let before = c.stats();
+        let index = c.wait_for_change(0, Duration::ZERO).await.unwrap();
+        assert!(round(&me, &c, &config, &mut cache).await.unwrap());
+        let after = c.stats();
+        assert_eq!(after.list_segments, first.list_segments, "no catalog read");
+        assert_eq!(after.get_assignment, first.get_assignment, "no assignment read");
+        assert_eq!(c.wait_for_change(0, Duration::ZERO).await.unwrap(), index);
+        // The lock's statements only (try_lock): no assignment row written.
+        assert!(after.statements - before.statements <= 2, "{before:?} {after:?}");
     }
 }

@@ -157,6 +157,9 @@ pub struct LocalSync {
     verified: VerifiedLog,
     /// Copies adopted at restart without re-hashing, to re-hash in the background.
     unhashed: std::sync::Mutex<Vec<Manifest>>,
+    /// The coordinator index passes are current to, and when the last full pass started
+    /// (`None` before the first pass).
+    mark: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 impl LocalSync {
@@ -180,6 +183,7 @@ impl LocalSync {
             planning_micros: std::sync::atomic::AtomicU64::new(0),
             verified: VerifiedLog::open(&dir),
             unhashed: std::sync::Mutex::new(Vec::new()),
+            mark: std::sync::Mutex::new(None),
             dir,
         }
     }
@@ -343,37 +347,54 @@ impl LocalSync {
         Ok(())
     }
 
-    /// One pass: fetch and drop what [`plan`] says, then report holdings.
+    /// One pass: fetch and drop what [`plan`] says, then report holdings (when they changed).
+    ///
+    /// A pass plans over the segments the coordinator names as changed since the previous pass
+    /// ([`Coordinator::catalog_changes`]: new versions, new assignments), with point reads. It
+    /// plans over everything (whole assignment, catalog and node list) on the first pass, every
+    /// [`SyncConfig::interval`], while some copy is in error, and when the coordinator cannot
+    /// name the changes: that catches what point reads do not see (another node's copy becoming
+    /// verified lets a copy no longer assigned here be dropped).
     pub async fn pass(&self) -> trough_types::Result<()> {
         let _guard = self.pass_lock.lock().await;
         let started = std::time::Instant::now();
-        let assignment = self.coordinator.get_assignment().await?;
-        let catalog: BTreeMap<SegmentId, SegmentEntry> = self
-            .coordinator
-            .list_segments()
-            .await?
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
-        let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
-        for n in self.coordinator.list_nodes().await? {
-            if n.name == self.identity.name {
-                continue;
+        let mark = *self.mark.lock().unwrap_or_else(|p| p.into_inner());
+        let in_error = self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|s| s.error.is_some());
+        let changes = match mark {
+            Some((index, last_full)) if !in_error && last_full.elapsed() < self.config.interval() => {
+                self.coordinator.catalog_changes(index).await?
             }
-            for (id, v) in n.held {
-                holders.entry(id).or_default().insert(n.name.clone(), v);
+            _ => None,
+        };
+        let (actions, full) = match changes {
+            Some((index, ids)) => {
+                let actions = self.plan_changed(&ids).await?;
+                let last_full = mark.map(|(_, t)| t).unwrap_or(started);
+                *self.mark.lock().unwrap_or_else(|p| p.into_inner()) = Some((index, last_full));
+                (actions, false)
             }
-        }
-        let held: BTreeMap<SegmentId, (u64, bool)> = self
-            .status()
-            .into_iter()
-            .map(|(id, s)| (id, (s.version, s.verified)))
-            .collect();
-        let actions = plan(&self.identity.name, &assignment, &catalog, &held, &holders);
+            None => {
+                let index = self
+                    .coordinator
+                    .wait_for_change(0, Duration::ZERO)
+                    .await?;
+                let actions = self.plan_all().await?;
+                *self.mark.lock().unwrap_or_else(|p| p.into_inner()) = Some((index, started));
+                (actions, true)
+            }
+        };
         self.planning_micros.store(
             started.elapsed().as_micros() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let kind = if full { "full" } else { "changes" };
+        metrics::counter!("trough_sync_passes_total", "kind" => kind).increment(1);
+        let acted = !actions.is_empty();
         let mut fetches = Vec::new();
         for a in actions {
             match a {
@@ -422,7 +443,84 @@ impl LocalSync {
                 }
             }
         }
-        self.report().await
+        if acted || full {
+            self.report().await?;
+        }
+        Ok(())
+    }
+
+    /// [`plan`] over everything: the whole assignment, catalog and node list.
+    async fn plan_all(&self) -> trough_types::Result<Vec<Action>> {
+        let assignment = self.coordinator.get_assignment().await?;
+        let catalog: BTreeMap<SegmentId, SegmentEntry> = self
+            .coordinator
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
+        for n in self.coordinator.list_nodes().await? {
+            if n.name == self.identity.name {
+                continue;
+            }
+            for (id, v) in n.held.iter() {
+                holders.entry(id.clone()).or_default().insert(n.name.clone(), *v);
+            }
+        }
+        let held: BTreeMap<SegmentId, (u64, bool)> = self
+            .status()
+            .into_iter()
+            .map(|(id, s)| (id, (s.version, s.verified)))
+            .collect();
+        Ok(plan(
+            &self.identity.name,
+            &assignment,
+            &catalog,
+            &held,
+            &holders,
+        ))
+    }
+
+    /// [`plan`] over the segments `ids` only, from point reads: what a pass costs after a few
+    /// changes, whatever the size of the catalog.
+    async fn plan_changed(&self, ids: &[SegmentId]) -> trough_types::Result<Vec<Action>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut assignment = AssignmentMap::new();
+        let mut catalog = BTreeMap::new();
+        let mut held = BTreeMap::new();
+        for id in ids {
+            if let Some(e) = self.coordinator.get_segment(id).await? {
+                catalog.insert(id.clone(), e);
+            }
+            let nodes = self.coordinator.get_assigned(id).await?;
+            if !nodes.is_empty() {
+                assignment.insert(id.clone(), nodes);
+            }
+            if let Some(s) = self.copy_state(id) {
+                held.insert(id.clone(), (s.version, s.verified));
+            }
+        }
+        let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
+        for n in self.coordinator.list_nodes().await? {
+            if n.name == self.identity.name {
+                continue;
+            }
+            for id in ids {
+                if let Some(v) = n.held.get(id) {
+                    holders.entry(id.clone()).or_default().insert(n.name.clone(), *v);
+                }
+            }
+        }
+        Ok(plan(
+            &self.identity.name,
+            &assignment,
+            &catalog,
+            &held,
+            &holders,
+        ))
     }
 
     async fn fetch(&self, m: &Manifest) -> trough_types::Result<()> {
@@ -460,7 +558,7 @@ impl LocalSync {
                 quota_bytes: self.identity.quota_bytes,
                 stored_bytes,
                 roles: self.identity.roles.clone(),
-                held,
+                held: Arc::new(held),
                 updated_at: Utc::now(),
             })
             .await

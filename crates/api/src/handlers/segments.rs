@@ -67,11 +67,10 @@ pub async fn list(
 
 /// The full document of one segment: versions, writer, replicas.
 pub async fn document(node: &Node, entry: &SegmentEntry) -> Result<Value, HttpError> {
-    let assignment = node.coordinator.get_assignment().await?;
+    let assigned = node.coordinator.get_assigned(&entry.id).await?;
     let nodes = node.coordinator.list_nodes().await?;
     let latest = entry.latest_version();
     let mut replicas = Vec::new();
-    let assigned = assignment.get(&entry.id).cloned().unwrap_or_default();
     for n in &nodes {
         let held = n.held.get(&entry.id).copied();
         if held.is_none() && !assigned.contains(&n.name) {

@@ -130,7 +130,7 @@ async fn the_work_of_a_change_does_not_grow_with_the_catalog() {
 }
 
 #[tokio::test]
-async fn catalog_changes_name_the_segments_that_changed() {
+async fn changes_name_the_segments_that_changed() {
     let c = EmbeddedCoordinator::in_memory().unwrap();
     let start = c.wait_for_change(0, Duration::ZERO).await.unwrap();
     c.add_version(&manifest("a", 1)).await.unwrap();
@@ -143,12 +143,18 @@ async fn catalog_changes_name_the_segments_that_changed() {
     assert_eq!(index, c.wait_for_change(0, Duration::ZERO).await.unwrap());
     let (same, none) = c.catalog_changes(index).await.unwrap().unwrap();
     assert_eq!((same, none.len()), (index, 0));
-    // An assignment change moves the index but names no segment.
+    // An assignment change names the segments whose assignment changed, and only those.
     c.put_assignment(&[(sid("a"), vec![])].into_iter().collect())
         .await
         .unwrap();
-    let (later, none) = c.catalog_changes(index).await.unwrap().unwrap();
-    assert!(later > index && none.is_empty());
+    let (later, ids) = c.catalog_changes(index).await.unwrap().unwrap();
+    assert!(later > index);
+    assert_eq!(ids, [sid("a")]);
+    // Storing the same assignment again changes nothing and wakes nobody.
+    c.put_assignment(&[(sid("a"), vec![])].into_iter().collect())
+        .await
+        .unwrap();
+    assert_eq!(c.wait_for_change(0, Duration::ZERO).await.unwrap(), later);
 }
 
 #[tokio::test]
@@ -158,7 +164,7 @@ async fn an_index_older_than_the_change_log_asks_for_a_full_read() {
     {
         let mut mem = c.mem.write().unwrap();
         for i in 0..=CHANGE_LOG_LEN {
-            mem.bump(Some(&sid(&format!("s{i}"))));
+            mem.bump(vec![sid(&format!("s{i}"))]);
         }
     }
     assert!(c.catalog_changes(start).await.unwrap().is_none());
