@@ -229,3 +229,82 @@ fn cli_errors_exit_non_zero() {
     fails(&trough(&["segment", "upload", "cli.x"]));
     assert_eq!(s.get_json("/segments/cli.x").0, 404);
 }
+
+/// `trough segment upload --dir`: every SQLite file of a directory becomes a segment named after
+/// it; a file the server refuses is reported and fails the command while the others are
+/// published; running it again publishes only what changed; bad names stop it before anything
+/// is sent.
+#[test]
+fn upload_a_directory_resumably() {
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..5 {
+        let f = SqliteFile::new(&format!(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t VALUES ({i}, 'row {i}');"
+        ));
+        std::fs::write(dir.path().join(format!("bulk-{i}.sqlite")), f.bytes()).unwrap();
+        files.push(f);
+    }
+    std::fs::write(dir.path().join("bulk-junk.db"), b"not a database").unwrap();
+    std::fs::write(dir.path().join("README.txt"), b"ignored").unwrap();
+    let d = dir.path().to_str().unwrap();
+
+    let o = trough(&["segment", "upload", "--dir", d, "--url", s.url()]);
+    fails(&o);
+    let summary = parse_json(&stdout(&o));
+    assert_eq!(summary["files"], 6, "{summary}");
+    assert_eq!(summary["published"], 5, "{summary}");
+    assert_eq!(summary["failed"][0]["segment"], "bulk-junk", "{summary}");
+    assert!(
+        summary["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not_sqlite"),
+        "{summary}"
+    );
+    let (status, _) = s.get_json("/segments/bulk-junk");
+    assert_eq!(status, 404, "a refused file publishes nothing");
+    for (i, f) in files.iter().enumerate() {
+        let id = format!("bulk-{i}");
+        s.wait_synced(&id, 1);
+        let sql = "SELECT * FROM t";
+        assert_rows_eq(&s.query_ok(&id, sql), &f.rows(sql, &json!([])));
+    }
+
+    // Again, without the junk and with one file changed: only that one is published.
+    std::fs::remove_file(dir.path().join("bulk-junk.db")).unwrap();
+    let changed = SqliteFile::new(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t VALUES (9, 'new');",
+    );
+    std::fs::write(dir.path().join("bulk-3.sqlite"), changed.bytes()).unwrap();
+    let summary = parse_json(&ok(&trough(&[
+        "segment",
+        "upload",
+        "--dir",
+        d,
+        "--url",
+        s.url(),
+    ])));
+    assert_eq!(
+        (&summary["published"], &summary["unchanged"]),
+        (&json!(1), &json!(4)),
+        "{summary}"
+    );
+    let (_, doc) = s.get_json("/segments/bulk-3");
+    assert_eq!(doc["latest"]["version"], 2, "{doc}");
+    let (_, doc) = s.get_json("/segments/bulk-0");
+    assert_eq!(
+        doc["latest"]["version"], 1,
+        "unchanged files are not re-published: {doc}"
+    );
+
+    // A file name that is not a segment id: nothing is sent.
+    std::fs::write(dir.path().join("bad name.sqlite"), changed.bytes()).unwrap();
+    std::fs::write(dir.path().join("bulk-4.sqlite"), changed.bytes()).unwrap();
+    let o = trough(&["segment", "upload", "--dir", d, "--url", s.url()]);
+    fails(&o);
+    assert!(stderr(&o).contains("bad name.sqlite"), "{}", stderr(&o));
+    let (_, doc) = s.get_json("/segments/bulk-4");
+    assert_eq!(doc["latest"]["version"], 1, "nothing was uploaded: {doc}");
+}

@@ -37,8 +37,8 @@ pub struct Item {
 
 /// What became of one file.
 enum Outcome {
-    Published(u64),
-    Unchanged(u64),
+    Published,
+    Unchanged,
     Failed(String),
 }
 
@@ -47,7 +47,8 @@ enum Outcome {
 pub fn collect(dir: &Path) -> anyhow::Result<Vec<Item>> {
     let mut items: Vec<Item> = Vec::new();
     let mut problems = Vec::new();
-    let listing = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let listing =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for entry in listing {
         let entry = entry?;
         let path = entry.path();
@@ -128,8 +129,8 @@ pub async fn upload_dir(base: &str, dir: &Path, concurrency: usize) -> anyhow::R
         bar.inc(item.size);
         bar.set_message(format!("{done}/{count} files"));
         match outcome {
-            Outcome::Published(_) => published += 1,
-            Outcome::Unchanged(_) => unchanged += 1,
+            Outcome::Published => published += 1,
+            Outcome::Unchanged => unchanged += 1,
             Outcome::Failed(error) => {
                 bar.println(format!("{}: {error}", item.path.display()));
                 failed.push(json!({
@@ -170,7 +171,7 @@ async fn upload_one(http: &reqwest::Client, base: &str, item: &Item) -> Outcome 
     };
     let attempt = || async {
         match latest(http, base, &item.id).await? {
-            Some((version, sha)) if sha == digest => Ok(Outcome::Unchanged(version)),
+            Some(sha) if sha == digest => Ok(Outcome::Unchanged),
             _ => put(http, base, item).await,
         }
     };
@@ -209,12 +210,12 @@ fn transient_status(s: reqwest::StatusCode) -> bool {
     matches!(s.as_u16(), 502..=504)
 }
 
-/// The segment's latest (version, sha256), `None` when it does not exist yet.
+/// The SHA-256 of the segment's latest version, `None` when it has none yet.
 async fn latest(
     http: &reqwest::Client,
     base: &str,
     id: &SegmentId,
-) -> Result<Option<(u64, String)>, Transient> {
+) -> Result<Option<String>, Transient> {
     let resp = http
         .get(endpoint(base, id))
         .send()
@@ -232,12 +233,7 @@ async fn latest(
         return Err(Transient(error_message(status, &text)));
     }
     let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Ok(doc["latest"]["sha256"].as_str().map(|s| {
-        (
-            doc["latest"]["version"].as_u64().unwrap_or(0),
-            s.to_owned(),
-        )
-    }))
+    Ok(doc["latest"]["sha256"].as_str().map(str::to_owned))
 }
 
 /// `PUT /segments/{id}` with the file, streamed.
@@ -260,8 +256,7 @@ async fn put(http: &reqwest::Client, base: &str, item: &Item) -> Result<Outcome,
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.is_success() {
-        let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        return Ok(Outcome::Published(doc["version"].as_u64().unwrap_or(0)));
+        return Ok(Outcome::Published);
     }
     let message = error_message(status, &text);
     if transient_status(status) {

@@ -1,5 +1,6 @@
 //! Command-line interface: the subcommands and their flags.
 
+mod bulk;
 mod client;
 mod serve;
 
@@ -91,12 +92,23 @@ const NO_ROLES: serve::Roles = serve::Roles {
 
 #[derive(Debug, Subcommand)]
 enum SegmentCommand {
-    /// Publish a SQLite file as the next version of segment ID (shows a progress bar).
+    /// Publish a SQLite file as the next version of segment ID, or with --dir every SQLite file
+    /// of a directory (each as segment <file name without extension>; files already published
+    /// unchanged are skipped, so an interrupted load is finished by running it again). Shows a
+    /// progress bar.
     Upload {
         /// Segment id ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}).
-        id: String,
+        #[arg(required_unless_present = "dir")]
+        id: Option<String>,
         /// The SQLite database file to publish.
-        file: PathBuf,
+        #[arg(required_unless_present = "dir")]
+        file: Option<PathBuf>,
+        /// Publish every *.sqlite, *.sqlite3 and *.db file of this directory instead.
+        #[arg(long, conflicts_with_all = ["id", "file"])]
+        dir: Option<PathBuf>,
+        /// Files uploaded at a time (with --dir).
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
         #[command(flatten)]
         target: Target,
     },
@@ -199,9 +211,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Router(args) => serve::run(args, NO_ROLES).await,
         Command::Segment(cmd) => match cmd {
-            SegmentCommand::Upload { id, file, target } => {
-                client::upload(&target.url, &id, &file).await
-            }
+            SegmentCommand::Upload {
+                id,
+                file,
+                dir,
+                concurrency,
+                target,
+            } => match (dir, id, file) {
+                (Some(dir), _, _) => bulk::upload_dir(&target.url, &dir, concurrency).await,
+                (None, Some(id), Some(file)) => client::upload(&target.url, &id, &file).await,
+                _ => anyhow::bail!("give a segment id and a file, or --dir DIR"),
+            },
             SegmentCommand::Ls {
                 prefix,
                 page_size,

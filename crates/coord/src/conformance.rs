@@ -150,7 +150,10 @@ pub async fn nodes_and_assignment(c: &dyn Coordinator) {
     a.insert(sid("cat-a"), vec![node("n1")]);
     c.put_assignment(&a).await.unwrap();
     assert_eq!(c.get_assignment().await.unwrap(), a);
-    assert_eq!(c.get_assigned(&sid("cat-a")).await.unwrap(), vec![node("n1")]);
+    assert_eq!(
+        c.get_assigned(&sid("cat-a")).await.unwrap(),
+        vec![node("n1")]
+    );
     assert!(c.get_assigned(&sid("cat-none")).await.unwrap().is_empty());
 
     // A partial update changes only what it names.
@@ -164,7 +167,10 @@ pub async fn nodes_and_assignment(c: &dyn Coordinator) {
         (sid("cat-c"), vec![node("n2")]),
     ]);
     assert_eq!(c.get_assignment().await.unwrap(), expect);
-    assert_eq!(c.get_assigned(&sid("cat-c")).await.unwrap(), vec![node("n2")]);
+    assert_eq!(
+        c.get_assigned(&sid("cat-c")).await.unwrap(),
+        vec![node("n2")]
+    );
     // Backends with a change log name the assignment changes too.
     if let Some((_, ids)) = c.catalog_changes(since).await.unwrap() {
         for id in ["cat-b", "cat-c"] {

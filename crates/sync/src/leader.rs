@@ -322,16 +322,25 @@ mod tests {
 
         c.add_version(&manifest("new-one")).await.unwrap();
         assert!(round(&me, &c, &config, &mut cache).await.unwrap());
-        assert_eq!(c.get_assigned(&sid("new-one")).await.unwrap(), vec![me.clone()]);
+        assert_eq!(
+            c.get_assigned(&sid("new-one")).await.unwrap(),
+            vec![me.clone()]
+        );
         // Woken by its own write: nothing the planner sees changed.
         let before = c.stats();
         let index = c.wait_for_change(0, Duration::ZERO).await.unwrap();
         assert!(round(&me, &c, &config, &mut cache).await.unwrap());
         let after = c.stats();
         assert_eq!(after.list_segments, first.list_segments, "no catalog read");
-        assert_eq!(after.get_assignment, first.get_assignment, "no assignment read");
+        assert_eq!(
+            after.get_assignment, first.get_assignment,
+            "no assignment read"
+        );
         assert_eq!(c.wait_for_change(0, Duration::ZERO).await.unwrap(), index);
         // The lock's statements only (try_lock): no assignment row written.
-        assert!(after.statements - before.statements <= 2, "{before:?} {after:?}");
+        assert!(
+            after.statements - before.statements <= 2,
+            "{before:?} {after:?}"
+        );
     }
 }

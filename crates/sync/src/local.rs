@@ -366,7 +366,9 @@ impl LocalSync {
             .values()
             .any(|s| s.error.is_some());
         let changes = match mark {
-            Some((index, last_full)) if !in_error && last_full.elapsed() < self.config.interval() => {
+            Some((index, last_full))
+                if !in_error && last_full.elapsed() < self.config.interval() =>
+            {
                 self.coordinator.catalog_changes(index).await?
             }
             _ => None,
@@ -379,10 +381,7 @@ impl LocalSync {
                 (actions, false)
             }
             None => {
-                let index = self
-                    .coordinator
-                    .wait_for_change(0, Duration::ZERO)
-                    .await?;
+                let index = self.coordinator.wait_for_change(0, Duration::ZERO).await?;
                 let actions = self.plan_all().await?;
                 *self.mark.lock().unwrap_or_else(|p| p.into_inner()) = Some((index, started));
                 (actions, true)
@@ -465,7 +464,10 @@ impl LocalSync {
                 continue;
             }
             for (id, v) in n.held.iter() {
-                holders.entry(id.clone()).or_default().insert(n.name.clone(), *v);
+                holders
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(n.name.clone(), *v);
             }
         }
         let held: BTreeMap<SegmentId, (u64, bool)> = self
@@ -510,7 +512,10 @@ impl LocalSync {
             }
             for id in ids {
                 if let Some(v) = n.held.get(id) {
-                    holders.entry(id.clone()).or_default().insert(n.name.clone(), *v);
+                    holders
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(n.name.clone(), *v);
                 }
             }
         }
