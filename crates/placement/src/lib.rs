@@ -112,12 +112,14 @@ use serde::{Deserialize, Serialize};
 use trough_types::{NodeName, SegmentId};
 
 mod engine;
+mod incremental;
 mod score;
 pub mod tier;
 
 #[cfg(test)]
 mod tests;
 
+pub use incremental::{place_new, Placed};
 pub use tier::{tier_for, PatternError, TierMatcher, TierRule, DEFAULT_TIER};
 
 /// A node as the planner sees it.
@@ -219,6 +221,18 @@ impl Default for AssignOptions {
     }
 }
 
+/// The replication factor of each tier name: the largest configured for it, else that of tier
+/// `default`, else 1.
+pub(crate) fn replication_factors(tiers: &[TierSpec]) -> impl Fn(&str) -> usize + '_ {
+    let mut rf_of: HashMap<&str, usize> = HashMap::new();
+    for tier in tiers {
+        let rf = rf_of.entry(tier.name.as_str()).or_insert(0);
+        *rf = (*rf).max(tier.replication_factor);
+    }
+    let default_rf = rf_of.get(DEFAULT_TIER).copied().unwrap_or(1);
+    move |tier: &str| rf_of.get(tier).copied().unwrap_or(default_rf)
+}
+
 /// Assigns segment replicas to nodes with the default options; see the module documentation.
 pub fn assign(
     nodes: &[NodeSpec],
@@ -251,13 +265,7 @@ pub fn assign_with(
             .then_with(|| (&b.tier, b.size_bytes).cmp(&(&a.tier, a.size_bytes)))
     });
     segments.dedup_by(|later, kept| later.id == kept.id);
-    let mut rf_of: HashMap<&str, usize> = HashMap::new();
-    for tier in tiers {
-        let rf = rf_of.entry(tier.name.as_str()).or_insert(0);
-        *rf = (*rf).max(tier.replication_factor);
-    }
-    let default_rf = rf_of.get(DEFAULT_TIER).copied().unwrap_or(1);
-    let wanted = |tier: &str| rf_of.get(tier).copied().unwrap_or(default_rf);
+    let wanted = replication_factors(tiers);
 
     // Each segment's previous holders (merge of two id-ordered sequences), and the drops of
     // segments that are gone.

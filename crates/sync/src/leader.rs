@@ -42,6 +42,10 @@ pub struct LeaderCache {
     assignment: assign::Assignment,
     /// The nodes the last plan was made for.
     nodes: Vec<NodeSpec>,
+    /// Bytes assigned to each node by `assignment`.
+    stored: BTreeMap<NodeName, u64>,
+    /// Segments the last round could not fully place (then the next one plans everything).
+    under_replicated: usize,
     /// Whether `segments` and `assignment` hold anything (a first round reads everything).
     loaded: bool,
 }
@@ -58,10 +62,12 @@ fn spec(matcher: &assign::TierMatcher, e: &SegmentEntry) -> Option<SegmentSpec> 
 /// One assignment round, if this process is the leader. Returns whether it led.
 ///
 /// With a `cache` from earlier rounds, it reads only the segments the coordinator names as
-/// changed ([`Coordinator::catalog_changes`]) and skips planning when none of them changed what
-/// the planner sees and the nodes are the same (its own assignment writes wake it too). It plans
-/// over every segment (the planner is pure and fast; see scenario 5 in BENCHMARKS.md) and writes
-/// only the entries that differ ([`Coordinator::update_assignment`]).
+/// changed ([`Coordinator::catalog_changes`]) and does nothing when none of them changed what
+/// the planner sees and the nodes are the same (its own assignment writes wake it too). New and
+/// removed segments on unchanged nodes are placed alone ([`assign::place_new`]: cost independent
+/// of the catalog's size); anything else (nodes, sizes, a first round, segments left
+/// under-replicated) runs the full planner. Only entries that differ are written
+/// ([`Coordinator::update_assignment`]).
 pub async fn round(
     me: &NodeName,
     coordinator: &dyn Coordinator,
@@ -96,24 +102,33 @@ pub async fn round(
     } else {
         None
     };
-    let segments_changed = match changes {
+    let tiers = if config.tiers.is_empty() {
+        vec![TierSpec {
+            name: "default".into(),
+            replication_factor: 1,
+        }]
+    } else {
+        config.tiers.clone()
+    };
+    // What changed, as the planner sees it.
+    let mut delta = Delta::default();
+    match changes {
         Some((index, ids)) => {
-            let mut changed = false;
             for id in ids {
                 let now = coordinator
                     .get_segment(&id)
                     .await?
                     .and_then(|e| spec(&matcher, &e));
-                if cache.segments.get(&id) != now.as_ref() {
-                    changed = true;
-                    match now {
-                        Some(s) => cache.segments.insert(id, s),
-                        None => cache.segments.remove(&id),
-                    };
+                let before = cache.segments.get(&id);
+                match (before, now) {
+                    (Some(b), Some(n)) if *b == n => {}
+                    (None, Some(n)) => delta.new.push(n),
+                    (Some(_), None) => delta.removed.push(id),
+                    (None, None) => {}
+                    (Some(_), Some(n)) => delta.resized.push(n),
                 }
             }
             cache.index = index;
-            changed
         }
         None => {
             let index = coordinator.wait_for_change(0, Duration::ZERO).await?;
@@ -128,43 +143,72 @@ pub async fn round(
             };
             cache.index = index;
             cache.loaded = true;
-            true
+            delta.reloaded = true;
         }
-    };
-    if !segments_changed && nodes == cache.nodes {
+    }
+    if delta.is_empty() && nodes == cache.nodes {
         return Ok(true);
     }
-    let tiers = if config.tiers.is_empty() {
-        vec![TierSpec {
-            name: "default".into(),
-            replication_factor: 1,
-        }]
+    // New or removed segments on unchanged nodes, with every earlier segment fully placed: place
+    // the new ones only. Anything else (nodes, sizes, a reload, a backlog): plan everything.
+    let incremental = !delta.reloaded
+        && delta.resized.is_empty()
+        && nodes == cache.nodes
+        && cache.under_replicated == 0;
+    let (set, removed, under) = if incremental {
+        for id in &delta.removed {
+            if let (Some(spec), Some(holders)) =
+                (cache.segments.remove(id), cache.assignment.replicas.get(id))
+            {
+                for h in holders {
+                    if let Some(b) = cache.stored.get_mut(h) {
+                        *b = b.saturating_sub(spec.size_bytes);
+                    }
+                }
+            }
+        }
+        let placed = assign::place_new(&nodes, &tiers, &mut cache.stored, &delta.new);
+        for n in delta.new {
+            cache.segments.insert(n.id.clone(), n);
+        }
+        let set: AssignmentMap = placed.replicas.into_iter().collect();
+        (set, delta.removed, placed.under_replicated.len())
     } else {
-        config.tiers.clone()
+        for n in delta.new.into_iter().chain(delta.resized) {
+            cache.segments.insert(n.id.clone(), n);
+        }
+        for id in &delta.removed {
+            cache.segments.remove(id);
+        }
+        let segments: Vec<SegmentSpec> = cache.segments.values().cloned().collect();
+        let plan = assign::assign(&nodes, &segments, &tiers, &cache.assignment);
+        // Only what differs is written.
+        let previous = &cache.assignment.replicas;
+        let set: AssignmentMap = plan
+            .assignment
+            .replicas
+            .iter()
+            .filter(|(id, n)| previous.get(*id) != Some(*n))
+            .map(|(id, n)| (id.clone(), n.clone()))
+            .collect();
+        let removed: Vec<SegmentId> = previous
+            .keys()
+            .filter(|id| !plan.assignment.replicas.contains_key(*id))
+            .cloned()
+            .collect();
+        cache.assignment = plan.assignment;
+        cache.stored = plan.stored_bytes;
+        (set, removed, plan.under_replicated.len())
     };
-    let segments: Vec<SegmentSpec> = cache.segments.values().cloned().collect();
-    let plan = assign::assign(&nodes, &segments, &tiers, &cache.assignment);
-    if !plan.under_replicated.is_empty() {
+    if under > 0 {
         tracing::warn!(
-            segments = plan.under_replicated.len(),
+            segments = under,
             "segments are under-replicated (not enough healthy nodes or capacity in their tier)"
         );
     }
-    metrics::gauge!("trough_assignment_under_replicated").set(plan.under_replicated.len() as f64);
-    // Only what differs is written.
-    let previous = &cache.assignment.replicas;
-    let set: AssignmentMap = plan
-        .assignment
-        .replicas
-        .iter()
-        .filter(|(id, n)| previous.get(*id) != Some(*n))
-        .map(|(id, n)| (id.clone(), n.clone()))
-        .collect();
-    let removed: Vec<SegmentId> = previous
-        .keys()
-        .filter(|id| !plan.assignment.replicas.contains_key(*id))
-        .cloned()
-        .collect();
+    metrics::gauge!("trough_assignment_under_replicated").set(under as f64);
+    let kind = if incremental { "incremental" } else { "full" };
+    metrics::counter!("trough_assignment_rounds_total", "kind" => kind).increment(1);
     // Fencing: do not publish a round computed after the lock was lost.
     if !lease.is_held() {
         *cache = LeaderCache::default();
@@ -177,9 +221,34 @@ pub async fn round(
             return Err(e);
         }
     }
-    cache.assignment = plan.assignment;
+    if incremental {
+        for id in &removed {
+            cache.assignment.replicas.remove(id);
+        }
+        cache.assignment.replicas.extend(set);
+    }
+    cache.under_replicated = under;
     cache.nodes = nodes;
     Ok(true)
+}
+
+/// The segments a round must act on, as the planner sees them.
+#[derive(Debug, Default)]
+struct Delta {
+    /// Segments not seen before.
+    new: Vec<SegmentSpec>,
+    /// Known segments whose size or tier changed.
+    resized: Vec<SegmentSpec>,
+    /// Segments that left the catalog.
+    removed: Vec<SegmentId>,
+    /// Everything was read again.
+    reloaded: bool,
+}
+
+impl Delta {
+    fn is_empty(&self) -> bool {
+        self.new.is_empty() && self.resized.is_empty() && self.removed.is_empty() && !self.reloaded
+    }
 }
 
 /// The leader candidate as a background worker: a round ([`round`]) after every change in the
@@ -342,5 +411,38 @@ mod tests {
             after.statements - before.statements <= 2,
             "{before:?} {after:?}"
         );
+
+        // A node joins: the full planner gives it its share.
+        let other = NodeName::new("other").unwrap();
+        c.register_node(&NodeInfo {
+            name: other.clone(),
+            address: "http://127.0.0.1:2".into(),
+            tier: "default".into(),
+            quota_bytes: 0,
+            stored_bytes: 0,
+            roles: vec!["reader".into()],
+            held: Default::default(),
+            updated_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+        assert!(round(&me, &c, &config, &mut cache).await.unwrap());
+        let a = c.get_assignment().await.unwrap();
+        let on_other = a.values().filter(|n| n.contains(&other)).count();
+        assert!((100..=200).contains(&on_other), "{on_other} of {}", a.len());
+        assert_eq!(c.stats().list_segments, 1, "still no catalog read");
+        // And new segments keep being placed on both, incrementally.
+        for i in 0..40 {
+            c.add_version(&manifest(&format!("later-{i:02}")))
+                .await
+                .unwrap();
+        }
+        assert!(round(&me, &c, &config, &mut cache).await.unwrap());
+        let a = c.get_assignment().await.unwrap();
+        let later: Vec<&Vec<NodeName>> = (0..40)
+            .map(|i| &a[&sid(&format!("later-{i:02}"))])
+            .collect();
+        assert!(later.iter().all(|n| n.len() == 1));
+        assert!(later.iter().any(|n| n[0] == other) && later.iter().any(|n| n[0] == me));
     }
 }

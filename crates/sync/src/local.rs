@@ -546,13 +546,16 @@ impl LocalSync {
 
     /// Publishes this node's verified holdings (the heartbeat).
     pub async fn report(&self) -> trough_types::Result<()> {
-        let status = self.status();
-        let held: BTreeMap<SegmentId, u64> = status
-            .iter()
-            .filter(|(_, s)| s.verified)
-            .map(|(id, s)| (id.clone(), s.version))
-            .collect();
-        let stored_bytes = status.values().filter(|s| s.verified).map(|s| s.size).sum();
+        let (held, stored_bytes) = {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let held: BTreeMap<SegmentId, u64> = state
+                .iter()
+                .filter(|(_, s)| s.verified)
+                .map(|(id, s)| (id.clone(), s.version))
+                .collect();
+            let bytes: u64 = state.values().filter(|s| s.verified).map(|s| s.size).sum();
+            (held, bytes)
+        };
         metrics::gauge!("trough_segments_held").set(held.len() as f64);
         metrics::gauge!("trough_bytes_stored").set(stored_bytes as f64);
         self.coordinator
