@@ -1,14 +1,17 @@
 //! Local mode: make this node hold exactly the verified copies assigned to it.
 //!
-//! Each pass reads the assignment and the catalog, asks the pure [`plan`] what to fetch and
-//! what to drop, and carries it out: a fetch streams the version's object to
+//! Each pass reads the assignment and catalog entries that changed since the previous pass (the
+//! whole of both on the first pass, every `sync.interval_secs` and after a failure; see
+//! [`LocalSync::pass`]), asks the pure [`plan`] what to fetch and what to drop, and carries it
+//! out: a fetch streams the version's object to
 //! `copies/<id>/<version>-<sha256>.sqlite.part`, hashing as it goes ([`SegmentStore::download`]),
 //! and only a file whose size and SHA-256 match the manifest is renamed into place and handed to
 //! the reader, which swaps it in atomically (queries in flight finish on the old copy, whose file
 //! the reader deletes afterwards). A drop happens only once every other assigned replica holds
 //! the latest version. A periodic scrub re-hashes every copy; a copy that no longer matches is
-//! withdrawn from service at once and fetched again on the next pass. After each pass the node
-//! reports its verified holdings to the coordinator (its heartbeat).
+//! withdrawn from service at once and fetched again on the next pass. After a pass that changed
+//! them the node reports its verified holdings to the coordinator (at most a fifth of the time
+//! under a stream of changes; the heartbeat reports them every few seconds anyway).
 //!
 //! Every verified copy is recorded in a [`VerifiedLog`] (size, mtime, inode, SHA-256). At
 //! restart ([`LocalSync::adopt_existing`]) a copy whose file is unchanged since it was recorded
@@ -22,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
@@ -33,6 +35,12 @@ use trough_store::SegmentStore;
 use trough_types::{Manifest, NodeName, SegmentEntry, SegmentId};
 
 use crate::verified::VerifiedLog;
+
+mod plan;
+mod worker;
+
+pub use plan::{plan, Action};
+pub use worker::SyncWorker;
 
 /// What this node knows about one of its copies.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -60,68 +68,6 @@ pub struct CopySummary {
     pub verified_bytes: u64,
     /// Copies whose last fetch or verification failed.
     pub errors: u64,
-}
-
-/// One step a pass should take.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Download, verify and install this version.
-    Fetch(Manifest),
-    /// Stop serving and delete the local copy of this segment.
-    Drop(SegmentId),
-}
-
-/// Decides what a node must fetch and drop. Pure.
-///
-/// - `held`: segment → (version, verified) of the local copies.
-/// - `holders`: segment → the other nodes' verified versions (from their heartbeats).
-///
-/// A segment assigned to `node` whose latest version is not held verified is fetched. A held
-/// segment that is no longer assigned is dropped only when every node now assigned to it holds
-/// its latest version (or it left the catalog), so a copy never disappears before its
-/// replacement is in place.
-pub fn plan(
-    node: &NodeName,
-    assignment: &AssignmentMap,
-    catalog: &BTreeMap<SegmentId, SegmentEntry>,
-    held: &BTreeMap<SegmentId, (u64, bool)>,
-    holders: &BTreeMap<SegmentId, BTreeMap<NodeName, u64>>,
-) -> Vec<Action> {
-    let mut actions = Vec::new();
-    for (id, nodes) in assignment {
-        if !nodes.contains(node) {
-            continue;
-        }
-        let Some(latest) = catalog.get(id).and_then(|e| e.latest()) else {
-            continue;
-        };
-        match held.get(id) {
-            Some(&(v, true)) if v == latest.version => {}
-            _ => actions.push(Action::Fetch(latest.clone())),
-        }
-    }
-    for id in held.keys() {
-        let assigned_here = assignment.get(id).is_some_and(|n| n.contains(node));
-        if assigned_here {
-            continue;
-        }
-        let Some(latest) = catalog.get(id).and_then(|e| e.latest()) else {
-            actions.push(Action::Drop(id.clone()));
-            continue;
-        };
-        let others = assignment.get(id).map(Vec::as_slice).unwrap_or(&[]);
-        let replaced = !others.is_empty()
-            && others.iter().all(|n| {
-                holders
-                    .get(id)
-                    .and_then(|h| h.get(n))
-                    .is_some_and(|&v| v == latest.version)
-            });
-        if replaced {
-            actions.push(Action::Drop(id.clone()));
-        }
-    }
-    actions
 }
 
 /// Static facts this node reports about itself.
@@ -160,6 +106,8 @@ pub struct LocalSync {
     /// The coordinator index passes are current to, and when the last full pass started
     /// (`None` before the first pass).
     mark: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// When the last report ended and how long it took ([`LocalSync::report_due`]).
+    report_mark: std::sync::Mutex<(Option<std::time::Instant>, Duration)>,
 }
 
 impl LocalSync {
@@ -184,6 +132,7 @@ impl LocalSync {
             verified: VerifiedLog::open(&dir),
             unhashed: std::sync::Mutex::new(Vec::new()),
             mark: std::sync::Mutex::new(None),
+            report_mark: std::sync::Mutex::new((None, Duration::ZERO)),
             dir,
         }
     }
@@ -442,7 +391,7 @@ impl LocalSync {
                 }
             }
         }
-        if acted || full {
+        if full || (acted && self.report_due()) {
             self.report().await?;
         }
         Ok(())
@@ -544,8 +493,25 @@ impl LocalSync {
         Ok(())
     }
 
+    /// Whether a pass that changed holdings should report them now: unless the last report was
+    /// more recent than four times what it cost. A report lists every held copy, so under a
+    /// stream of changes this keeps it to a fifth of the time; the heartbeat reports within
+    /// seconds anyway.
+    fn report_due(&self) -> bool {
+        let (last, cost) = *self.report_mark.lock().unwrap_or_else(|p| p.into_inner());
+        last.is_none_or(|t| t.elapsed() >= cost * 4)
+    }
+
     /// Publishes this node's verified holdings (the heartbeat).
     pub async fn report(&self) -> trough_types::Result<()> {
+        let started = std::time::Instant::now();
+        let result = self.report_now().await;
+        *self.report_mark.lock().unwrap_or_else(|p| p.into_inner()) =
+            (Some(std::time::Instant::now()), started.elapsed());
+        result
+    }
+
+    async fn report_now(&self) -> trough_types::Result<()> {
         let (held, stored_bytes) = {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
             let held: BTreeMap<SegmentId, u64> = state
@@ -665,104 +631,6 @@ impl LocalSync {
                 .join(id.as_str())
                 .join(format!("{}-{}.sqlite", s.version, s.sha256)),
         )
-    }
-
-    /// The background worker that runs passes ([`SyncWorker`]).
-    pub fn worker(self: Arc<Self>) -> SyncWorker {
-        SyncWorker {
-            scrub_every: Duration::from_secs(self.config.scrub_interval_secs),
-            last_scrub: tokio::time::Instant::now(),
-            sync: self,
-            index: 0,
-            wait: Duration::ZERO,
-            failures: PASS_BACKOFF.build(),
-        }
-    }
-}
-
-/// Delays after consecutive failed passes: 0.4 s, doubling, at most 10 s; reset by a pass that
-/// succeeds.
-const PASS_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
-    .with_min_delay(Duration::from_millis(400))
-    .with_max_delay(Duration::from_secs(10))
-    .without_max_times();
-
-/// Runs [`LocalSync`] passes: after every change in the coordinator, or at least every
-/// `sync.interval_secs` (every second while some copy failed, with a growing delay while passes
-/// fail); scrubs every `sync.scrub_interval_secs`. After the first pass, the copies adopted
-/// without hashing are re-hashed ([`LocalSync::rehash_adopted`]).
-pub struct SyncWorker {
-    sync: Arc<LocalSync>,
-    /// The coordinator index the last pass started from.
-    index: u64,
-    /// The longest wait for a change before the next pass.
-    wait: Duration,
-    failures: ExponentialBackoff,
-    scrub_every: Duration,
-    last_scrub: tokio::time::Instant,
-}
-
-#[trough_worker::async_trait]
-impl trough_worker::Worker for SyncWorker {
-    fn name(&self) -> &'static str {
-        "local-sync"
-    }
-
-    async fn work(&mut self) -> trough_worker::WorkerState {
-        let me = &self.sync;
-        let before = match me.coordinator.wait_for_change(0, Duration::ZERO).await {
-            Ok(i) => i,
-            Err(_) => self.index,
-        };
-        self.wait = match me.pass().await {
-            Ok(()) => {
-                self.failures = PASS_BACKOFF.build();
-                let retry_soon = me
-                    .state
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .any(|s| s.error.is_some());
-                if retry_soon {
-                    Duration::from_secs(1)
-                } else {
-                    me.config.interval()
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "sync pass failed");
-                self.failures.next().unwrap_or(Duration::from_secs(10))
-            }
-        };
-        let unhashed = !me
-            .unhashed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty();
-        if unhashed {
-            let me = me.clone();
-            tokio::spawn(async move { me.rehash_adopted().await });
-        }
-        if !self.scrub_every.is_zero() && self.last_scrub.elapsed() >= self.scrub_every {
-            me.scrub().await;
-            self.last_scrub = tokio::time::Instant::now();
-        }
-        self.index = before;
-        trough_worker::WorkerState::Idle
-    }
-
-    async fn wait_for_work(&mut self) {
-        // A pass reads the whole assignment: under a stream of publishes, rest as long as the
-        // pass took, so passes batch changes and take at most half the time.
-        tokio::time::sleep(self.sync.planning_cost()).await;
-        if let Ok(i) = self
-            .sync
-            .coordinator
-            .wait_for_change(self.index, self.wait)
-            .await
-        {
-            self.index = i;
-        }
     }
 }
 
