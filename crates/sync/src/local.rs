@@ -36,6 +36,7 @@ use trough_types::{Manifest, NodeName, SegmentEntry, SegmentId};
 
 use crate::verified::VerifiedLog;
 
+mod copies;
 mod plan;
 mod worker;
 
@@ -93,7 +94,7 @@ pub struct LocalSync {
     coordinator: Arc<dyn Coordinator>,
     reader: Arc<Reader>,
     config: SyncConfig,
-    state: RwLock<BTreeMap<SegmentId, CopyState>>,
+    state: RwLock<copies::Copies>,
     /// Serializes passes and scrubs.
     pass_lock: tokio::sync::Mutex<()>,
     /// How long the last pass took to read the coordinator and plan, in microseconds (not
@@ -126,7 +127,7 @@ impl LocalSync {
             coordinator,
             reader,
             config,
-            state: RwLock::new(BTreeMap::new()),
+            state: RwLock::new(copies::Copies::default()),
             pass_lock: tokio::sync::Mutex::new(()),
             planning_micros: std::sync::atomic::AtomicU64::new(0),
             verified: VerifiedLog::open(&dir),
@@ -147,7 +148,18 @@ impl LocalSync {
 
     /// The state of every local copy.
     pub fn status(&self) -> BTreeMap<SegmentId, CopyState> {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .to_map()
+    }
+
+    /// Whether some copy's last fetch or verification failed.
+    pub(crate) fn has_errors(&self) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .has_errors()
     }
 
     /// The state of one local copy (without copying the others: called once per copy).
@@ -166,36 +178,18 @@ impl LocalSync {
         after: Option<&str>,
         limit: usize,
     ) -> Vec<(SegmentId, CopyState)> {
-        use std::ops::Bound;
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
-        };
         self.state
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .range::<str, _>((start, Bound::Unbounded))
-            .take_while(|(id, _)| id.as_str().starts_with(prefix))
-            .take(limit)
-            .map(|(id, s)| (id.clone(), s.clone()))
-            .collect()
+            .page(prefix, after, limit)
     }
 
     /// Counts of the local copies, without listing them.
     pub fn summary(&self) -> CopySummary {
-        let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let mut out = CopySummary::default();
-        for s in st.values() {
-            out.copies += 1;
-            if s.verified {
-                out.verified += 1;
-                out.verified_bytes += s.size;
-            }
-            if s.error.is_some() {
-                out.errors += 1;
-            }
-        }
-        out
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary()
     }
 
     fn copy_path(&self, m: &Manifest) -> PathBuf {
@@ -308,12 +302,7 @@ impl LocalSync {
         let _guard = self.pass_lock.lock().await;
         let started = std::time::Instant::now();
         let mark = *self.mark.lock().unwrap_or_else(|p| p.into_inner());
-        let in_error = self
-            .state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|s| s.error.is_some());
+        let in_error = self.has_errors();
         let changes = match mark {
             Some((index, last_full))
                 if !in_error && last_full.elapsed() < self.config.interval() =>
@@ -373,22 +362,10 @@ impl LocalSync {
             if let Err(e) = r {
                 metrics::counter!("trough_sync_fetch_failures_total").increment(1);
                 tracing::warn!(segment = %m.id, version = m.version, error = %e, "fetch failed; will retry");
-                let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-                match st.get_mut(&m.id) {
-                    Some(s) => s.error = Some(e.to_string()),
-                    None => {
-                        st.insert(
-                            m.id.clone(),
-                            CopyState {
-                                version: m.version,
-                                sha256: m.sha256.clone(),
-                                size: m.size,
-                                verified: false,
-                                error: Some(e.to_string()),
-                            },
-                        );
-                    }
-                }
+                self.state
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .set_error(&m, e.to_string());
             }
         }
         if full || (acted && self.report_due()) {
@@ -519,8 +496,7 @@ impl LocalSync {
                 .filter(|(_, s)| s.verified)
                 .map(|(id, s)| (id.clone(), s.version))
                 .collect();
-            let bytes: u64 = state.values().filter(|s| s.verified).map(|s| s.size).sum();
-            (held, bytes)
+            (held, state.summary().verified_bytes)
         };
         metrics::gauge!("trough_segments_held").set(held.len() as f64);
         metrics::gauge!("trough_bytes_stored").set(stored_bytes as f64);

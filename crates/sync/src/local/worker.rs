@@ -45,12 +45,7 @@ impl trough_worker::Worker for SyncWorker {
         self.wait = match me.pass().await {
             Ok(()) => {
                 self.failures = PASS_BACKOFF.build();
-                let retry_soon = me
-                    .state
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .any(|s| s.error.is_some());
+                let retry_soon = me.has_errors();
                 if retry_soon {
                     Duration::from_secs(1)
                 } else {
