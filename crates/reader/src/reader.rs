@@ -137,7 +137,7 @@ impl Reader {
             self.update_gauge(&table);
             old
         };
-        tracing::info!(segment = %id, version, path = %copy.path().display(), "serving stored copy");
+        tracing::debug!(segment = %id, version, path = %copy.path().display(), "serving stored copy");
         self.retire(old);
         Ok(())
     }

@@ -165,6 +165,19 @@ impl SegmentStore {
 
     /// Every manifest in the store, ordered by id then version. Used to rebuild the catalog.
     pub async fn list_manifests(&self) -> Result<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for (_, _, key) in self.list_manifest_keys().await? {
+            if let Some(m) = self.read_manifest(&key).await? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The (segment, version) of every manifest in the store, from the listing alone (no
+    /// object is read), ordered by id then version, with the key to read it by
+    /// ([`SegmentStore::read_manifest`]). Keys that do not parse are skipped with a warning.
+    pub async fn list_manifest_keys(&self) -> Result<Vec<(SegmentId, u64, ObjectPath)>> {
         let prefix = self.path("segments");
         let mut stream = self.inner.list(Some(&prefix));
         let mut out = Vec::new();
@@ -174,25 +187,49 @@ impl SegmentStore {
                 Err(object_store::Error::NotFound { .. }) => break,
                 Err(e) => return Err(store_error(e)),
             };
-            let loc = meta.location.as_ref();
-            if !(loc.contains("/versions/") && loc.ends_with(".json")) {
+            let Some(rel) = meta.location.prefix_match(&prefix) else {
+                continue;
+            };
+            let parts: Vec<String> = rel.map(|p| p.as_ref().to_owned()).collect();
+            // segments/<id>/versions/<version:020>.json
+            let [id, dir, file] = parts.as_slice() else {
+                continue;
+            };
+            if dir != "versions" {
                 continue;
             }
-            let bytes = self
-                .inner
-                .get(&meta.location)
-                .await
-                .map_err(store_error)?
-                .bytes()
-                .await
-                .map_err(store_error)?;
-            match serde_json::from_slice::<Manifest>(&bytes) {
-                Ok(m) => out.push(m),
-                Err(e) => tracing::warn!(key = loc, error = %e, "skipping unreadable manifest"),
+            let parsed = file
+                .strip_suffix(".json")
+                .and_then(|v| v.parse::<u64>().ok())
+                .zip(SegmentId::new(id).ok());
+            match parsed {
+                Some((version, id)) => out.push((id, version, meta.location)),
+                None => {
+                    tracing::warn!(key = %meta.location, "skipping a manifest key that does not parse")
+                }
             }
         }
-        out.sort_by(|a, b| (&a.id, a.version).cmp(&(&b.id, b.version)));
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(out)
+    }
+
+    /// Reads one manifest by its key; `None` (with a warning) when it is not a manifest.
+    pub async fn read_manifest(&self, key: &ObjectPath) -> Result<Option<Manifest>> {
+        let bytes = self
+            .inner
+            .get(key)
+            .await
+            .map_err(store_error)?
+            .bytes()
+            .await
+            .map_err(store_error)?;
+        match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "skipping unreadable manifest");
+                Ok(None)
+            }
+        }
     }
 
     /// Downloads a manifest's object to `dest`, verifying size and SHA-256 while streaming.

@@ -147,20 +147,25 @@ pub fn validate_sqlite(path: &Path) -> Result<()> {
 /// many versions were added.
 pub async fn reconcile(store: &SegmentStore, coordinator: &dyn Coordinator) -> Result<usize> {
     let mut added = 0;
-    let manifests = store.list_manifests().await?;
-    let mut by_id: std::collections::BTreeMap<SegmentId, u64> = Default::default();
-    for e in coordinator.list_segments().await? {
-        by_id.insert(e.id.clone(), e.latest_version());
-    }
-    for m in manifests {
+    // The listing names every version; only the ones the catalog lacks are read (a restart reads
+    // no manifest when the catalog is complete).
+    for (id, version, key) in store.list_manifest_keys().await? {
         let known = coordinator
-            .get_segment(&m.id)
+            .get_segment(&id)
             .await?
-            .is_some_and(|e| e.versions.iter().any(|v| v.version == m.version));
-        if !known {
-            coordinator.add_version(&m).await?;
-            added += 1;
+            .is_some_and(|e| e.versions.iter().any(|v| v.version == version));
+        if known {
+            continue;
         }
+        let Some(m) = store.read_manifest(&key).await? else {
+            continue;
+        };
+        if m.id != id || m.version != version {
+            tracing::warn!(key = %key, "skipping a manifest whose content does not match its key");
+            continue;
+        }
+        coordinator.add_version(&m).await?;
+        added += 1;
     }
     if added > 0 {
         tracing::info!(added, "catalog reconciled with object store");
