@@ -10,11 +10,10 @@ fn node(name: &str, roles: &[&str], held: &[(&str, u64)]) -> NodeInfo {
         quota_bytes: 0,
         stored_bytes: 0,
         roles: roles.iter().map(|s| s.to_string()).collect(),
-        held: std::sync::Arc::new(
-            held.iter()
-                .map(|(id, v)| (SegmentId::new(id).unwrap(), *v))
-                .collect(),
-        ),
+        held: held
+            .iter()
+            .map(|(id, v)| (SegmentId::new(id).unwrap(), *v))
+            .collect(),
         updated_at: Utc::now(),
     }
 }

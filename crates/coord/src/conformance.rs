@@ -125,7 +125,7 @@ pub async fn schemas(c: &dyn Coordinator) {
 
 /// Nodes register and are listed; assignments round-trip.
 pub async fn nodes_and_assignment(c: &dyn Coordinator) {
-    let mut held = BTreeMap::new();
+    let mut held: BTreeMap<SegmentId, u64> = BTreeMap::new();
     held.insert(sid("cat-a"), 2);
     let info = NodeInfo {
         name: node("n1"),
@@ -134,7 +134,7 @@ pub async fn nodes_and_assignment(c: &dyn Coordinator) {
         quota_bytes: 1000,
         stored_bytes: 20,
         roles: vec!["reader".into()],
-        held: std::sync::Arc::new(held),
+        held: held.into_iter().collect(),
         updated_at: Utc::now(),
     };
     c.register_node(&info).await.unwrap();

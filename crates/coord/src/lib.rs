@@ -27,6 +27,9 @@ use trough_types::error::Result;
 use trough_types::id::{NodeName, SchemaName, SegmentId};
 use trough_types::manifest::{Manifest, SegmentEntry, WritableInfo};
 
+/// A node's verified copies: segment → version ([`NodeInfo::held`]).
+pub type HeldMap = imbl::OrdMap<SegmentId, u64>;
+
 /// Segment → the nodes that must hold a read copy of its latest version.
 pub type AssignmentMap = BTreeMap<SegmentId, Vec<NodeName>>;
 
@@ -45,9 +48,10 @@ pub struct NodeInfo {
     pub stored_bytes: u64,
     /// The roles this node runs (`reader`, `writer`, `sync`, `router`…).
     pub roles: Vec<String>,
-    /// The verified copies it holds: segment → version. Shared, so listing nodes copies no
-    /// holdings (a reader may hold tens of thousands of copies).
-    pub held: std::sync::Arc<BTreeMap<SegmentId, u64>>,
+    /// The verified copies it holds: segment → version. A persistent map, so copying a node's
+    /// registration (listing nodes, a heartbeat) copies no holdings and a holder changes it in
+    /// O(log n) (a reader may hold tens of thousands of copies).
+    pub held: HeldMap,
     /// When it last reported.
     pub updated_at: DateTime<Utc>,
 }

@@ -491,12 +491,7 @@ impl LocalSync {
     async fn report_now(&self) -> trough_types::Result<()> {
         let (held, stored_bytes) = {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-            let held: BTreeMap<SegmentId, u64> = state
-                .iter()
-                .filter(|(_, s)| s.verified)
-                .map(|(id, s)| (id.clone(), s.version))
-                .collect();
-            (held, state.summary().verified_bytes)
+            (state.held().clone(), state.summary().verified_bytes)
         };
         metrics::gauge!("trough_segments_held").set(held.len() as f64);
         metrics::gauge!("trough_bytes_stored").set(stored_bytes as f64);
@@ -508,7 +503,7 @@ impl LocalSync {
                 quota_bytes: self.identity.quota_bytes,
                 stored_bytes,
                 roles: self.identity.roles.clone(),
-                held: Arc::new(held),
+                held,
                 updated_at: Utc::now(),
             })
             .await

@@ -952,7 +952,7 @@ impl Coordinator for ConsulCoordinator {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
                 roles: rec.roles.clone(),
-                held: std::sync::Arc::new(held),
+                held,
                 updated_at: now,
             });
         }

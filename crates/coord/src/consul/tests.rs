@@ -1,7 +1,7 @@
 //! Tests of the Consul coordinator against a real `consul agent -dev` (no mocks), plus a few
 //! pure unit tests of its helpers.
 
-use std::collections::BTreeMap;
+use crate::HeldMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ fn node_info(name: &str, port: u16, roles: &[&str], held: &[(&str, u64)]) -> Nod
         quota_bytes: 1 << 30,
         stored_bytes: held.iter().map(|(_, v)| v * 100).sum(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
-        held: Arc::new(held.iter().map(|(s, v)| (sid(s), *v)).collect()),
+        held: held.iter().map(|(s, v)| (sid(s), *v)).collect(),
         updated_at: Utc::now(),
     }
 }
@@ -418,7 +418,7 @@ async fn dns_resolves_segments_to_the_nodes_holding_them() {
         .is_empty());
     let nodes = c.list_nodes().await.unwrap();
     let n1 = nodes.iter().find(|n| n.name == node("n1")).unwrap();
-    assert_eq!(*n1.held, BTreeMap::from([(sid("b"), 4)]));
+    assert_eq!(n1.held, [(sid("b"), 4u64)].into_iter().collect::<HeldMap>());
     assert_eq!(n1.stored_bytes, 400);
     assert_eq!(n1.roles, vec!["reader".to_owned()]);
 
@@ -506,7 +506,7 @@ async fn node_kv_is_written_only_when_static_facts_change() {
     let first = c.client.kv_get(&key).await.unwrap().unwrap().modify_index;
     // Heartbeats, and changes of held copies and stored bytes: no KV write.
     c.register_node(&info).await.unwrap();
-    Arc::make_mut(&mut info.held).insert(sid("b"), 2);
+    info.held.insert(sid("b"), 2);
     info.stored_bytes += 1000;
     c.register_node(&info).await.unwrap();
     assert_eq!(

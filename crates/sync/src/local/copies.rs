@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use trough_coord::HeldMap;
 use trough_types::{Manifest, SegmentId};
 
 use super::{CopyState, CopySummary};
@@ -15,6 +16,8 @@ use super::{CopyState, CopySummary};
 pub(super) struct Copies {
     map: BTreeMap<SegmentId, CopyState>,
     summary: CopySummary,
+    /// The verified copies' versions, as reported to the coordinator (copied in O(1)).
+    held: HeldMap,
 }
 
 impl Copies {
@@ -44,6 +47,11 @@ impl Copies {
     /// Records (or replaces) a copy's state.
     pub(super) fn insert(&mut self, id: SegmentId, state: CopyState) {
         self.count(&state, 1);
+        if state.verified {
+            self.held.insert(id.clone(), state.version);
+        } else {
+            self.held.remove(&id);
+        }
         if let Some(old) = self.map.insert(id, state) {
             self.count(&old, -1);
         }
@@ -52,6 +60,7 @@ impl Copies {
     /// Forgets a copy.
     pub(super) fn remove(&mut self, id: &SegmentId) -> Option<CopyState> {
         let old = self.map.remove(id)?;
+        self.held.remove(id);
         self.count(&old, -1);
         Some(old)
     }
@@ -79,12 +88,18 @@ impl Copies {
         self.summary
     }
 
+    /// The verified copies' versions (a persistent map: cloning it is O(1)).
+    pub(super) fn held(&self) -> &HeldMap {
+        &self.held
+    }
+
     /// Whether some copy's last fetch or verification failed.
     pub(super) fn has_errors(&self) -> bool {
         self.summary.errors > 0
     }
 
     /// Every copy, by id.
+    #[cfg(test)]
     pub(super) fn iter(&self) -> impl Iterator<Item = (&SegmentId, &CopyState)> {
         self.map.iter()
     }
@@ -147,6 +162,12 @@ mod tests {
             }
             assert_eq!(c.summary(), want);
             assert_eq!(c.has_errors(), want.errors > 0);
+            let held: HeldMap = c
+                .iter()
+                .filter(|(_, s)| s.verified)
+                .map(|(id, s)| (id.clone(), s.version))
+                .collect();
+            assert_eq!(c.held(), &held);
         };
         c.insert(id("a"), state(1, true, false));
         c.insert(id("b"), state(2, true, false));
