@@ -107,6 +107,8 @@ pub struct LocalSync {
     /// The coordinator index passes are current to, and when the last full pass started
     /// (`None` before the first pass).
     mark: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// How long the last full pass took to read and plan, in microseconds.
+    full_micros: std::sync::atomic::AtomicU64,
     /// When the last report ended and how long it took ([`LocalSync::report_due`]).
     report_mark: std::sync::Mutex<(Option<std::time::Instant>, Duration)>,
 }
@@ -134,6 +136,7 @@ impl LocalSync {
             unhashed: std::sync::Mutex::new(Vec::new()),
             mark: std::sync::Mutex::new(None),
             report_mark: std::sync::Mutex::new((None, Duration::ZERO)),
+            full_micros: std::sync::atomic::AtomicU64::new(0),
             dir,
         }
     }
@@ -144,6 +147,11 @@ impl LocalSync {
             self.planning_micros
                 .load(std::sync::atomic::Ordering::Relaxed),
         )
+    }
+
+    /// How long the last full pass took to read and plan.
+    fn full_cost(&self) -> Duration {
+        Duration::from_micros(self.full_micros.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The state of every local copy.
@@ -295,7 +303,8 @@ impl LocalSync {
     /// A pass plans over the segments the coordinator names as changed since the previous pass
     /// ([`Coordinator::catalog_changes`]: new versions, new assignments), with point reads. It
     /// plans over everything (whole assignment, catalog and node list) on the first pass, every
-    /// [`SyncConfig::interval`], while some copy is in error, and when the coordinator cannot
+    /// [`SyncConfig::interval`] (or twenty times what the last full pass took, if longer), while
+    /// some copy is in error, and when the coordinator cannot
     /// name the changes: that catches what point reads do not see (another node's copy becoming
     /// verified lets a copy no longer assigned here be dropped).
     pub async fn pass(&self) -> trough_types::Result<()> {
@@ -303,10 +312,10 @@ impl LocalSync {
         let started = std::time::Instant::now();
         let mark = *self.mark.lock().unwrap_or_else(|p| p.into_inner());
         let in_error = self.has_errors();
+        // A full pass reads everything: at most a twentieth of the time, however large.
+        let full_every = self.config.interval().max(self.full_cost() * 20);
         let changes = match mark {
-            Some((index, last_full))
-                if !in_error && last_full.elapsed() < self.config.interval() =>
-            {
+            Some((index, last_full)) if !in_error && last_full.elapsed() < full_every => {
                 self.coordinator.catalog_changes(index).await?
             }
             _ => None,
@@ -322,6 +331,10 @@ impl LocalSync {
                 let index = self.coordinator.wait_for_change(0, Duration::ZERO).await?;
                 let actions = self.plan_all().await?;
                 *self.mark.lock().unwrap_or_else(|p| p.into_inner()) = Some((index, started));
+                self.full_micros.store(
+                    started.elapsed().as_micros() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 (actions, true)
             }
         };
