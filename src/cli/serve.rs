@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Allow listening on a non-loopback address with authorization off (`auth.insecure`):
+    /// anyone who can reach the port may then read and change every segment.
+    #[arg(long)]
+    insecure: bool,
+    /// Require a token on every request (`auth.enabled`; see docs/security.md).
+    #[arg(long)]
+    auth: bool,
 }
 
 /// Which roles a node process runs.
@@ -97,6 +104,12 @@ pub async fn run(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
     }
     if args.log_json {
         figment = figment.merge(("log.json", true));
+    }
+    if args.insecure {
+        figment = figment.merge(("auth.insecure", true));
+    }
+    if args.auth {
+        figment = figment.merge(("auth.enabled", true));
     }
     let config = Config::from_figment(&figment)?;
     if roles != Roles::ALL && config.consul.is_none() {

@@ -75,7 +75,8 @@ impl Forwarder {
         &self.client
     }
 
-    /// Sends `method path` with `body` to `target`, copying the content type and accept headers.
+    /// Sends `method path` with `body` to `target`, copying the content type, accept and
+    /// authorization headers.
     pub async fn send(
         &self,
         target: &Target,
@@ -91,7 +92,9 @@ impl Forwarder {
             .request(method, &url)
             .header(FORWARDED_HEADER, "1")
             .body(body);
-        for name in [header::CONTENT_TYPE, header::ACCEPT] {
+        // The caller's credential travels with its request: the receiving node checks it again,
+        // so forwarding never widens what the caller may do.
+        for name in [header::CONTENT_TYPE, header::ACCEPT, header::AUTHORIZATION] {
             if let Some(v) = headers.get(&name) {
                 req = req.header(name, v);
             }

@@ -62,6 +62,7 @@ use trough_api::Node;
 use trough_cluster::forward::Forwarder;
 use trough_cluster::ClusterView;
 
+pub mod auth;
 mod heartbeat;
 use heartbeat::{heartbeat, HeartbeatWorker};
 
@@ -192,6 +193,21 @@ pub async fn run(
         }
     }
 
+    auth::check_exposure(&config)?;
+    let auth = trough_api::auth::Gate::new(auth::settings(&config.auth)?);
+    if let auth::Bootstrap::Created(secret) =
+        auth::bootstrap(&config.auth, coordinator.as_ref()).await?
+    {
+        // Shown once, on stdout only (never through the log).
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "bootstrap admin token (shown once, keep it safe): {}",
+            secret.expose()
+        );
+        let _ = out.flush();
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| {
@@ -269,6 +285,7 @@ pub async fn run(
         forwarder: Forwarder::new(),
         limits: config.limits.clone(),
         tmp_dir,
+        auth: Arc::new(auth),
     });
     ready(addr);
     let app = trough_api::app(node.clone());

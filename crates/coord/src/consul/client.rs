@@ -326,10 +326,20 @@ impl Client {
         self.kv_write("kv release", url, value).await
     }
 
+    /// Deletes a key if its `ModifyIndex` still is `cas`. Returns whether it was deleted.
+    pub async fn kv_delete(&self, key: &str, cas: u64) -> Result<bool> {
+        let mut url = self.url(&format!("kv/{key}"));
+        url.query_pairs_mut().append_pair("cas", &cas.to_string());
+        self.kv_answer("kv delete", self.http.delete(url)).await
+    }
+
     async fn kv_write(&self, what: &str, url: Url, value: Vec<u8>) -> Result<bool> {
-        let resp = self
-            .send(what, self.http.put(url).body(value), self.timeout)
-            .await?;
+        self.kv_answer(what, self.http.put(url).body(value)).await
+    }
+
+    /// Sends a KV write and reads Consul's `true` / `false`.
+    async fn kv_answer(&self, what: &str, req: reqwest::RequestBuilder) -> Result<bool> {
+        let resp = self.send(what, req, self.timeout).await?;
         let resp = self.ok(what, resp).await?;
         let text = resp.text().await.map_err(|e| unavailable(what, e))?;
         match text.trim() {

@@ -43,6 +43,12 @@
 //! safe: each segment's replica list is consistent, and a node drops a copy only once the new
 //! holders have the latest version.
 //!
+//! ## Tokens: `<prefix>/tokens/<accessor>`
+//!
+//! One key per token holds its record as JSON (the secret's SHA-256, never the secret).
+//! [`Coordinator::create_token`] writes with `?cas=0` (only if absent); a revocation deletes
+//! the key with `?cas=<ModifyIndex>`. Lookups are point reads by accessor (see `tokens.rs`).
+//!
 //! ## Nodes: agent services + `<prefix>/nodes/<name>`
 //!
 //! [`Coordinator::register_node`] is the heartbeat. It does two things.
@@ -164,6 +170,7 @@
 
 mod client;
 mod session;
+mod tokens;
 #[cfg(test)]
 mod tests;
 
@@ -1017,6 +1024,22 @@ impl Coordinator for ConsulCoordinator {
     async fn unlock(&self, key: &str, holder: &NodeName) -> Result<()> {
         let path = self.lock_key(key)?;
         self.locks.unlock(&path, holder).await
+    }
+
+    async fn create_token(&self, token: &trough_auth::TokenRecord) -> Result<()> {
+        tokens::create(self, token).await
+    }
+
+    async fn get_token(&self, accessor: &str) -> Result<Option<trough_auth::TokenRecord>> {
+        tokens::get(self, accessor).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<trough_auth::TokenRecord>> {
+        tokens::list(self).await
+    }
+
+    async fn delete_token(&self, accessor: &str) -> Result<bool> {
+        tokens::delete(self, accessor).await
     }
 
     async fn lock_holder(&self, key: &str) -> Result<Option<NodeName>> {
