@@ -23,8 +23,10 @@ pub fn set_token(token: Option<String>) {
 pub fn auth_headers() -> anyhow::Result<reqwest::header::HeaderMap> {
     let mut h = reqwest::header::HeaderMap::new();
     if let Some(Some(t)) = TOKEN.get() {
-        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
-            .map_err(|_| anyhow::anyhow!("the token contains characters not allowed in a header"))?;
+        let mut v =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                anyhow::anyhow!("the token contains characters not allowed in a header")
+            })?;
         v.set_sensitive(true);
         h.insert(reqwest::header::AUTHORIZATION, v);
     }

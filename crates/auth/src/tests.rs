@@ -16,7 +16,16 @@ fn patterns_parse_and_refuse() {
         Ok(Pattern::Prefix("pages-".into()))
     );
     assert_eq!("a.b".parse::<Pattern>(), Ok(Pattern::Exact("a.b".into())));
-    for bad in ["", "**", "a*b", "../x", "-x", "x y", "p*q*", &"a".repeat(129)] {
+    for bad in [
+        "",
+        "**",
+        "a*b",
+        "../x",
+        "-x",
+        "x y",
+        "p*q*",
+        &"a".repeat(129),
+    ] {
         assert!(bad.parse::<Pattern>().is_err(), "{bad:?} accepted");
     }
     assert!("read:".parse::<Grant>().is_err());
@@ -49,7 +58,11 @@ fn most_specific_pattern_wins_then_deny_write_read() {
         (&["admin:*", "deny:pages-*"], "pages-1", None),
         (&["admin:*", "deny:pages-*"], "logs-1", Admin),
         (&["deny:*", "read:pages-*"], "pages-1", Read),
-        (&["write:pages-*", "read:pages-secret*"], "pages-secret-1", Read),
+        (
+            &["write:pages-*", "read:pages-secret*"],
+            "pages-secret-1",
+            Read,
+        ),
         (&["write:pages-*", "read:pages-secret*"], "pages-2", Write),
         (&["deny:pages-*", "write:pages-1"], "pages-1", Write),
         (&["read:pages-1*", "deny:pages-1"], "pages-1", None),
@@ -178,7 +191,9 @@ fn secrets_round_trip_and_only_their_hash_opens_a_token() {
         scope(&["read:*"]),
     );
     assert_eq!(rec.secret_sha256.len(), 64);
-    assert!(!serde_json::to_string(&rec).unwrap().contains(secret.expose()));
+    assert!(!serde_json::to_string(&rec)
+        .unwrap()
+        .contains(secret.expose()));
     assert_eq!(rec.check(&secret, now), Ok(()));
     assert_eq!(
         rec.check(&secret, now + Duration::hours(1)),
@@ -207,7 +222,9 @@ fn scopes_serialize_as_documented() {
     )
     .unwrap();
     assert_eq!(s, scope(&["write:pages-*", "status"]));
-    assert!(serde_json::from_str::<Scope>(r#"{"grants":[{"segments":"../x","right":"read"}]}"#)
-        .is_err());
+    assert!(
+        serde_json::from_str::<Scope>(r#"{"grants":[{"segments":"../x","right":"read"}]}"#)
+            .is_err()
+    );
     assert!(serde_json::from_str::<Scope>(r#"{"grants":[],"extra":1}"#).is_err());
 }

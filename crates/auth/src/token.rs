@@ -65,7 +65,11 @@ impl Secret {
     /// A new secret from [`RANDOM_BYTES`] random bytes.
     pub fn from_random(random: &[u8; RANDOM_BYTES]) -> Secret {
         let (a, k) = random.split_at(ACCESSOR_LEN / 2);
-        Secret(format!("{SECRET_PREFIX}{}_{}", hex::encode(a), hex::encode(k)))
+        Secret(format!(
+            "{SECRET_PREFIX}{}_{}",
+            hex::encode(a),
+            hex::encode(k)
+        ))
     }
 
     /// The public accessor id inside it.
@@ -159,7 +163,12 @@ impl TokenRecord {
     /// Whether `secret` opens this token at `now`.
     pub fn check(&self, secret: &Secret, now: DateTime<Utc>) -> Result<(), Rejected> {
         let same = secret.accessor() == self.accessor
-            && bool::from(secret.hash().as_bytes().ct_eq(self.secret_sha256.as_bytes()));
+            && bool::from(
+                secret
+                    .hash()
+                    .as_bytes()
+                    .ct_eq(self.secret_sha256.as_bytes()),
+            );
         if !same {
             return Err(Rejected::Invalid);
         }

@@ -53,8 +53,22 @@ pub async fn tokens(c: &dyn Coordinator) {
     use trough_auth::{Scope, Secret, TokenRecord};
     let secret = |b: u8| Secret::from_random(&[b; trough_auth::token::RANDOM_BYTES]);
     let scope = Scope::parse_items(&["read:pages-*", "status"]).unwrap();
-    let a = TokenRecord::new(&secret(2), "a", Utc::now(), None, "bootstrap", scope.clone());
-    let b = TokenRecord::new(&secret(1), "b", Utc::now(), None, "bootstrap", Scope::default());
+    let a = TokenRecord::new(
+        &secret(2),
+        "a",
+        Utc::now(),
+        None,
+        "bootstrap",
+        scope.clone(),
+    );
+    let b = TokenRecord::new(
+        &secret(1),
+        "b",
+        Utc::now(),
+        None,
+        "bootstrap",
+        Scope::default(),
+    );
     assert!(c.get_token(&a.accessor).await.unwrap().is_none());
     assert!(c.list_tokens().await.unwrap().is_empty());
     c.create_token(&a).await.unwrap();
@@ -62,7 +76,14 @@ pub async fn tokens(c: &dyn Coordinator) {
     c.create_token(&a).await.unwrap();
     let mut other = [2u8; trough_auth::token::RANDOM_BYTES];
     other[30] = 9;
-    let clash = TokenRecord::new(&Secret::from_random(&other), "c", Utc::now(), None, "x", scope);
+    let clash = TokenRecord::new(
+        &Secret::from_random(&other),
+        "c",
+        Utc::now(),
+        None,
+        "x",
+        scope,
+    );
     assert_eq!(clash.accessor, a.accessor);
     let err = c.create_token(&clash).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);

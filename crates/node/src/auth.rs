@@ -14,13 +14,14 @@ use trough_types::{Error, Result};
 
 /// The API's settings from the configuration (anonymous grants parsed and checked).
 pub fn settings(config: &AuthConfig) -> Result<AuthSettings> {
-    let anonymous = if config.anonymous.is_empty() {
-        None
-    } else {
-        Some(Scope::parse_items(&config.anonymous).map_err(|e| {
-            Error::invalid(codes::INVALID_CONFIG, format!("auth.anonymous: {e}"))
-        })?)
-    };
+    let anonymous =
+        if config.anonymous.is_empty() {
+            None
+        } else {
+            Some(Scope::parse_items(&config.anonymous).map_err(|e| {
+                Error::invalid(codes::INVALID_CONFIG, format!("auth.anonymous: {e}"))
+            })?)
+        };
     Ok(AuthSettings {
         enabled: config.enabled,
         anonymous,
@@ -104,7 +105,14 @@ pub async fn bootstrap(config: &AuthConfig, coordinator: &dyn Coordinator) -> Re
     }
     let now = chrono::Utc::now();
     let record = |s: &Secret| {
-        TokenRecord::new(s, "bootstrap admin token", now, None, "bootstrap", admin_scope())
+        TokenRecord::new(
+            s,
+            "bootstrap admin token",
+            now,
+            None,
+            "bootstrap",
+            admin_scope(),
+        )
     };
     if let Some(secret) = configured_secret(config)? {
         coordinator.create_token(&record(&secret)).await?;
@@ -127,7 +135,12 @@ mod tests {
 
     #[test]
     fn loopback_addresses() {
-        for l in ["127.0.0.1:6444", "127.1.2.3:0", "[::1]:80", "localhost:6444"] {
+        for l in [
+            "127.0.0.1:6444",
+            "127.1.2.3:0",
+            "[::1]:80",
+            "localhost:6444",
+        ] {
             assert!(is_loopback(l), "{l}");
         }
         for l in ["0.0.0.0:6444", "10.0.0.5:1", "[::]:80", "example.org:80"] {

@@ -46,7 +46,10 @@ pub fn check(caller: &Caller, need: &Need, body_id: Option<&str>) -> Result<(), 
     }
     Err(match need {
         Need::Segment { id, level } => {
-            format!("this token has no {} right on segment {id}", level_name(*level))
+            format!(
+                "this token has no {} right on segment {id}",
+                level_name(*level)
+            )
         }
         Need::ReadOrWrite(id) => format!("this token may not read segment {id}"),
         Need::WriteFromBody(_) => format!(

@@ -45,9 +45,9 @@ use trough_types::{ApiError, Error, ErrorKind, SegmentId};
 
 use crate::replicas::Step;
 use crate::Node;
+use axum::http::HeaderValue;
 pub use select::Selector;
 use spool::Spool;
-use axum::http::HeaderValue;
 use trough_cluster::forward::FORWARDED_HEADER;
 use trough_scatter::SegmentFacts;
 

@@ -29,9 +29,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use trough_auth::Caller;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use trough_auth::Caller;
 use trough_types::{ErrorKind, SchemaName, SegmentId};
 
 use super::{schemas, segment_id, segments, sql, Path, Query};
@@ -150,7 +150,8 @@ pub async fn provision_json(
         .await
         .map_err(IntoResponse::into_response)?;
     let req: ProvisionBody = body::json(&bytes).map_err(IntoResponse::into_response)?;
-    let (id, doc, write_url) = provision(&node, &req.segment, req.schema.as_deref(), &headers).await?;
+    let (id, doc, write_url) =
+        provision(&node, &req.segment, req.schema.as_deref(), &headers).await?;
     let schema = req.schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
     Ok(Json(json!({
         "segment": id,

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::enforce::AuditNote;
+use crate::auth::{Access, NOT_PERMITTED_HEADER};
 use crate::http::HttpError;
 use axum::body::Body;
 use axum::extract::State;
-use axum::Extension;
-use crate::auth::enforce::AuditNote;
-use crate::auth::{Access, NOT_PERMITTED_HEADER};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;

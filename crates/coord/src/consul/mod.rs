@@ -170,9 +170,9 @@
 
 mod client;
 mod session;
-mod tokens;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

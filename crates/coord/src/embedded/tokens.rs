@@ -52,9 +52,7 @@ pub(super) async fn list(c: &EmbeddedCoordinator) -> Result<Vec<TokenRecord>> {
             .map_err(db_error)?
             .collect::<rusqlite::Result<_>>()
             .map_err(db_error)?;
-        docs.iter()
-            .map(|d| Ok(serde_json::from_str(d)?))
-            .collect()
+        docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
     })
     .await
 }
