@@ -23,7 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use trough_auth::TokenRecord;
+/// The stored token (`trough_auth`), re-exported for implementors of [`Coordinator`].
+pub use trough_auth::TokenRecord;
 use trough_types::error::Result;
 use trough_types::id::{NodeName, SchemaName, SegmentId};
 use trough_types::manifest::{Manifest, SegmentEntry, WritableInfo};

@@ -104,7 +104,8 @@ mod tests {
             level,
         };
         let (g, p, u, d) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
-        let table: Vec<(Method, &str, Option<&str>, Option<&str>, Need)> = vec![
+        type Row<'a> = (Method, &'a str, Option<&'a str>, Option<&'a str>, Need);
+        let table: Vec<Row> = vec![
             (p.clone(), "/query", None, None, Need::Caller),
             (g.clone(), "/segments", None, None, Need::Caller),
             (
