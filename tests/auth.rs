@@ -757,3 +757,83 @@ fn secrets_never_reach_the_log() {
         "a secret is in the metrics"
     );
 }
+
+fn cli(url: &str, args: &[&str], token: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .args(["--url", url])
+        .env_remove("TROUGH_TOKEN");
+    if let Some(t) = token {
+        cmd.env("TROUGH_TOKEN", t);
+    }
+    cmd.output().expect("run trough")
+}
+
+#[test]
+fn the_cli_manages_tokens_and_sends_one() {
+    let s = TestServer::in_process_with(&auth_env());
+    publish(&s, "pages-1", Some(ADMIN), 1);
+    let out = cli(
+        s.url(),
+        &[
+            "token",
+            "create",
+            "--description",
+            "ci",
+            "--grant",
+            "read:pages-*",
+            "--expires-in",
+            "3600",
+            "--token",
+            ADMIN,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (secret, accessor) = (
+        doc["secret"].as_str().unwrap().to_owned(),
+        doc["accessor"].as_str().unwrap().to_owned(),
+    );
+    assert!(doc["expires_at"].is_string(), "{doc}");
+    // Without a token: the server's 401, non-zero exit.
+    let out = cli(s.url(), &["segment", "ls"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"));
+    // With TROUGH_TOKEN: the segments it may read.
+    let out = cli(s.url(), &["segment", "ls"], Some(&secret));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pages-1"));
+    for args in [vec!["token", "list"], vec!["token", "show", &accessor]] {
+        let out = cli(s.url(), &args, Some(ADMIN));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(&accessor),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains(&secret[24..]), "{args:?} shows a secret");
+    }
+    // A read-only token cannot create tokens.
+    let out = cli(
+        s.url(),
+        &["token", "create", "--grant", "read:pages-1"],
+        Some(&secret),
+    );
+    assert!(!out.status.success());
+    let out = cli(s.url(), &["token", "revoke", &accessor], Some(ADMIN));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(s.url(), &["segment", "ls"], Some(&secret));
+    assert!(!out.status.success());
+}
