@@ -128,10 +128,15 @@ pub async fn run(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
         let _ = tx.send(true);
         shutdown_deadline(grace);
     });
-    trough_node::run(config, roles, rx, |addr| {
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    trough_node::run(config, roles, rx, move |addr| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "trough serving on http://{addr}");
+        let _ = writeln!(out, "trough serving on {scheme}://{addr}");
         let _ = out.flush();
     })
     .await?;

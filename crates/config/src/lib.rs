@@ -63,6 +63,30 @@ pub struct Config {
     pub log: LogConfig,
     /// Authentication and authorization (docs/security.md).
     pub auth: AuthConfig,
+    /// TLS of the HTTP listener and of requests to other nodes (docs/security.md).
+    pub tls: TlsConfig,
+}
+
+/// TLS (docs/security.md, docs/operations.md). Off unless `cert_file` and `key_file` are set.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// The listener's certificate chain (PEM, leaf first); reloaded when the file changes.
+    pub cert_file: Option<PathBuf>,
+    /// The listener's private key (PEM); reloaded when the file changes.
+    pub key_file: Option<PathBuf>,
+    /// When set, clients must present a certificate signed by this CA (PEM); nodes then present
+    /// their own certificate when they forward.
+    pub client_ca_file: Option<PathBuf>,
+    /// A CA (PEM) trusted besides the system's when forwarding to other nodes.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Whether the listener serves TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
 }
 
 impl Default for Config {
@@ -85,6 +109,7 @@ impl Default for Config {
             node: NodeConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }

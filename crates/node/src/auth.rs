@@ -57,6 +57,54 @@ pub fn check_exposure(config: &Config) -> Result<()> {
     ))
 }
 
+/// The listener's TLS configuration (`None`: plain HTTP) and the forwarder for requests to other
+/// nodes (trusting `tls.ca_file`, presenting this node's certificate when clients must have one).
+pub fn tls(
+    config: &trough_config::TlsConfig,
+) -> Result<(
+    Option<std::sync::Arc<rustls::ServerConfig>>,
+    trough_cluster::forward::Forwarder,
+)> {
+    use trough_api::listener::tls::{server_config, TlsFiles};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| {
+            Error::invalid(
+                codes::INVALID_CONFIG,
+                format!("TLS file {}: {e}", p.display()),
+            )
+        })
+    };
+    let server = match (&config.cert_file, &config.key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(server_config(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.client_ca_file.clone(),
+        })?),
+        _ => {
+            return Err(Error::invalid(
+                codes::INVALID_CONFIG,
+                "tls.cert_file and tls.key_file go together",
+            ))
+        }
+    };
+    let ca = config.ca_file.as_deref().map(read).transpose()?;
+    let identity = match (&config.client_ca_file, &config.cert_file, &config.key_file) {
+        (Some(_), Some(cert), Some(key)) => {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            Some(pem)
+        }
+        _ => None,
+    };
+    let forwarder =
+        trough_cluster::forward::Forwarder::with_tls(ca.as_deref(), identity.as_deref()).map_err(
+            |e| Error::invalid(codes::INVALID_CONFIG, format!("TLS for forwarding: {e}")),
+        )?;
+    Ok((server, forwarder))
+}
+
 /// Everything: admin on every segment and every cluster right.
 pub fn admin_scope() -> Scope {
     Scope::parse_items(&["admin:*", "status", "metrics", "tokens"]).expect("static grants")

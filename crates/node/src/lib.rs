@@ -59,7 +59,6 @@ use trough_writer::workers::{AutoPromoter, LeaseKeeper};
 use trough_writer::Writer;
 
 use trough_api::Node;
-use trough_cluster::forward::Forwarder;
 use trough_cluster::ClusterView;
 
 pub mod auth;
@@ -194,6 +193,8 @@ pub async fn run(
     }
 
     auth::check_exposure(&config)?;
+    let (tls, forwarder) = auth::tls(&config.tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let auth = trough_api::auth::Gate::new(auth::settings(&config.auth)?);
     if let auth::Bootstrap::Created(secret) =
         auth::bootstrap(&config.auth, coordinator.as_ref()).await?
@@ -223,7 +224,7 @@ pub async fn run(
             .node
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}")),
+            .unwrap_or_else(|| format!("{scheme}://{addr}")),
         tier: config.node.tier.clone(),
         quota_bytes: config.node.quota_bytes,
         roles: roles.names(),
@@ -282,7 +283,7 @@ pub async fn run(
         writer,
         sync,
         cluster,
-        forwarder: Forwarder::new(),
+        forwarder,
         limits: config.limits.clone(),
         tmp_dir,
         auth: Arc::new(auth),
@@ -300,6 +301,7 @@ pub async fn run(
         app,
         node.limits.http.clone(),
         stop_accepting.clone(),
+        tls,
     );
     tokio::join!(signal, serve);
     // 2. Stop the background workers (each finishes the round it is in), with one deadline.
