@@ -49,6 +49,10 @@ pub struct Config {
     pub consul_lock_delay_secs: u64,
     /// How long a node stays listed (and in DNS) without a heartbeat, in seconds. Default 30.
     pub consul_node_ttl_secs: u64,
+    /// A CA (PEM) trusted besides the system's for an `https://` Consul URL. Default none.
+    pub consul_ca_file: Option<PathBuf>,
+    /// A file holding the Consul ACL token sent as `X-Consul-Token`. Default none.
+    pub consul_token_file: Option<PathBuf>,
     /// Tiers and replication factors used by the synchronizer leader.
     pub assignment: AssignmentConfig,
     /// Request and query limits.
@@ -102,6 +106,8 @@ impl Default for Config {
             consul_session_ttl_secs: 10,
             consul_lock_delay_secs: 15,
             consul_node_ttl_secs: 30,
+            consul_ca_file: None,
+            consul_token_file: None,
             assignment: AssignmentConfig::default(),
             limits: Limits::default(),
             sync: SyncConfig::default(),

@@ -111,7 +111,26 @@ pub fn coordinator(config: &Config, data_dir: &std::path::Path) -> Result<Arc<dy
         Some(url) => {
             use trough_coord::consul::{ConsulCoordinator, ConsulOptions};
             let name = NodeName::new(&config.node_name)?;
+            let read = |p: &std::path::Path, what: &str| {
+                std::fs::read(p).map_err(|e| {
+                    Error::invalid("invalid_config", format!("{what} {}: {e}", p.display()))
+                })
+            };
+            let ca_pem = match &config.consul_ca_file {
+                Some(p) => Some(read(p, "consul_ca_file")?),
+                None => None,
+            };
+            let token = match &config.consul_token_file {
+                Some(p) => Some(
+                    String::from_utf8_lossy(&read(p, "consul_token_file")?)
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            };
             let opts = ConsulOptions {
+                token,
+                ca_pem,
                 prefix: config.consul_prefix.clone(),
                 session_ttl: Duration::from_secs(config.consul_session_ttl_secs),
                 lock_delay: Duration::from_secs(config.consul_lock_delay_secs),

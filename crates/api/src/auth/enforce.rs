@@ -159,13 +159,16 @@ pub async fn enforce(State(node): State<Arc<Node>>, req: Request, next: Next) ->
             (Some(caller), resp)
         }
         Err((caller, e)) => {
-            let reason = if e.status() == StatusCode::UNAUTHORIZED {
-                "unauthenticated"
-            } else {
-                "forbidden"
+            // A legacy body that could not be read (413, 408) is not a refusal of authorization.
+            let reason = match e.status() {
+                StatusCode::UNAUTHORIZED => Some("unauthenticated"),
+                StatusCode::FORBIDDEN => Some("forbidden"),
+                _ => None,
             };
-            metrics::counter!("trough_auth_denied_total", "reason" => reason, "operation" => op)
-                .increment(1);
+            if let Some(reason) = reason {
+                metrics::counter!("trough_auth_denied_total", "reason" => reason, "operation" => op)
+                    .increment(1);
+            }
             let mut resp = e.into_response();
             if resp.status() == StatusCode::UNAUTHORIZED {
                 resp.headers_mut().insert(

@@ -240,6 +240,8 @@ pub struct ConsulOptions {
     pub service_prefix: String,
     /// ACL token, sent as `X-Consul-Token`. Default none.
     pub token: Option<String>,
+    /// A CA (PEM) trusted besides the system's, for an agent served over HTTPS. Default none.
+    pub ca_pem: Option<Vec<u8>>,
     /// Session TTL for locks (Consul accepts 10 s to 24 h). Default 10 s.
     pub session_ttl: Duration,
     /// Session lock-delay: how long a lock stays unavailable after its session is invalidated.
@@ -261,6 +263,7 @@ impl Default for ConsulOptions {
             prefix: DEFAULT_PREFIX.into(),
             service_prefix: "trough".into(),
             token: None,
+            ca_pem: None,
             session_ttl: Duration::from_secs(10),
             lock_delay: Duration::from_secs(15),
             node_ttl: Duration::from_secs(30),
@@ -446,7 +449,12 @@ impl ConsulCoordinator {
                  session invalidation after another process took the lock"
             );
         }
-        let client = Client::new(url, opts.token.clone(), opts.request_timeout)?;
+        let client = Client::new(
+            url,
+            opts.token.clone(),
+            opts.request_timeout,
+            opts.ca_pem.as_deref(),
+        )?;
         let locks = Locks::new(client.clone(), node, opts.session_ttl, opts.lock_delay);
         Ok(Self {
             client,
