@@ -172,6 +172,8 @@ mod client;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tls;
 mod tokens;
 
 use std::collections::{BTreeMap, HashMap};
