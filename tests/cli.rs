@@ -75,6 +75,8 @@ fn help_everywhere() {
         vec!["segment", "show", "--help"],
         vec!["segment", "promote", "--help"],
         vec!["query", "--help"],
+        vec!["token", "--help"],
+        vec!["token", "create", "--help"],
     ] {
         let o = trough(&args);
         let out = ok(&o);

@@ -110,7 +110,7 @@ fn answers_equal_one_database() {
         assert_same(v["rows"].as_array().unwrap(), &want, sql);
         assert_eq!(
             v["segments"],
-            json!({"queried": 6, "answered": 6, "failed": []})
+            json!({"queried": 6, "answered": 6, "failed": [], "not_permitted": 0})
         );
     }
     // Parameters go to every segment and to the merge.
@@ -149,7 +149,7 @@ fn ndjson_streams_rows_then_the_summary() {
     assert_eq!(lines[0], json!({"id": 0}));
     assert_eq!(
         lines[5],
-        json!({"segments": {"queried": 2, "answered": 2, "failed": []}})
+        json!({"segments": {"queried": 2, "answered": 2, "failed": [], "not_permitted": 0}})
     );
 }
 

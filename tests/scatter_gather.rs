@@ -163,7 +163,7 @@ fn check(f: &Fixture, sql: &str, params: Value, ordered: bool) {
     assert_eq!(status, 200, "{sql}: {v}");
     assert_eq!(
         v["segments"],
-        json!({"queried": SEGMENTS, "answered": SEGMENTS, "failed": []}),
+        json!({"queried": SEGMENTS, "answered": SEGMENTS, "failed": [], "not_permitted": 0}),
         "{sql}"
     );
     let mut got = v["rows"].as_array().unwrap().clone();
@@ -289,7 +289,7 @@ fn ndjson_and_partial_selection() {
     assert_eq!(lines[0], want[0], "{text}");
     assert_eq!(
         lines[1],
-        json!({"segments": {"queried": 2, "answered": 2, "failed": []}})
+        json!({"segments": {"queried": 2, "answered": 2, "failed": [], "not_permitted": 0}})
     );
 }
 
@@ -304,7 +304,7 @@ fn refusals_and_errors_name_their_reason() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         v,
-        json!({"rows": [], "segments": {"queried": 0, "answered": 0, "failed": []}})
+        json!({"rows": [], "segments": {"queried": 0, "answered": 0, "failed": [], "not_permitted": 0}})
     );
     let refused = [
         (

@@ -99,6 +99,7 @@ pub async fn upload_dir(base: &str, dir: &Path, concurrency: usize) -> anyhow::R
         );
     }
     let http = reqwest::Client::builder()
+        .default_headers(super::client::auth_headers()?)
         .build()
         .context("building the HTTP client")?;
     let total: u64 = items.iter().map(|i| i.size).sum();

@@ -11,8 +11,41 @@ pub enum Payload {
     Json(serde_json::Value),
 }
 
+/// The token secret every request sends (`--token` / `TROUGH_TOKEN`), set once at start.
+static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the token secret to send.
+pub fn set_token(token: Option<String>) {
+    let _ = TOKEN.set(token.filter(|t| !t.is_empty()));
+}
+
+/// The default headers of every request: `Authorization: Bearer <secret>` when a token is set.
+pub fn auth_headers() -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut h = reqwest::header::HeaderMap::new();
+    if let Some(Some(t)) = TOKEN.get() {
+        let mut v =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                anyhow::anyhow!("the token contains characters not allowed in a header")
+            })?;
+        v.set_sensitive(true);
+        h.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok(h)
+}
+
 fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().build()?)
+    Ok(reqwest::Client::builder()
+        .default_headers(auth_headers()?)
+        .build()?)
+}
+
+pub async fn delete(base: &str, path: &str) -> anyhow::Result<()> {
+    let resp = client()?
+        .delete(url(base, path))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    finish(resp).await
 }
 
 fn url(base: &str, path: &str) -> String {

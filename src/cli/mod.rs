@@ -55,6 +55,52 @@ enum Command {
     /// Manage schemas that writable segments are provisioned from.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Manage access tokens (docs/security.md).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    #[command(
+        after_help = "Examples:\n  trough token create --description crawler --grant write:crawl-* --grant read:*\n  trough token create --grant read:public-* --cluster status --expires-in 86400"
+    )]
+    Create {
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A segment grant RIGHT:PATTERN (read, write, admin or deny; an id, a prefix* or *).
+        #[arg(long = "grant", value_name = "RIGHT:PATTERN")]
+        grants: Vec<String>,
+        /// A cluster right: status, metrics or tokens.
+        #[arg(long = "cluster", value_name = "RIGHT")]
+        cluster: Vec<String>,
+        /// Seconds until the token expires (default: never).
+        #[arg(long, value_name = "SECS")]
+        expires_in: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the tokens within the caller's scope (never their secrets).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show one token by accessor id.
+    Show {
+        /// Accessor id.
+        accessor: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke a token (every node stops accepting it within seconds).
+    Revoke {
+        /// Accessor id.
+        accessor: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Where the trough router is.
@@ -63,6 +109,9 @@ pub struct Target {
     /// Base URL of a trough router.
     #[arg(long, env = "TROUGH_URL", default_value = "http://127.0.0.1:6444")]
     url: String,
+    /// Token secret to send (`Authorization: Bearer`), when the server has authorization on.
+    #[arg(long, env = "TROUGH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// A node role on the command line.
@@ -195,8 +244,43 @@ struct QueryArgs {
     target: Target,
 }
 
+impl Command {
+    /// The target of a client command.
+    fn target(&self) -> Option<&Target> {
+        match self {
+            Command::Segment(
+                SegmentCommand::Upload { target, .. }
+                | SegmentCommand::Ls { target, .. }
+                | SegmentCommand::Show { target, .. }
+                | SegmentCommand::Promote { target, .. }
+                | SegmentCommand::Provision { target, .. },
+            )
+            | Command::Schema(SchemaCommand::Put { target, .. } | SchemaCommand::Ls { target })
+            | Command::Token(
+                TokenCommand::Create { target, .. }
+                | TokenCommand::List { target }
+                | TokenCommand::Show { target, .. }
+                | TokenCommand::Revoke { target, .. },
+            ) => Some(target),
+            Command::Query(q) => Some(&q.target),
+            _ => None,
+        }
+    }
+}
+
+/// The JSON of a `RIGHT:PATTERN` grant.
+fn grant_json(g: &str) -> anyhow::Result<serde_json::Value> {
+    let (right, pattern) = g
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("a grant is RIGHT:PATTERN, e.g. read:pages-*"))?;
+    Ok(serde_json::json!({ "segments": pattern, "right": right }))
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(t) = cli.command.target() {
+        client::set_token(t.token.clone());
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args, serve::Roles::ALL).await,
         Command::Node { roles: r, args } => serve::run(args, roles(&r)).await,
@@ -264,6 +348,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 client::put_text(&target.url, &format!("/schemas/{name}"), sql).await
             }
             SchemaCommand::Ls { target } => client::get_json(&target.url, "/schemas").await,
+        },
+        Command::Token(cmd) => match cmd {
+            TokenCommand::Create {
+                description,
+                grants,
+                cluster,
+                expires_in,
+                target,
+            } => {
+                let grants = grants
+                    .iter()
+                    .map(|g| grant_json(g))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let mut body = serde_json::json!({
+                    "description": description,
+                    "grants": grants,
+                    "cluster": cluster,
+                });
+                if let Some(s) = expires_in {
+                    body["expires_in_secs"] = s.into();
+                }
+                client::post(&target.url, "/tokens", Some(client::Payload::Json(body))).await
+            }
+            TokenCommand::List { target } => client::get_json(&target.url, "/tokens").await,
+            TokenCommand::Show { accessor, target } => {
+                client::get_json(&target.url, &format!("/tokens/{accessor}")).await
+            }
+            TokenCommand::Revoke { accessor, target } => {
+                client::delete(&target.url, &format!("/tokens/{accessor}")).await
+            }
         },
         Command::Query(q) => {
             let many = q.all || q.segments.is_some();

@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Allow listening on a non-loopback address with authorization off (`auth.insecure`):
+    /// anyone who can reach the port may then read and change every segment.
+    #[arg(long)]
+    insecure: bool,
+    /// Require a token on every request (`auth.enabled`; see docs/security.md).
+    #[arg(long)]
+    auth: bool,
 }
 
 /// Which roles a node process runs.
@@ -98,6 +105,12 @@ pub async fn run(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
     if args.log_json {
         figment = figment.merge(("log.json", true));
     }
+    if args.insecure {
+        figment = figment.merge(("auth.insecure", true));
+    }
+    if args.auth {
+        figment = figment.merge(("auth.enabled", true));
+    }
     let config = Config::from_figment(&figment)?;
     if roles != Roles::ALL && config.consul.is_none() {
         anyhow::bail!(
@@ -115,10 +128,15 @@ pub async fn run(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
         let _ = tx.send(true);
         shutdown_deadline(grace);
     });
-    trough_node::run(config, roles, rx, |addr| {
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    trough_node::run(config, roles, rx, move |addr| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "trough serving on http://{addr}");
+        let _ = writeln!(out, "trough serving on {scheme}://{addr}");
         let _ = out.flush();
     })
     .await?;

@@ -110,6 +110,8 @@ pub struct ClusterSpec {
     pub scrub_interval_secs: Option<u64>,
     /// Per-reader quotas by reader index (1-based), in bytes.
     pub reader_quotas: BTreeMap<usize, u64>,
+    /// With authorization on: the bootstrap admin secret (also sent by [`TestCluster::client`]).
+    pub admin_token: Option<String>,
 }
 
 impl ClusterSpec {
@@ -122,7 +124,15 @@ impl ClusterSpec {
             replication_factor: rf,
             scrub_interval_secs: None,
             reader_quotas: BTreeMap::new(),
+            admin_token: None,
         }
+    }
+
+    /// Turns authorization on with `secret` as the bootstrap admin token; anonymous callers
+    /// keep `status` (the launcher waits on `/health`), revocations reach nodes within 1 s.
+    pub fn auth(mut self, secret: &str) -> Self {
+        self.admin_token = Some(secret.to_owned());
+        self
     }
 
     pub fn writers(mut self, n: usize) -> Self {
@@ -178,6 +188,13 @@ impl TestCluster {
             .expect("cluster temp dir");
         let config = dir.path().join("trough.toml");
         std::fs::write(&config, config_toml(&consul, &s3, &spec)).expect("write config");
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &spec.admin_token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().expect("header value"),
+            );
+        }
         let mut cluster = TestCluster {
             nodes: BTreeMap::new(),
             consul,
@@ -185,6 +202,7 @@ impl TestCluster {
             dir,
             config,
             client: Client::builder()
+                .default_headers(headers)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("HTTP client"),
@@ -622,6 +640,11 @@ fn config_toml(consul: &ConsulAgent, s3: &S3Server, spec: &ClusterSpec) -> Strin
         "\n[[assignment.tiers]]\nname = \"default\"\nreplication_factor = {}\n",
         spec.replication_factor
     ));
+    if let Some(secret) = &spec.admin_token {
+        t.push_str(&format!(
+            "\n[auth]\nenabled = true\nbootstrap_token = {secret:?}\nanonymous = [\"status\"]\ncache_ttl_ms = 1000\n"
+        ));
+    }
     t
 }
 

@@ -6,6 +6,7 @@
 //! helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod cluster;
 pub mod in_process;
 pub mod process;

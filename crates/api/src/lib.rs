@@ -12,11 +12,13 @@
 //! - [`fanout`]: the I/O of cluster-wide queries (which segments, where, concurrently), around
 //!   the pure planner and merger of `trough-scatter`.
 //! - [`listener`], [`http_guard`]: connection- and request-level HTTP limits.
+//! - [`auth`]: who is asking and what each route needs, checked in one middleware.
 //! - [`http`]: the one error-to-response conversion; [`metrics`]: the Prometheus recorder.
 //!
 //! Not here: SQL execution (`trough-reader`, `trough-writer`), sync (`trough-sync`), storage
 //! (`trough-store`), starting a node (`trough-node`).
 
+pub mod auth;
 pub mod body;
 pub mod fanout;
 pub mod handlers;
@@ -64,12 +66,15 @@ pub struct Node {
     pub limits: Limits,
     /// Scratch directory for uploads.
     pub tmp_dir: PathBuf,
+    /// Authentication (tokens, anonymous access, the token cache).
+    pub auth: Arc<auth::Gate>,
 }
 
 /// The route table of the public HTTP contract.
 pub fn app(node: Arc<Node>) -> axum::Router {
-    use handlers::{legacy, ops, schemas, segments, sql};
+    use handlers::{legacy, ops, schemas, segments, sql, tokens};
     let http_limits = node.limits.http.clone();
+    let auth_node = node.clone();
     axum::Router::new()
         .route("/", post(legacy::root))
         .route("/query", post(handlers::scatter::query))
@@ -95,8 +100,18 @@ pub fn app(node: Arc<Node>) -> axum::Router {
         )
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/tokens/{accessor}",
+            get(tokens::show).delete(tokens::revoke),
+        )
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        // Every request: who is asking, may they, and one audit line (auth::enforce).
+        .layer(axum::middleware::from_fn_with_state(
+            auth_node,
+            auth::enforce::enforce,
+        ))
         .layer(axum::middleware::from_fn(observe::record))
         .layer(axum::middleware::from_fn_with_state(
             http_limits,

@@ -60,14 +60,29 @@ impl Default for Forwarder {
 impl Forwarder {
     /// A forwarder with its own connection pool.
     pub fn new() -> Self {
-        let client = reqwest::Client::builder()
+        Self::with_tls(None, None).expect("static HTTP client configuration")
+    }
+
+    /// A forwarder that also trusts the CA in `ca_pem` (nodes serving TLS with certificates of
+    /// a private CA) and, with `identity_pem` (certificate chain and key, PEM), presents a client
+    /// certificate (nodes that require one).
+    pub fn with_tls(ca_pem: Option<&[u8]>, identity_pem: Option<&[u8]>) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             // Below the default `limits.http.header_read_timeout_ms` (10 s), after which a node
             // closes an idle connection: reusing one the peer is closing would fail the request.
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()
-            .expect("static HTTP client configuration");
-        Self { client }
+            .pool_idle_timeout(Duration::from_secs(5));
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(pem) = identity_pem {
+            builder =
+                builder.identity(reqwest::Identity::from_pem(pem).map_err(|e| e.to_string())?);
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
+        Ok(Self { client })
     }
 
     /// The underlying HTTP client (for callers that consume answers themselves).
@@ -75,7 +90,8 @@ impl Forwarder {
         &self.client
     }
 
-    /// Sends `method path` with `body` to `target`, copying the content type and accept headers.
+    /// Sends `method path` with `body` to `target`, copying the content type, accept and
+    /// authorization headers.
     pub async fn send(
         &self,
         target: &Target,
@@ -91,7 +107,9 @@ impl Forwarder {
             .request(method, &url)
             .header(FORWARDED_HEADER, "1")
             .body(body);
-        for name in [header::CONTENT_TYPE, header::ACCEPT] {
+        // The caller's credential travels with its request: the receiving node checks it again,
+        // so forwarding never widens what the caller may do.
+        for name in [header::CONTENT_TYPE, header::ACCEPT, header::AUTHORIZATION] {
             if let Some(v) = headers.get(&name) {
                 req = req.header(name, v);
             }

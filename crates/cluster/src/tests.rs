@@ -268,6 +268,18 @@ impl Coordinator for Gated {
     async fn lock_holder(&self, key: &str) -> trough_types::Result<Option<NodeName>> {
         self.inner.lock_holder(key).await
     }
+    async fn create_token(&self, t: &trough_coord::TokenRecord) -> trough_types::Result<()> {
+        self.inner.create_token(t).await
+    }
+    async fn get_token(&self, a: &str) -> trough_types::Result<Option<trough_coord::TokenRecord>> {
+        self.inner.get_token(a).await
+    }
+    async fn list_tokens(&self) -> trough_types::Result<Vec<trough_coord::TokenRecord>> {
+        self.inner.list_tokens().await
+    }
+    async fn delete_token(&self, a: &str) -> trough_types::Result<bool> {
+        self.inner.delete_token(a).await
+    }
 }
 
 #[tokio::test]

@@ -49,6 +49,10 @@ pub struct Config {
     pub consul_lock_delay_secs: u64,
     /// How long a node stays listed (and in DNS) without a heartbeat, in seconds. Default 30.
     pub consul_node_ttl_secs: u64,
+    /// A CA (PEM) trusted besides the system's for an `https://` Consul URL. Default none.
+    pub consul_ca_file: Option<PathBuf>,
+    /// A file holding the Consul ACL token sent as `X-Consul-Token`. Default none.
+    pub consul_token_file: Option<PathBuf>,
     /// Tiers and replication factors used by the synchronizer leader.
     pub assignment: AssignmentConfig,
     /// Request and query limits.
@@ -61,6 +65,32 @@ pub struct Config {
     pub node: NodeConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Authentication and authorization (docs/security.md).
+    pub auth: AuthConfig,
+    /// TLS of the HTTP listener and of requests to other nodes (docs/security.md).
+    pub tls: TlsConfig,
+}
+
+/// TLS (docs/security.md, docs/operations.md). Off unless `cert_file` and `key_file` are set.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// The listener's certificate chain (PEM, leaf first); reloaded when the file changes.
+    pub cert_file: Option<PathBuf>,
+    /// The listener's private key (PEM); reloaded when the file changes.
+    pub key_file: Option<PathBuf>,
+    /// When set, clients must present a certificate signed by this CA (PEM); nodes then present
+    /// their own certificate when they forward.
+    pub client_ca_file: Option<PathBuf>,
+    /// A CA (PEM) trusted besides the system's when forwarding to other nodes.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Whether the listener serves TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
 }
 
 impl Default for Config {
@@ -76,12 +106,16 @@ impl Default for Config {
             consul_session_ttl_secs: 10,
             consul_lock_delay_secs: 15,
             consul_node_ttl_secs: 30,
+            consul_ca_file: None,
+            consul_token_file: None,
             assignment: AssignmentConfig::default(),
             limits: Limits::default(),
             sync: SyncConfig::default(),
             writer: WriterConfig::default(),
             node: NodeConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -351,6 +385,84 @@ pub struct LogConfig {
     pub json: bool,
 }
 
+/// Authentication and authorization (docs/security.md, docs/operations.md).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Whether requests need a token (`Authorization: Bearer <secret>`). Default off.
+    pub enabled: bool,
+    /// What requests without a token may do when `enabled`: grants like `read:public-*` and
+    /// cluster rights like `status`, as a list or one comma-separated string. Default: nothing.
+    #[serde(deserialize_with = "string_or_list")]
+    pub anonymous: Vec<String>,
+    /// How long a node trusts a token it read from the coordinator, in milliseconds: a
+    /// revocation takes effect on every node within this time. Default 2000.
+    pub cache_ttl_ms: u64,
+    /// The secret of the first admin token, for automation (`trough_<16 hex>_<key>`). When
+    /// unset and no token exists, the first start with `enabled` creates one and prints it once.
+    pub bootstrap_token: Option<String>,
+    /// A file holding `bootstrap_token` (takes precedence over it).
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address with `enabled` off (`--insecure`).
+    pub insecure: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            anonymous: Vec::new(),
+            cache_ttl_ms: 2000,
+            bootstrap_token: None,
+            bootstrap_token_file: None,
+            insecure: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    /// Never shows the bootstrap secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("anonymous", &self.anonymous)
+            .field("cache_ttl_ms", &self.cache_ttl_ms)
+            .field(
+                "bootstrap_token",
+                &self.bootstrap_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bootstrap_token_file", &self.bootstrap_token_file)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// The token cache lifetime.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms)
+    }
+}
+
+/// A list given as a list or as one comma-separated string (environment variables).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
 impl Config {
     /// Defaults, then the TOML file (if given), then `TROUGH_*` environment variables. Command-line
     /// flags are merged on top by the caller with [`Figment::merge`].
@@ -458,6 +570,10 @@ mod tests {
                 c.object_store_option_pairs(),
                 vec![("aws_allow_http".to_owned(), "true".to_owned())]
             );
+            jail.set_env("TROUGH_AUTH__ANONYMOUS", "status, read:public-*");
+            let c = Config::from_figment(&Config::figment(Some(&file))).unwrap();
+            assert_eq!(c.auth.anonymous, ["status", "read:public-*"]);
+            assert!(!c.auth.enabled);
             let f = Config::figment(Some(&file)).merge(("listen", "1.2.3.4:5"));
             assert_eq!(Config::from_figment(&f).unwrap().listen, "1.2.3.4:5");
             Ok(())

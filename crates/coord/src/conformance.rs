@@ -44,6 +44,57 @@ pub async fn run_all(c: &dyn Coordinator) {
     nodes_and_assignment(c).await;
     locks(c).await;
     change_notification(c).await;
+    tokens(c).await;
+}
+
+/// Tokens: created once (again with the same secret is fine, another secret conflicts), read
+/// by accessor, listed in order, deleted.
+pub async fn tokens(c: &dyn Coordinator) {
+    use trough_auth::{Scope, Secret, TokenRecord};
+    let secret = |b: u8| Secret::from_random(&[b; trough_auth::token::RANDOM_BYTES]);
+    let scope = Scope::parse_items(&["read:pages-*", "status"]).unwrap();
+    let a = TokenRecord::new(
+        &secret(2),
+        "a",
+        Utc::now(),
+        None,
+        "bootstrap",
+        scope.clone(),
+    );
+    let b = TokenRecord::new(
+        &secret(1),
+        "b",
+        Utc::now(),
+        None,
+        "bootstrap",
+        Scope::default(),
+    );
+    assert!(c.get_token(&a.accessor).await.unwrap().is_none());
+    assert!(c.list_tokens().await.unwrap().is_empty());
+    c.create_token(&a).await.unwrap();
+    c.create_token(&b).await.unwrap();
+    c.create_token(&a).await.unwrap();
+    let mut other = [2u8; trough_auth::token::RANDOM_BYTES];
+    other[30] = 9;
+    let clash = TokenRecord::new(
+        &Secret::from_random(&other),
+        "c",
+        Utc::now(),
+        None,
+        "x",
+        scope,
+    );
+    assert_eq!(clash.accessor, a.accessor);
+    let err = c.create_token(&clash).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(c.get_token(&a.accessor).await.unwrap(), Some(a.clone()));
+    let all = c.list_tokens().await.unwrap();
+    assert_eq!(all, vec![b.clone(), a.clone()]);
+    assert!(c.delete_token(&a.accessor).await.unwrap());
+    assert!(!c.delete_token(&a.accessor).await.unwrap());
+    assert!(c.get_token(&a.accessor).await.unwrap().is_none());
+    assert!(c.get_token("not-an-accessor").await.unwrap().is_none());
+    assert_eq!(c.list_tokens().await.unwrap(), vec![b]);
 }
 
 /// Versions are recorded, sorted, idempotent, and conflicting manifests refused.

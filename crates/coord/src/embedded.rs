@@ -18,6 +18,7 @@
 //! [`EmbeddedCoordinator::stats`] counts statements and whole-catalog reads for tests.
 
 mod store;
+mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
@@ -564,6 +565,22 @@ impl Coordinator for EmbeddedCoordinator {
             Ok(())
         })
         .await
+    }
+
+    async fn create_token(&self, token: &trough_auth::TokenRecord) -> Result<()> {
+        tokens::create(self, token).await
+    }
+
+    async fn get_token(&self, accessor: &str) -> Result<Option<trough_auth::TokenRecord>> {
+        tokens::get(self, accessor).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<trough_auth::TokenRecord>> {
+        tokens::list(self).await
+    }
+
+    async fn delete_token(&self, accessor: &str) -> Result<bool> {
+        tokens::delete(self, accessor).await
     }
 
     async fn lock_holder(&self, key: &str) -> Result<Option<NodeName>> {

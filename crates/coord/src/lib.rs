@@ -1,7 +1,7 @@
 //! Coordination: the catalog, schemas, node registry, assignment and locks, behind one trait.
 //!
 //! The [`Coordinator`] trait is what every service uses to agree with the others: which segments
-//! and versions exist (the catalog), which schemas are registered, which nodes are alive and what
+//! and versions exist (the catalog), which tokens exist, which schemas are registered, which nodes are alive and what
 //! they hold, what the synchronizer leader assigned to whom, and who holds a lock (the leader lock,
 //! write leases). Two backends implement it:
 //!
@@ -23,6 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The stored token (`trough_auth`), re-exported for implementors of [`Coordinator`].
+pub use trough_auth::TokenRecord;
 use trough_types::error::Result;
 use trough_types::id::{NodeName, SchemaName, SegmentId};
 use trough_types::manifest::{Manifest, SegmentEntry, WritableInfo};
@@ -189,6 +191,33 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// Who holds the lock `key`, if anyone.
     async fn lock_holder(&self, key: &str) -> Result<Option<NodeName>>;
+
+    // ----- tokens (docs/security.md) -----
+
+    /// Stores a new token. `Conflict` (code `token_exists`) when its accessor is taken, unless
+    /// the stored record has the same secret hash (storing the same token again succeeds).
+    async fn create_token(&self, token: &TokenRecord) -> Result<()>;
+
+    /// One token by accessor id: a point read, whatever the number of tokens.
+    async fn get_token(&self, accessor: &str) -> Result<Option<TokenRecord>>;
+
+    /// Every token, ordered by accessor.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Deletes a token. Returns whether it existed.
+    async fn delete_token(&self, accessor: &str) -> Result<bool>;
+}
+
+/// The one check of a token create against a stored record with the same accessor.
+pub(crate) fn token_conflict(existing: &TokenRecord, new: &TokenRecord) -> Result<()> {
+    if existing.secret_sha256 == new.secret_sha256 {
+        Ok(())
+    } else {
+        Err(trough_types::error::Error::conflict(
+            trough_types::error::codes::TOKEN_EXISTS,
+            format!("a token with accessor {} exists", new.accessor),
+        ))
+    }
 }
 
 /// The lock key of a segment's write lease.

@@ -59,9 +59,9 @@ use trough_writer::workers::{AutoPromoter, LeaseKeeper};
 use trough_writer::Writer;
 
 use trough_api::Node;
-use trough_cluster::forward::Forwarder;
 use trough_cluster::ClusterView;
 
+pub mod auth;
 mod heartbeat;
 use heartbeat::{heartbeat, HeartbeatWorker};
 
@@ -111,7 +111,26 @@ pub fn coordinator(config: &Config, data_dir: &std::path::Path) -> Result<Arc<dy
         Some(url) => {
             use trough_coord::consul::{ConsulCoordinator, ConsulOptions};
             let name = NodeName::new(&config.node_name)?;
+            let read = |p: &std::path::Path, what: &str| {
+                std::fs::read(p).map_err(|e| {
+                    Error::invalid("invalid_config", format!("{what} {}: {e}", p.display()))
+                })
+            };
+            let ca_pem = match &config.consul_ca_file {
+                Some(p) => Some(read(p, "consul_ca_file")?),
+                None => None,
+            };
+            let token = match &config.consul_token_file {
+                Some(p) => Some(
+                    String::from_utf8_lossy(&read(p, "consul_token_file")?)
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            };
             let opts = ConsulOptions {
+                token,
+                ca_pem,
                 prefix: config.consul_prefix.clone(),
                 session_ttl: Duration::from_secs(config.consul_session_ttl_secs),
                 lock_delay: Duration::from_secs(config.consul_lock_delay_secs),
@@ -192,6 +211,23 @@ pub async fn run(
         }
     }
 
+    auth::check_exposure(&config)?;
+    let (tls, forwarder) = auth::tls(&config.tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let auth = trough_api::auth::Gate::new(auth::settings(&config.auth)?);
+    if let auth::Bootstrap::Created(secret) =
+        auth::bootstrap(&config.auth, coordinator.as_ref()).await?
+    {
+        // Shown once, on stdout only (never through the log).
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "bootstrap admin token (shown once, keep it safe): {}",
+            secret.expose()
+        );
+        let _ = out.flush();
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| {
@@ -207,7 +243,7 @@ pub async fn run(
             .node
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}")),
+            .unwrap_or_else(|| format!("{scheme}://{addr}")),
         tier: config.node.tier.clone(),
         quota_bytes: config.node.quota_bytes,
         roles: roles.names(),
@@ -266,9 +302,10 @@ pub async fn run(
         writer,
         sync,
         cluster,
-        forwarder: Forwarder::new(),
+        forwarder,
         limits: config.limits.clone(),
         tmp_dir,
+        auth: Arc::new(auth),
     });
     ready(addr);
     let app = trough_api::app(node.clone());
@@ -283,6 +320,7 @@ pub async fn run(
         app,
         node.limits.http.clone(),
         stop_accepting.clone(),
+        tls,
     );
     tokio::join!(signal, serve);
     // 2. Stop the background workers (each finishes the round it is in), with one deadline.

@@ -193,6 +193,8 @@ pub struct ConsulAgent {
     pub http_addr: String,
     /// UDP/TCP port of the DNS interface.
     pub dns_port: u16,
+    /// `127.0.0.1:PORT` of the HTTPS API, when started with [`ConsulAgent::start_tls`].
+    pub https_addr: Option<String>,
 }
 
 impl ConsulAgent {
@@ -201,9 +203,19 @@ impl ConsulAgent {
     /// same moment can take one: an agent that exits during start-up is started again on fresh
     /// ports, a few times.
     pub fn start() -> Self {
+        Self::start_with_tls(None)
+    }
+
+    /// Like [`ConsulAgent::start`], also serving its API over HTTPS with this certificate and key
+    /// (PEM files) on [`ConsulAgent::https_url`].
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        Self::start_with_tls(Some((cert, key)))
+    }
+
+    fn start_with_tls(tls: Option<(&std::path::Path, &std::path::Path)>) -> Self {
         const ATTEMPTS: usize = 4;
         for attempt in 1..=ATTEMPTS {
-            if let Some(agent) = Self::try_start() {
+            if let Some(agent) = Self::try_start(tls) {
                 return agent;
             }
             eprintln!("consul exited during start-up (attempt {attempt}/{ATTEMPTS}); new ports");
@@ -212,9 +224,20 @@ impl ConsulAgent {
     }
 
     /// One start; `None` if the agent exited before it was ready.
-    fn try_start() -> Option<Self> {
+    fn try_start(tls: Option<(&std::path::Path, &std::path::Path)>) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let [http, dns, server, lan, wan] = [(); 5].map(|_| free_port());
+        let [http, dns, server, lan, wan, https] = [(); 6].map(|_| free_port());
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some((cert, key)) = tls {
+            tls_args = vec![
+                "-hcl".into(),
+                format!("ports {{ https = {https} }}"),
+                "-hcl".into(),
+                format!("cert_file = {:?}", cert.display().to_string()),
+                "-hcl".into(),
+                format!("key_file = {:?}", key.display().to_string()),
+            ];
+        }
         let mut child = Command::new(tool("consul"))
             .args([
                 "agent",
@@ -238,6 +261,7 @@ impl ConsulAgent {
                 &wan.to_string(),
             ])
             .args(["-grpc-port", "-1"])
+            .args(&tls_args)
             .args(["-data-dir", &dir.path().display().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -264,12 +288,18 @@ impl ConsulAgent {
             _dir: dir,
             http_addr: addr,
             dns_port: dns,
+            https_addr: tls.map(|_| format!("127.0.0.1:{https}")),
         })
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// `https://127.0.0.1:PORT` (started with [`ConsulAgent::start_tls`]).
+    pub fn https_url(&self) -> Option<String> {
+        self.https_addr.as_ref().map(|a| format!("https://{a}"))
     }
 }
 

@@ -27,6 +27,10 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected environment failure.
     Internal,
+    /// No valid credential (401).
+    Unauthenticated,
+    /// A valid credential that does not allow the request (403).
+    Forbidden,
 }
 
 /// Implemented by every crate's error enum so that `trough_api::http` can render it.
@@ -136,6 +140,8 @@ pub fn status_for(kind: ErrorKind) -> u16 {
         ErrorKind::ClientTimeout => 408,
         ErrorKind::Unavailable => 503,
         ErrorKind::Internal => 500,
+        ErrorKind::Unauthenticated => 401,
+        ErrorKind::Forbidden => 403,
     }
 }
 
@@ -143,6 +149,8 @@ pub fn status_for(kind: ErrorKind) -> u16 {
 pub fn kind_for_status(status: u16) -> ErrorKind {
     match status {
         400 | 405 | 415 | 422 => ErrorKind::InvalidInput,
+        401 => ErrorKind::Unauthenticated,
+        403 => ErrorKind::Forbidden,
         404 => ErrorKind::NotFound,
         409 => ErrorKind::Conflict,
         413 => ErrorKind::PayloadTooLarge,
@@ -288,6 +296,20 @@ pub mod codes {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     /// Any other error status produced outside the handlers.
     pub const HTTP_ERROR: &str = "http_error";
+    /// No credential, or one that is not a valid token (401).
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// The token expired (401).
+    pub const TOKEN_EXPIRED: &str = "token_expired";
+    /// The credential is valid but does not allow this request (403).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// A token would be broader than the token creating it (403).
+    pub const TOKEN_TOO_BROAD: &str = "token_too_broad";
+    /// No token with this accessor id, or not one the caller may see (404).
+    pub const TOKEN_NOT_FOUND: &str = "token_not_found";
+    /// A token with this accessor id exists already (409).
+    pub const TOKEN_EXISTS: &str = "token_exists";
+    /// A grant, pattern or cluster right that does not parse (400).
+    pub const INVALID_GRANT: &str = "invalid_grant";
 }
 
 /// Shorthand for results of core operations.

@@ -86,6 +86,8 @@ mod tests {
             ErrorKind::ClientTimeout,
             ErrorKind::Unavailable,
             ErrorKind::Internal,
+            ErrorKind::Unauthenticated,
+            ErrorKind::Forbidden,
         ] {
             assert_eq!(kind_for_status(status_for(kind)), kind);
         }

@@ -45,6 +45,7 @@ use trough_types::{ApiError, Error, ErrorKind, SegmentId};
 
 use crate::replicas::Step;
 use crate::Node;
+use axum::http::HeaderValue;
 pub use select::Selector;
 use spool::Spool;
 use trough_cluster::forward::FORWARDED_HEADER;
@@ -69,6 +70,35 @@ pub struct ScatterRequest {
     /// statement as it is in each segment, rows tagged with their segment ([`per_segment`]).
     #[serde(default)]
     pub mode: Mode,
+    /// Who asks (set by the handler from the request; the default reads nothing).
+    #[serde(skip)]
+    pub access: crate::auth::Access,
+    /// The selected segments the caller may read and how many it may not, once resolved.
+    #[serde(skip)]
+    pub resolved: Option<(Vec<SegmentId>, usize)>,
+}
+
+impl ScatterRequest {
+    /// The selected segments the caller may read, and how many selected segments it may not
+    /// (computed once, then kept in [`ScatterRequest::resolved`]).
+    pub async fn permitted(&self, node: &Node) -> Result<(Vec<SegmentId>, usize), HttpError> {
+        if let Some(r) = &self.resolved {
+            return Ok(r.clone());
+        }
+        let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
+        let ids = select::select(&catalog, &self.segments)?;
+        Ok(self.access.readable(ids))
+    }
+
+    /// How many selected segments the caller may not read (0 until resolved).
+    pub fn not_permitted(&self) -> usize {
+        self.resolved.as_ref().map_or(0, |r| r.1)
+    }
+
+    /// The credential to send with each segment's query.
+    pub(crate) fn credential(&self) -> Option<axum::http::HeaderValue> {
+        self.access.credential.clone()
+    }
 }
 
 /// How a cluster-wide query is answered.
@@ -111,6 +141,9 @@ pub struct Summary {
     pub answered: usize,
     /// Segments that did not, and why.
     pub failed: Vec<Failure>,
+    /// Selected segments left out because the caller may not read them (also in the
+    /// `X-Trough-Segments-Not-Permitted` header).
+    pub not_permitted: usize,
 }
 
 /// Everything the merge needs once every segment has answered or failed.
@@ -145,11 +178,14 @@ pub enum FanOut {
 pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<FanOut, HttpError> {
     let started = Instant::now();
     let mut plan = trough_scatter::plan(&req.sql)?;
-    let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
-    let ids = select::select(&catalog, &req.segments)?;
+    let (ids, _) = req.permitted(node).await?;
+    let cred = req.credential();
     let guard_body = request_body(plan.guard_sql(), &Params::None)?;
     let body = request_body(plan.segment_sql(), &req.params)?;
-    let (guards, data) = tokio::join!(fan_out(node, &ids, guard_body), fan_out(node, &ids, body));
+    let (guards, data) = tokio::join!(
+        fan_out(node, &ids, guard_body, cred.clone()),
+        fan_out(node, &ids, body, cred.clone())
+    );
     let mut failures: Vec<(SegmentId, Error)> = Vec::new();
     let mut facts = Vec::new();
     for (id, r) in guards {
@@ -178,7 +214,7 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<FanOut, Ht
             .filter(|(_, r)| r.is_ok())
             .map(|(id, _)| id.clone())
             .collect();
-        let mut again = fan_out(node, &answered, body).await;
+        let mut again = fan_out(node, &answered, body, cred.clone()).await;
         again.extend(results.into_iter().filter(|(_, r)| r.is_err()));
         results = again;
     }
@@ -251,6 +287,7 @@ pub(crate) fn settle(
         queried,
         answered: answers.len(),
         failed,
+        not_permitted: req.not_permitted(),
     };
     if !summary.failed.is_empty() && req.partial == Partial::Deny {
         metrics::counter!("trough_scatter_queries_total", "outcome" => "failed_segments")
@@ -304,6 +341,7 @@ pub(crate) async fn fan_out(
     node: &Arc<Node>,
     ids: &[SegmentId],
     body: Bytes,
+    credential: Option<HeaderValue>,
 ) -> Vec<(SegmentId, Result<Spool, Error>)> {
     let limits = &node.limits.scatter;
     let segment_timeout = Duration::from_millis(limits.segment_timeout_ms.max(1));
@@ -312,9 +350,11 @@ pub(crate) async fn fan_out(
         .map(|id| {
             let body = body.clone();
             let node = node.clone();
+            let credential = credential.clone();
             async move {
                 let t0 = Instant::now();
-                let r = match tokio::time::timeout(segment_timeout, fetch(&node, &id, body)).await {
+                let fetched = fetch(&node, &id, body, credential.as_ref());
+                let r = match tokio::time::timeout(segment_timeout, fetched).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::new(
                         ErrorKind::Timeout,
@@ -335,7 +375,12 @@ pub(crate) async fn fan_out(
 /// Runs the per-segment SQL on one segment (here, or on a replica) and spools its NDJSON answer.
 /// The error keeps its kind: the query's own fault (`InvalidInput`, as the segment said it) or
 /// the segment's unavailability.
-async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error> {
+pub(crate) async fn fetch(
+    node: &Node,
+    id: &SegmentId,
+    body: Bytes,
+    credential: Option<&HeaderValue>,
+) -> Result<Spool, Error> {
     let spool_mem = node.limits.scatter.spool_memory_bytes;
     if node.reads_locally(id) {
         let reader = node
@@ -354,10 +399,12 @@ async fn fetch(node: &Node, id: &SegmentId, body: Bytes) -> Result<Spool, Error>
         let body = body.clone();
         async move {
             let url = format!("{}/segments/{id}/query", t.address.trim_end_matches('/'));
-            let sent = node
-                .forwarder
-                .client()
-                .post(&url)
+            let mut request = node.forwarder.client().post(&url);
+            // The caller's credential: the replica checks it again (never wider than asked).
+            if let Some(c) = credential {
+                request = request.header(axum::http::header::AUTHORIZATION, c.clone());
+            }
+            let sent = request
                 .header(FORWARDED_HEADER, "1")
                 .header("content-type", "application/json")
                 .header("accept", "application/x-ndjson")

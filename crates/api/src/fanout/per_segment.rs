@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::http::HttpError;
 use trough_types::SegmentId;
 
-use super::{fan_out, request_body, select, settle, ScatterRequest, Spool, Summary};
+use super::{fan_out, request_body, settle, ScatterRequest, Spool, Summary};
 use crate::Node;
 
 /// The spooled answers of every segment that answered, in segment-id order.
@@ -25,10 +25,9 @@ pub struct PerSegment {
 
 /// Selects the segments and runs the statement, unchanged, on each.
 pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<PerSegment, HttpError> {
-    let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
-    let ids = select::select(&catalog, &req.segments)?;
+    let (ids, _) = req.permitted(node).await?;
     let body = request_body(&req.sql, &req.params)?;
-    let results = fan_out(node, &ids, body).await;
+    let results = fan_out(node, &ids, body, req.credential()).await;
     let (answers, summary) = settle(req, ids.len(), results, Vec::new())?;
     tracing::info!(
         segments = summary.queried,

@@ -23,7 +23,7 @@ use trough_sqlite::{Params, SqlRequest};
 use trough_types::{Error, ErrorKind, SegmentId};
 
 use super::spool::Spool;
-use super::{fetch, select, Failure, Partial, ScatterRequest, Summary};
+use super::{fetch, Failure, Partial, ScatterRequest, Summary};
 use crate::Node;
 use trough_scatter::gather::{self, GatheredRows, MergeDb, Schema};
 use trough_scatter::MergeOptions;
@@ -42,8 +42,7 @@ pub async fn gather_query(
     req: &ScatterRequest,
 ) -> Result<GatherAnswer, HttpError> {
     let started = Instant::now();
-    let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
-    let ids = select::select(&catalog, &req.segments)?;
+    let (ids, _) = req.permitted(node).await?;
     let mut failed: Vec<(SegmentId, Error)> = Vec::new();
     let limits = &node.limits;
     let opts = MergeOptions {
@@ -69,6 +68,7 @@ pub async fn gather_query(
             queried: 0,
             answered: 0,
             failed: Vec::new(),
+            not_permitted: req.not_permitted(),
         };
         return Ok(GatherAnswer { rows, summary });
     }
@@ -76,7 +76,7 @@ pub async fn gather_query(
     // 1. Schemas.
     let schema_sql = vec![gather::SCHEMA_SQL.to_owned()];
     let mut schemas: Vec<(SegmentId, Schema)> = Vec::with_capacity(ids.len());
-    for (id, r) in run_each(node, &ids, &schema_sql).await {
+    for (id, r) in run_each(node, &ids, &schema_sql, req).await {
         let parsed = r.and_then(|mut spools| {
             let spool = spools.pop().ok_or_else(|| Error::internal("no answer"))?;
             spool_values(spool)
@@ -116,7 +116,7 @@ pub async fn gather_query(
     if statements.is_empty() {
         spooled = answered.into_iter().map(|id| (id, Vec::new())).collect();
     } else {
-        for (id, r) in run_each(node, &answered, &statements).await {
+        for (id, r) in run_each(node, &answered, &statements, req).await {
             match r {
                 Ok(s) => spooled.push((id, s)),
                 Err(error) => failed.push((id, error)),
@@ -137,6 +137,7 @@ pub async fn gather_query(
         queried: ids.len(),
         answered: spooled.len(),
         failed,
+        not_permitted: req.not_permitted(),
     };
     tracing::info!(
         segments = summary.queried,
@@ -216,7 +217,9 @@ async fn run_each(
     node: &Arc<Node>,
     ids: &[SegmentId],
     statements: &[String],
+    req: &ScatterRequest,
 ) -> Vec<(SegmentId, Result<Vec<Spool>, Error>)> {
+    let credential = req.credential();
     let limits = &node.limits.scatter;
     let segment_timeout = Duration::from_millis(limits.segment_timeout_ms.max(1));
     let bodies: Vec<Bytes> = statements
@@ -235,12 +238,13 @@ async fn run_each(
         .map(|id| {
             let node = node.clone();
             let bodies = bodies.clone();
+            let credential = credential.clone();
             async move {
                 let t0 = Instant::now();
                 let all = async {
                     let mut out = Vec::with_capacity(bodies.len());
                     for body in bodies {
-                        out.push(fetch(&node, &id, body).await?);
+                        out.push(fetch(&node, &id, body, credential.as_ref()).await?);
                     }
                     Ok(out)
                 };

@@ -28,9 +28,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use trough_auth::Caller;
 use trough_types::{ErrorKind, SchemaName, SegmentId};
 
 use super::{schemas, segment_id, segments, sql, Path, Query};
@@ -83,8 +84,9 @@ async fn provision(
     node: &Arc<Node>,
     raw_id: &str,
     schema: Option<&str>,
+    incoming: &HeaderMap,
 ) -> Result<(SegmentId, Value, String), Response> {
-    provision_inner(node, raw_id, schema)
+    provision_inner(node, raw_id, schema, incoming)
         .await
         .map_err(IntoResponse::into_response)?
 }
@@ -93,6 +95,7 @@ async fn provision_inner(
     node: &Arc<Node>,
     raw_id: &str,
     schema: Option<&str>,
+    incoming: &HeaderMap,
 ) -> Result<Result<(SegmentId, Value, String), Response>, HttpError> {
     let id = segment_id(raw_id)?;
     let schema = SchemaName::new(schema.unwrap_or(DEFAULT_SCHEMA))?;
@@ -108,7 +111,8 @@ async fn provision_inner(
             format!("schema {schema} not found"),
         ));
     };
-    let mut headers = HeaderMap::new();
+    // The caller's credential, in case the provision is forwarded to another node.
+    let mut headers = crate::auth::forward_credential(incoming);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -146,7 +150,8 @@ pub async fn provision_json(
         .await
         .map_err(IntoResponse::into_response)?;
     let req: ProvisionBody = body::json(&bytes).map_err(IntoResponse::into_response)?;
-    let (id, doc, write_url) = provision(&node, &req.segment, req.schema.as_deref()).await?;
+    let (id, doc, write_url) =
+        provision(&node, &req.segment, req.schema.as_deref(), &headers).await?;
     let schema = req.schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
     Ok(Json(json!({
         "segment": id,
@@ -162,12 +167,13 @@ pub async fn provision_json(
 /// whose body is the segment id and whose answer is the write URL as text.
 pub async fn root(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Response, Response> {
     if q.contains_key("segment") {
-        return sql::trough_wire(State(node), Query(q), headers, request_body)
+        return sql::trough_wire(State(node), &caller, Query(q), headers, request_body)
             .await
             .map_err(IntoResponse::into_response);
     }
@@ -186,7 +192,7 @@ pub async fn root(
         )
         .into_response());
     }
-    let (_, _, write_url) = provision(&node, raw, None).await?;
+    let (_, _, write_url) = provision(&node, raw, None, &headers).await?;
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
         write_url,
@@ -205,7 +211,7 @@ pub async fn promote(
     segments::promote(
         State(node),
         Path(req.segment),
-        HeaderMap::new(),
+        crate::auth::forward_credential(&headers),
         Body::empty(),
     )
     .await

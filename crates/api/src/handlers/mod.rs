@@ -10,6 +10,7 @@ pub mod scatter;
 pub mod schemas;
 pub mod segments;
 pub mod sql;
+pub mod tokens;
 
 use crate::http::HttpError;
 use trough_types::error::codes;

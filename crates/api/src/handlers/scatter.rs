@@ -3,11 +3,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::enforce::AuditNote;
+use crate::auth::{Access, NOT_PERMITTED_HEADER};
 use crate::http::HttpError;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
@@ -24,16 +27,36 @@ use trough_scatter::{self as scatter, MergeOptions, SegmentStream};
 /// Output is sent in chunks of about this size.
 pub(super) const CHUNK_BYTES: usize = 32 << 10;
 
-/// `POST /query`.
+/// `POST /query`: over the selected segments the caller may read; how many it may not is in
+/// the summary (`not_permitted`) and the `X-Trough-Segments-Not-Permitted` header.
 pub async fn query(
     State(node): State<Arc<Node>>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Response, HttpError> {
     let bytes = body::read_limited(&headers, request_body, node.limits.max_body_bytes).await?;
     let _ = body::utf8(bytes.clone())?;
-    let req: ScatterRequest = body::json(&bytes)?;
+    let mut req: ScatterRequest = body::json(&bytes)?;
     body::sql_text(&req.sql)?;
+    req.access = access;
+    let resolved = req.permitted(&node).await?;
+    let (read, left_out) = (resolved.0.len(), resolved.1);
+    req.resolved = Some(resolved);
+    let mut resp = answer(node, req, headers).await?;
+    resp.headers_mut()
+        .insert(NOT_PERMITTED_HEADER, HeaderValue::from(left_out));
+    resp.extensions_mut().insert(AuditNote(format!(
+        "{read} segments selected, {left_out} not permitted"
+    )));
+    Ok(resp)
+}
+
+async fn answer(
+    node: Arc<Node>,
+    req: ScatterRequest,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
     let format = Output::of(&headers);
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, Error>>(8);
     match req.mode {

@@ -12,10 +12,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
+use trough_auth::{Caller, Level};
 use trough_store::hash::Hasher;
 use trough_store::publish::PublishOptions;
 use trough_types::{ErrorKind, SegmentEntry, SegmentId};
@@ -29,8 +30,11 @@ use trough_cluster::forward::{Attempt, Retry};
 
 /// `GET /segments`: the latest version of every segment, one page at a time (`limit`, `cursor`,
 /// `prefix`; see [`super::pages`]).
+///
+/// Segments the caller may not read are left out of the page (its cursor still moves past them).
 pub async fn list(
     State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
     let p = PageParams::parse(query)?;
@@ -45,6 +49,7 @@ pub async fn list(
         .flatten();
     let segments: Vec<Value> = entries
         .iter()
+        .filter(|e| caller.allows(e.id.as_str(), Level::Read))
         .map(|e| {
             let latest = e.latest();
             json!({

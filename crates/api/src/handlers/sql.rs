@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use futures::StreamExt;
+use trough_auth::{Caller, Level};
 use trough_sqlite::{Params, RowFormat, SqlRequest, COLUMNAR_MEDIA_TYPE};
 use trough_types::error::codes;
 use trough_types::{ApiError, ErrorKind, SegmentId};
@@ -342,6 +343,7 @@ pub async fn execute(
 /// array; anything else runs on the writable segment and answers `OK`.
 pub async fn trough_wire(
     State(node): State<Arc<Node>>,
+    caller: &Caller,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     request_body: Body,
@@ -385,6 +387,12 @@ pub async fn trough_wire(
             if e.body.error.code == codes::NOT_READ_ONLY
                 || (e.body.error.code == codes::MULTIPLE_STATEMENTS && holds_writer) =>
         {
+            // A read right lets this route read; a statement that writes needs write.
+            if !caller.allows(id.as_str(), Level::Write) {
+                return Err(crate::auth::forbidden(format!(
+                    "this token has no write right on segment {id}"
+                )));
+            }
             local_execute(&node, &id, ExecuteRequest::text(sql)).await?;
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response())
         }

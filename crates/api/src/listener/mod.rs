@@ -11,6 +11,10 @@
 //!   discards what the client still sends (bounded in time and bytes) before closing: a client
 //!   that writes a whole oversized body before reading then sees its 413 rather than a reset.
 //!
+//! - **TLS** (optional, [`tls`]): the handshake runs in the connection's task within
+//!   `header_read_timeout_ms`; a connection beyond the limit is closed without an answer (a
+//!   plain-text 503 would mean nothing to a TLS client).
+//!
 //! - **hyper's own refusals** (a request it cannot parse) get the JSON error document like every
 //!   other error ([`json_errors`]).
 //!
@@ -35,6 +39,7 @@ use trough_config::HttpLimits;
 use trough_types::wire::ErrorBody;
 
 pub mod json_errors;
+pub mod tls;
 use json_errors::JsonErrors;
 
 /// How long open connections may take to finish after shutdown began.
@@ -49,7 +54,9 @@ pub async fn serve(
     app: axum::Router,
     limits: HttpLimits,
     shutdown: CancellationToken,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let limits = Arc::new(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Refusals are cheap but not free: bound them too, and simply drop connections beyond.
@@ -77,17 +84,22 @@ pub async fn serve(
         }
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                tracker.spawn(serve_connection(
-                    tcp,
+                let conn = (
                     app.clone(),
                     builder.clone(),
                     limits.clone(),
                     shutdown.clone(),
-                    permit,
-                ));
+                );
+                match &acceptor {
+                    None => tracker.spawn(serve_connection(tcp, conn, permit)),
+                    Some(a) => tracker.spawn(serve_tls(a.clone(), tcp, conn, permit)),
+                };
             }
             Err(_) => {
                 metrics::counter!("trough_http_connections_refused_total").increment(1);
+                if acceptor.is_some() {
+                    continue;
+                }
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
                     tracker.spawn(refuse(tcp, permit));
                 }
@@ -118,14 +130,41 @@ pub fn read_buffer_bytes(limits: &HttpLimits) -> usize {
     limits.max_header_bytes.saturating_mul(4).max(8192)
 }
 
-async fn serve_connection(
+/// What serving one connection needs.
+type Conn = (
+    axum::Router,
+    Arc<http1::Builder>,
+    Arc<HttpLimits>,
+    CancellationToken,
+);
+
+/// The TLS handshake (within the head timeout), then the connection.
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
-    app: axum::Router,
-    builder: Arc<http1::Builder>,
-    limits: Arc<HttpLimits>,
-    shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    conn: Conn,
+    permit: OwnedSemaphorePermit,
 ) {
+    let timeout = Duration::from_millis(conn.2.header_read_timeout_ms.max(1));
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => serve_connection(stream, conn, permit).await,
+        Ok(Err(e)) => {
+            metrics::counter!("trough_tls_handshake_failures_total").increment(1);
+            tracing::debug!(error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            metrics::counter!("trough_tls_handshake_failures_total").increment(1);
+            tracing::debug!("TLS handshake timed out");
+        }
+    }
+}
+
+async fn serve_connection<S>(io: S, conn: Conn, _permit: OwnedSemaphorePermit)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (app, builder, limits, shutdown) = conn;
+    let tcp = io;
     let mut conn = builder.serve_connection(
         TokioIo::new(JsonErrors::new(tcp)),
         TowerToHyperService::new(app),
@@ -179,7 +218,10 @@ async fn refuse(mut tcp: TcpStream, _permit: OwnedSemaphorePermit) {
 /// Half-closes `tcp`, then reads and discards until the client closes, `max_bytes` were read, or
 /// `max_time` passed. Closing a socket with unread data makes the kernel send a reset, which
 /// destroys the answer still in flight to a client that is busy writing.
-async fn linger(mut tcp: TcpStream, max_time: Duration, max_bytes: u64) {
+async fn linger<S>(mut tcp: S, max_time: Duration, max_bytes: u64)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     if tcp.shutdown().await.is_err() {
         return;
     }

@@ -127,7 +127,12 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl Client {
     /// A client for the agent at `url` (e.g. `http://127.0.0.1:8500`).
-    pub fn new(url: &str, token: Option<String>, timeout: Duration) -> Result<Self> {
+    pub fn new(
+        url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self> {
         let mut base = Url::parse(url).map_err(|e| {
             Error::invalid("invalid_consul_url", format!("consul url {url:?}: {e}"))
         })?;
@@ -139,8 +144,15 @@ impl Client {
         }
         base.set_path("/");
         base.set_query(None);
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
+        let mut builder = reqwest::Client::builder().connect_timeout(timeout);
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::invalid("invalid_config", format!("consul CA: {e}")))?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::internal(format!("building the consul http client: {e}")))?;
         Ok(Self {
@@ -326,10 +338,20 @@ impl Client {
         self.kv_write("kv release", url, value).await
     }
 
+    /// Deletes a key if its `ModifyIndex` still is `cas`. Returns whether it was deleted.
+    pub async fn kv_delete(&self, key: &str, cas: u64) -> Result<bool> {
+        let mut url = self.url(&format!("kv/{key}"));
+        url.query_pairs_mut().append_pair("cas", &cas.to_string());
+        self.kv_answer("kv delete", self.http.delete(url)).await
+    }
+
     async fn kv_write(&self, what: &str, url: Url, value: Vec<u8>) -> Result<bool> {
-        let resp = self
-            .send(what, self.http.put(url).body(value), self.timeout)
-            .await?;
+        self.kv_answer(what, self.http.put(url).body(value)).await
+    }
+
+    /// Sends a KV write and reads Consul's `true` / `false`.
+    async fn kv_answer(&self, what: &str, req: reqwest::RequestBuilder) -> Result<bool> {
+        let resp = self.send(what, req, self.timeout).await?;
         let resp = self.ok(what, resp).await?;
         let text = resp.text().await.map_err(|e| unavailable(what, e))?;
         match text.trim() {
@@ -517,12 +539,18 @@ mod unit {
 
     #[test]
     fn urls_keep_only_scheme_and_authority() {
-        let c = Client::new("http://127.0.0.1:8500/ui?x=1", None, Duration::from_secs(1)).unwrap();
+        let c = Client::new(
+            "http://127.0.0.1:8500/ui?x=1",
+            None,
+            Duration::from_secs(1),
+            None,
+        )
+        .unwrap();
         assert_eq!(
             c.url("kv/trough/catalog/a").as_str(),
             "http://127.0.0.1:8500/v1/kv/trough/catalog/a"
         );
-        assert!(Client::new("127.0.0.1:8500", None, Duration::from_secs(1)).is_err());
-        assert!(Client::new("ftp://x", None, Duration::from_secs(1)).is_err());
+        assert!(Client::new("127.0.0.1:8500", None, Duration::from_secs(1), None).is_err());
+        assert!(Client::new("ftp://x", None, Duration::from_secs(1), None).is_err());
     }
 }

@@ -43,6 +43,12 @@
 //! safe: each segment's replica list is consistent, and a node drops a copy only once the new
 //! holders have the latest version.
 //!
+//! ## Tokens: `<prefix>/tokens/<accessor>`
+//!
+//! One key per token holds its record as JSON (the secret's SHA-256, never the secret).
+//! [`Coordinator::create_token`] writes with `?cas=0` (only if absent); a revocation deletes
+//! the key with `?cas=<ModifyIndex>`. Lookups are point reads by accessor (see `tokens.rs`).
+//!
 //! ## Nodes: agent services + `<prefix>/nodes/<name>`
 //!
 //! [`Coordinator::register_node`] is the heartbeat. It does two things.
@@ -166,6 +172,9 @@ mod client;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tls;
+mod tokens;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -233,6 +242,8 @@ pub struct ConsulOptions {
     pub service_prefix: String,
     /// ACL token, sent as `X-Consul-Token`. Default none.
     pub token: Option<String>,
+    /// A CA (PEM) trusted besides the system's, for an agent served over HTTPS. Default none.
+    pub ca_pem: Option<Vec<u8>>,
     /// Session TTL for locks (Consul accepts 10 s to 24 h). Default 10 s.
     pub session_ttl: Duration,
     /// Session lock-delay: how long a lock stays unavailable after its session is invalidated.
@@ -254,6 +265,7 @@ impl Default for ConsulOptions {
             prefix: DEFAULT_PREFIX.into(),
             service_prefix: "trough".into(),
             token: None,
+            ca_pem: None,
             session_ttl: Duration::from_secs(10),
             lock_delay: Duration::from_secs(15),
             node_ttl: Duration::from_secs(30),
@@ -439,7 +451,12 @@ impl ConsulCoordinator {
                  session invalidation after another process took the lock"
             );
         }
-        let client = Client::new(url, opts.token.clone(), opts.request_timeout)?;
+        let client = Client::new(
+            url,
+            opts.token.clone(),
+            opts.request_timeout,
+            opts.ca_pem.as_deref(),
+        )?;
         let locks = Locks::new(client.clone(), node, opts.session_ttl, opts.lock_delay);
         Ok(Self {
             client,
@@ -1017,6 +1034,22 @@ impl Coordinator for ConsulCoordinator {
     async fn unlock(&self, key: &str, holder: &NodeName) -> Result<()> {
         let path = self.lock_key(key)?;
         self.locks.unlock(&path, holder).await
+    }
+
+    async fn create_token(&self, token: &trough_auth::TokenRecord) -> Result<()> {
+        tokens::create(self, token).await
+    }
+
+    async fn get_token(&self, accessor: &str) -> Result<Option<trough_auth::TokenRecord>> {
+        tokens::get(self, accessor).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<trough_auth::TokenRecord>> {
+        tokens::list(self).await
+    }
+
+    async fn delete_token(&self, accessor: &str) -> Result<bool> {
+        tokens::delete(self, accessor).await
     }
 
     async fn lock_holder(&self, key: &str) -> Result<Option<NodeName>> {

@@ -14,7 +14,7 @@ use super::*;
 use crate::conformance;
 use trough_types::error::ErrorKind;
 
-fn node(s: &str) -> NodeName {
+pub(super) fn node(s: &str) -> NodeName {
     NodeName::new(s).unwrap()
 }
 
@@ -56,7 +56,7 @@ async fn agent() -> ConsulAgent {
 }
 
 /// Test options: a short lock-delay so lock tests finish quickly.
-fn opts(prefix: &str) -> ConsulOptions {
+pub(super) fn opts(prefix: &str) -> ConsulOptions {
     ConsulOptions {
         prefix: prefix.into(),
         lock_delay: Duration::from_secs(1),
