@@ -4,7 +4,8 @@
 //! the segment count: the publish rate at the start and at the end (flat when a publish costs
 //! the same whatever the catalog's size), the time until every segment is verified, RSS after
 //! sync, a request for an unknown segment against one for a known one (p50), a page of
-//! `GET /segments` and the `/health` summary, a cluster-wide `count(*)` (and RSS after it), and
+//! `GET /segments` and the `/health` summary, a cluster-wide `count(*)` (and RSS after it, and
+//! the same count over the same rows in one SQLite file), and
 //! restart to first answered query. Each figure is printed next to the target (for
 //! 100,000 segments; smaller runs are indications).
 
@@ -93,6 +94,38 @@ async fn verified(url: &str) -> Result<u64> {
             .map(|a| a.iter().filter(|s| s["verified"] == true).count() as u64)
             .unwrap_or(0),
     })
+}
+
+/// Seconds of `SELECT count(*)` over `total` rows of the segments' shape in one SQLite file,
+/// built first (the monolith the cluster-wide count is reported next to). The file is removed.
+fn monolith_count(path: &Path, total: u64) -> Result<f64> {
+    let _ = std::fs::remove_file(path);
+    let mut c = Connection::open(path)?;
+    c.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT NOT NULL, v INTEGER NOT NULL)")?;
+    let tx = c.transaction()?;
+    {
+        let mut st = tx.prepare("INSERT INTO t VALUES (?1, ?2, ?3)")?;
+        for i in 0..total {
+            st.execute(rusqlite::params![
+                i as i64,
+                format!("key-{:06}-{:08x}", i % 200, (i % 200) * 2654435761),
+                i as i64
+            ])?;
+        }
+    }
+    tx.commit()?;
+    drop(c);
+    // A fresh connection, as the cluster-wide query opens each segment afresh.
+    let t = Instant::now();
+    let c = Connection::open(path)?;
+    let got: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
+    let secs = t.elapsed().as_secs_f64();
+    drop(c);
+    let _ = std::fs::remove_file(path);
+    if got as u64 != total {
+        bail!("monolith count(*) = {got}, want {total}");
+    }
+    Ok(secs)
 }
 
 /// Runs scenario 6 with `n` segments.
@@ -198,6 +231,8 @@ pub async fn run(p: &Preset, work: &Path, bin: &Path, rep: &mut Report) -> Resul
     }
     let rss_query = rss_mib(&node);
     eprintln!("   count(*) over {n} segments {count_secs:.2} s; RSS after {rss_query:.0} MiB");
+    let mono_secs = monolith_count(&dir.join("monolith.sqlite"), n as u64 * rows)?;
+    eprintln!("   the same rows in one SQLite file: count(*) {mono_secs:.3} s");
 
     // Restart to first answered query.
     node.stop();
@@ -239,7 +274,9 @@ pub async fn run(p: &Preset, work: &Path, bin: &Path, rep: &mut Report) -> Resul
     add("cluster-wide count(*)", "s", count_secs);
     add("RSS after count(*)", "MiB", rss_query);
     add("restart to first query", "s", restart_secs);
-    let pairs: [(&str, &str, Target); 9] = [
+    let (runs, extra) = one(mono_secs);
+    rep.add(SC, "cluster-wide count(*)", "sqlite", "s", runs, extra);
+    let pairs: [(&str, &str, Target); 10] = [
         (
             "publish rate, average",
             "publish rate, average (segments/s)",
@@ -276,6 +313,11 @@ pub async fn run(p: &Preset, work: &Path, bin: &Path, rep: &mut Report) -> Resul
             Target::AtMost(10.0),
         ),
         (
+            "cluster-wide count(*)",
+            "cluster-wide count(*) / one SQLite file",
+            Target::None,
+        ),
+        (
             "RSS after count(*)",
             "RSS after count(*) (MiB)",
             Target::AtMost(1536.0),
@@ -290,6 +332,7 @@ pub async fn run(p: &Preset, work: &Path, bin: &Path, rep: &mut Report) -> Resul
         let divisor = match name {
             "flatness: last tenth / first tenth" => ("publish rate, first tenth", "trough"),
             "unknown / known segment p50" => ("point query p50", "trough"),
+            "cluster-wide count(*) / one SQLite file" => ("cluster-wide count(*)", "sqlite"),
             _ => ("", ""),
         };
         if divisor.0.is_empty() {
