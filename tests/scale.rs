@@ -243,3 +243,32 @@ fn publishes_are_synced_by_passes_over_what_changed() {
     );
     assert!(metric(&s, "trough_sync_passes_total", "changes") > changes);
 }
+
+/// A graceful stop (SIGTERM) keeps every verified copy on disk: the next start serves them at
+/// once, without fetching or re-hashing any. (Stored copies delete their file when they are
+/// replaced or dropped; shutting the reader down is neither.)
+#[test]
+fn a_graceful_stop_keeps_the_copies() {
+    let mut s = TestServer::start();
+    let f = SqliteFile::new(SAMPLE_SQL);
+    let mut paths = Vec::new();
+    for id in ["g-a", "g-b", "g-c"] {
+        let m = s.publish(id, f.bytes());
+        s.wait_synced(id, 1);
+        paths.push(copy_path(&s, id, &m));
+    }
+    s.sigterm();
+    assert!(
+        s.wait_exit(Duration::from_secs(30)).is_some(),
+        "no exit after SIGTERM"
+    );
+    for p in &paths {
+        assert!(p.exists(), "{} was deleted by the shutdown", p.display());
+    }
+    s.restart();
+    assert_eq!(metric(&s, "trough_sync_adopted_total", "unchanged"), 3.0);
+    let want = f.rows(CHECK, &json!([]));
+    for id in ["g-a", "g-b", "g-c"] {
+        assert_rows_eq(&s.query_ok(id, CHECK), &want);
+    }
+}

@@ -60,6 +60,20 @@ pub struct Reader {
     budget: Arc<Budget>,
 }
 
+/// Shutting the reader down is neither replacing nor dropping a copy: every copy it serves keeps
+/// its file, so the next start adopts it instead of fetching it again. (Copies replaced earlier
+/// and still in use by a query are garbage and are deleted when that query ends.)
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let table = self.table.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for slot in table.values() {
+            if let Some(copy) = &slot.stored {
+                copy.keep_file();
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reader")
