@@ -272,3 +272,43 @@ fn a_graceful_stop_keeps_the_copies() {
         assert_rows_eq(&s.query_ok(id, CHECK), &want);
     }
 }
+
+/// A version stored but never catalogued (the process died between the manifest and the
+/// catalog) is catalogued again after a restart, in the background; a lost catalog is rebuilt
+/// from the object store before the node answers.
+#[test]
+fn restart_reconciles_the_catalog_with_the_store() {
+    let mut s = TestServer::start();
+    let f = SqliteFile::new(SAMPLE_SQL);
+    s.publish("rc-kept", f.bytes());
+    s.publish("rc-orphan", f.bytes());
+    s.wait_synced("rc-orphan", 1);
+    s.kill9();
+    let catalog = s.data_dir().join("coordinator.sqlite");
+    let db = rusqlite::Connection::open(&catalog).unwrap();
+    db.execute("DELETE FROM versions WHERE id = 'rc-orphan'", [])
+        .unwrap();
+    db.execute("DELETE FROM segments WHERE id = 'rc-orphan'", [])
+        .unwrap();
+    drop(db);
+    s.restart();
+    assert!(
+        wait_until(SYNC_TIMEOUT, || s.get_json("/segments/rc-orphan").0
+            == StatusCode::OK),
+        "the uncatalogued version was not reconciled"
+    );
+    s.kill9();
+    for name in [
+        "coordinator.sqlite",
+        "coordinator.sqlite-wal",
+        "coordinator.sqlite-shm",
+    ] {
+        let _ = std::fs::remove_file(s.data_dir().join(name));
+    }
+    s.restart();
+    for id in ["rc-kept", "rc-orphan"] {
+        let (status, doc) = s.get_json(&format!("/segments/{id}"));
+        assert_eq!(status, StatusCode::OK, "{id} not rebuilt at start: {doc}");
+        assert_eq!(doc["latest"]["version"], 1, "{doc}");
+    }
+}

@@ -7,8 +7,8 @@
 //! candidate, and always the HTTP front door, which answers locally where it can and forwards
 //! otherwise. `trough serve` is every role on embedded coordination.
 //!
-//! Startup order matters. The catalog is reconciled with the object store before anything reads
-//! it, local copies are re-verified before they are served, and the node registers before the
+//! Startup order matters. A lost (empty) catalog is rebuilt from the object store before anything
+//! reads it (otherwise the store is reconciled in the background: see `reconcile`), local copies are re-verified before they are served, and the node registers before the
 //! leader assigns. The data directory is locked (an exclusive `flock` on `<data_dir>/.lock`) so
 //! that two processes cannot share it.
 //!
@@ -49,7 +49,7 @@ use trough_coord::embedded::EmbeddedCoordinator;
 use trough_coord::Coordinator;
 use trough_placement::{TierRule, TierSpec};
 use trough_reader::Reader;
-use trough_store::publish::{reconcile, Publisher};
+use trough_store::publish::Publisher;
 use trough_store::SegmentStore;
 use trough_sync::leader::{self, LeaderConfig};
 use trough_sync::local::{LocalSync, NodeIdentity};
@@ -63,6 +63,7 @@ use trough_cluster::ClusterView;
 
 pub mod auth;
 mod heartbeat;
+mod reconcile;
 use heartbeat::{heartbeat, HeartbeatWorker};
 
 /// How long shutdown waits for the background workers to stop, all together.
@@ -179,7 +180,12 @@ pub async fn run(
         &config.object_store_option_pairs(),
     )?;
     let coordinator = coordinator(&config, &data_dir)?;
-    reconcile(&store, coordinator.as_ref()).await?;
+    // A lost catalog is rebuilt before anything reads it; otherwise the listing runs in the
+    // background (see `reconcile`).
+    let reconcile_later = !reconcile::must_block(coordinator.as_ref()).await?;
+    if !reconcile_later {
+        trough_store::publish::reconcile(&store, coordinator.as_ref()).await?;
+    }
     let publisher = Publisher::new(store.clone(), coordinator.clone());
 
     // A writer serves the reads of its writable segments from their live databases, so it has a
@@ -272,6 +278,12 @@ pub async fn run(
 
     // Background workers, stopped together at shutdown (see the module docs for the order).
     let workers = Workers::new();
+    if reconcile_later {
+        workers.spawn(reconcile::ReconcileWorker {
+            store: store.clone(),
+            coordinator: coordinator.clone(),
+        });
+    }
     workers.spawn(cluster.clone().worker(coordinator.clone()));
     workers.spawn(HeartbeatWorker {
         coordinator: coordinator.clone(),
