@@ -348,6 +348,20 @@ mod tests {
         SegmentId::new(s).unwrap()
     }
 
+    /// A live reader node with no holdings.
+    fn reader(name: &NodeName) -> NodeInfo {
+        NodeInfo {
+            name: name.clone(),
+            address: format!("http://{name}"),
+            tier: "default".into(),
+            quota_bytes: 0,
+            stored_bytes: 0,
+            roles: vec!["reader".into()],
+            held: Default::default(),
+            updated_at: Utc::now(),
+        }
+    }
+
     fn manifest(id: &str) -> Manifest {
         Manifest {
             key: format!("segments/{id}/data/1.sqlite"),
@@ -367,18 +381,7 @@ mod tests {
     async fn rounds_after_the_first_read_only_what_changed() {
         let c = EmbeddedCoordinator::in_memory().unwrap();
         let me = NodeName::new("leader").unwrap();
-        c.register_node(&NodeInfo {
-            name: me.clone(),
-            address: "http://127.0.0.1:1".into(),
-            tier: "default".into(),
-            quota_bytes: 0,
-            stored_bytes: 0,
-            roles: vec!["reader".into()],
-            held: Default::default(),
-            updated_at: Utc::now(),
-        })
-        .await
-        .unwrap();
+        c.register_node(&reader(&me)).await.unwrap();
         for i in 0..300 {
             c.add_version(&manifest(&format!("s{i:03}"))).await.unwrap();
         }
@@ -414,18 +417,7 @@ mod tests {
 
         // A node joins: the full planner gives it its share.
         let other = NodeName::new("other").unwrap();
-        c.register_node(&NodeInfo {
-            name: other.clone(),
-            address: "http://127.0.0.1:2".into(),
-            tier: "default".into(),
-            quota_bytes: 0,
-            stored_bytes: 0,
-            roles: vec!["reader".into()],
-            held: Default::default(),
-            updated_at: Utc::now(),
-        })
-        .await
-        .unwrap();
+        c.register_node(&reader(&other)).await.unwrap();
         assert!(round(&me, &c, &config, &mut cache).await.unwrap());
         let a = c.get_assignment().await.unwrap();
         let on_other = a.values().filter(|n| n.contains(&other)).count();

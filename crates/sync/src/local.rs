@@ -213,13 +213,7 @@ impl LocalSync {
     pub async fn adopt_existing(&self) -> trough_types::Result<usize> {
         let _guard = self.pass_lock.lock().await;
         tokio::fs::create_dir_all(&self.dir).await?;
-        let catalog: BTreeMap<SegmentId, SegmentEntry> = self
-            .coordinator
-            .list_segments()
-            .await?
-            .into_iter()
-            .map(|e| (e.id.clone(), e))
-            .collect();
+        let catalog = self.catalog().await?;
         let mut files = Vec::new();
         let mut dirs = tokio::fs::read_dir(&self.dir).await?;
         while let Some(d) = dirs.next_entry().await? {
@@ -387,28 +381,52 @@ impl LocalSync {
         Ok(())
     }
 
-    /// [`plan`] over everything: the whole assignment, catalog and node list.
-    async fn plan_all(&self) -> trough_types::Result<Vec<Action>> {
-        let assignment = self.coordinator.get_assignment().await?;
-        let catalog: BTreeMap<SegmentId, SegmentEntry> = self
+    /// The whole catalog, by id.
+    async fn catalog(&self) -> trough_types::Result<BTreeMap<SegmentId, SegmentEntry>> {
+        Ok(self
             .coordinator
             .list_segments()
             .await?
             .into_iter()
             .map(|e| (e.id.clone(), e))
-            .collect();
+            .collect())
+    }
+
+    /// The other nodes' verified versions of the segments `only` (every segment when `None`).
+    async fn holders(
+        &self,
+        only: Option<&[SegmentId]>,
+    ) -> trough_types::Result<BTreeMap<SegmentId, BTreeMap<NodeName, u64>>> {
         let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
         for n in self.coordinator.list_nodes().await? {
             if n.name == self.identity.name {
                 continue;
             }
-            for (id, v) in n.held.iter() {
+            let mut add = |id: &SegmentId, v: u64| {
                 holders
                     .entry(id.clone())
                     .or_default()
-                    .insert(n.name.clone(), *v);
+                    .insert(n.name.clone(), v);
+            };
+            match only {
+                None => n.held.iter().for_each(|(id, v)| add(id, *v)),
+                Some(ids) => {
+                    for id in ids {
+                        if let Some(v) = n.held.get(id) {
+                            add(id, *v);
+                        }
+                    }
+                }
             }
         }
+        Ok(holders)
+    }
+
+    /// [`plan`] over everything: the whole assignment, catalog and node list.
+    async fn plan_all(&self) -> trough_types::Result<Vec<Action>> {
+        let assignment = self.coordinator.get_assignment().await?;
+        let catalog = self.catalog().await?;
+        let holders = self.holders(None).await?;
         let held: BTreeMap<SegmentId, (u64, bool)> = self
             .status()
             .into_iter()
@@ -444,20 +462,7 @@ impl LocalSync {
                 held.insert(id.clone(), (s.version, s.verified));
             }
         }
-        let mut holders: BTreeMap<SegmentId, BTreeMap<NodeName, u64>> = BTreeMap::new();
-        for n in self.coordinator.list_nodes().await? {
-            if n.name == self.identity.name {
-                continue;
-            }
-            for id in ids {
-                if let Some(v) = n.held.get(id) {
-                    holders
-                        .entry(id.clone())
-                        .or_default()
-                        .insert(n.name.clone(), *v);
-                }
-            }
-        }
+        let holders = self.holders(Some(ids)).await?;
         Ok(plan(
             &self.identity.name,
             &assignment,
