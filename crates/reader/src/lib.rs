@@ -14,7 +14,8 @@
 //! kept idle afterwards within one reader-wide budget, least recently used closed first) in a
 //! blocking task and
 //! streams the JSON answer back through a bounded channel ([`QueryStream`], convertible into an
-//! `axum` body). Errors before the first output byte are returned as `Err` (proper status); an
+//! `axum` body). [`Reader::query_collect`] runs several statements on one connection and hands
+//! each whole answer to a [`Collector`] instead (cluster-wide queries). Errors before the first output byte are returned as `Err` (proper status); an
 //! error after output started ends the body with an error line and an aborted stream.
 //!
 //! Not here: downloading or verifying copies (synchronizer), writes (writer), HTTP routes (router),
@@ -24,6 +25,7 @@
 //! (`ok`, `rejected`, `timeout`, `cancelled`, `error`), gauges `trough_reader_segments_held` and
 //! `trough_reader_idle_connections`.
 
+mod collect;
 mod copy;
 mod error;
 mod pool;
@@ -33,6 +35,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+pub use collect::Collector;
 pub use error::Error;
 pub use reader::{HeldCopy, Reader};
 pub use stream::QueryStream;

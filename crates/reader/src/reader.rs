@@ -99,6 +99,12 @@ impl Reader {
         &self.limits
     }
 
+    /// Idle connections across every copy (tests).
+    #[cfg(test)]
+    pub(crate) fn budget_idle(&self) -> usize {
+        self.budget.idle()
+    }
+
     /// Serves the verified immutable copy at `path` as `id`'s stored copy, replacing any previous
     /// one atomically: queries in flight finish on the old copy, whose file is then deleted
     /// (unless it is this very `path`). The file is not opened here.
@@ -280,7 +286,7 @@ impl Reader {
     }
 
     /// The copy a query on `id` uses: the live database first, else the stored copy.
-    fn pick(&self, id: &SegmentId) -> Option<Arc<SegmentCopy>> {
+    pub(crate) fn pick(&self, id: &SegmentId) -> Option<Arc<SegmentCopy>> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let slot = table.get(id)?;
         slot.live.as_ref().or(slot.stored.as_ref()).cloned()
@@ -338,26 +344,7 @@ fn run_blocking(
     tx: &mpsc::Sender<Bytes>,
 ) -> Result<QueryStats, trough_types::Error> {
     let deadline = started + limits.timeout();
-    let mut conn = match copy.conns().get(deadline) {
-        Ok(conn) => conn,
-        Err(_) if cancel.is_cancelled() => return Err(cancelled_error()),
-        Err(GetError::Busy) => {
-            return Err(trough_types::Error::unavailable(
-                codes::READER_BUSY,
-                format!(
-                    "all {} connections to segment {} stayed busy for the whole query time limit",
-                    limits.pool_size, copy.id
-                ),
-            ))
-        }
-        Err(GetError::Open(e)) => {
-            return Err(trough_types::Error::new(
-                ErrorKind::Internal,
-                codes::SEGMENT_OPEN_FAILED,
-                format!("segment {}: {e}", copy.id),
-            ))
-        }
-    };
+    let mut conn = checkout(copy, deadline, limits, cancel)?;
     let mut slow_client = false;
     let tokio_deadline = tokio::time::Instant::from_std(deadline);
     let mut sink = |chunk: Bytes| -> bool {
@@ -378,7 +365,32 @@ fn run_blocking(
     }
 }
 
-fn record_metrics(started: Instant, result: &Result<QueryStats, trough_types::Error>) {
+/// A connection to `copy`, waiting for one until `deadline`.
+pub(crate) fn checkout(
+    copy: &SegmentCopy,
+    deadline: Instant,
+    limits: &QueryLimits,
+    cancel: &CancelToken,
+) -> Result<crate::pool::Lease, trough_types::Error> {
+    match copy.conns().get(deadline) {
+        Ok(conn) => Ok(conn),
+        Err(_) if cancel.is_cancelled() => Err(cancelled_error()),
+        Err(GetError::Busy) => Err(trough_types::Error::unavailable(
+            codes::READER_BUSY,
+            format!(
+                "all {} connections to segment {} stayed busy for the whole query time limit",
+                limits.pool_size, copy.id
+            ),
+        )),
+        Err(GetError::Open(e)) => Err(trough_types::Error::new(
+            ErrorKind::Internal,
+            codes::SEGMENT_OPEN_FAILED,
+            format!("segment {}: {e}", copy.id),
+        )),
+    }
+}
+
+pub(crate) fn record_metrics(started: Instant, result: &Result<QueryStats, trough_types::Error>) {
     metrics::histogram!(crate::METRIC_QUERY_SECONDS).record(started.elapsed().as_secs_f64());
     let outcome = match result {
         Ok(_) => "ok",

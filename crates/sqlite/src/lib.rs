@@ -2,6 +2,7 @@
 //!
 //! - [`open()`] / [`open_writable()`] ([`open`](mod@open) module): hardened connections for each
 //!   [`Access`] (immutable stored copy, read-only view of a live database, the writer's own).
+//! - [`alloc`] — SQLite's allocator: process-wide accounting and heap limit without a lock.
 //! - [`guard`] — the authorizer every connection gets (no ATTACH, extensions, dangerous PRAGMAs,
 //!   transaction control…), and the way trusted internal SQL bypasses it.
 //! - [`value`] — the lossless JSON encoding of SQLite values.
@@ -17,6 +18,7 @@
 //! `sqlite3_stmt_readonly`), never from matching keywords. Not here: connection pools and async
 //! (the reader), write transactions (the writer), HTTP routes.
 
+pub mod alloc;
 pub mod guard;
 pub mod limits;
 pub mod open;

@@ -111,6 +111,10 @@ pub fn configure(limits: &SqliteLimits, temp_dir: &Path) -> trough_types::Result
         Ordering::Relaxed,
     );
     let hard = i64::try_from(limits.heap_limit_bytes).unwrap_or(i64::MAX);
+    // The limit is enforced by trough's allocator when SQLite took it (`alloc::install`, before
+    // SQLite initialized), else by SQLite's own statistics; both are set.
+    crate::alloc::install();
+    crate::alloc::set_heap_limit(hard);
     // SAFETY: plain calls into SQLite's thread-safe configuration API.
     unsafe {
         ffi::sqlite3_hard_heap_limit64(hard);

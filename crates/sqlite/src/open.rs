@@ -24,7 +24,8 @@ use trough_types::error::{Error, Result};
 /// How a segment file is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// A verified stored copy that never changes: `immutable=1`, read-only, no locking at all.
+    /// A verified stored copy that never changes: `immutable=1`, read-only, no locking at all
+    /// (the `unix-none` VFS).
     ReadOnlyImmutable,
     /// A read-only view of a live (writable, WAL) database that another connection writes.
     ReadOnly,
@@ -77,7 +78,11 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
                 | OpenFlags::SQLITE_OPEN_URI
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let mut conn = raw_open(path, "?immutable=1", flags)?;
+            // `unix-none`: no locking at all, which `immutable=1` never needs. The default `unix`
+            // VFS would still enter one process-wide mutex and walk a list of every open file on
+            // each open and close (POSIX lock bookkeeping): a cluster-wide query opening
+            // thousands of copies at once spent much of its time there (issue 12's profile).
+            let mut conn = raw_open(path, "?immutable=1&vfs=unix-none", flags)?;
             harden(&mut conn, Mode::Read).map_err(|e| ctx(e, path))?;
             Ok(conn)
         }

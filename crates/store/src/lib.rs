@@ -72,7 +72,11 @@ impl SegmentStore {
                 std::fs::create_dir_all(&dir)?;
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
                     .map_err(store_error)?
-                    .with_automatic_cleanup(true);
+                    .with_automatic_cleanup(true)
+                    // A publish is acknowledged once its object and manifest are written: on a
+                    // local disk that means on the disk, not in the page cache (a power loss must
+                    // not leave the catalog naming an object that is gone).
+                    .with_fsync(true);
                 (Arc::new(fs), ObjectPath::default())
             }
             "memory" => (

@@ -182,19 +182,17 @@ pub async fn gather(node: &Arc<Node>, req: &ScatterRequest) -> Result<FanOut, Ht
     let cred = req.credential();
     let guard_body = request_body(plan.guard_sql(), &Params::None)?;
     let body = request_body(plan.segment_sql(), &req.params)?;
-    let (guards, data) = tokio::join!(
-        fan_out(node, &ids, guard_body, cred.clone()),
-        fan_out(node, &ids, body, cred.clone())
-    );
+    let pairs = fan_out_pairs(node, &ids, guard_body, body, cred.clone()).await;
     let mut failures: Vec<(SegmentId, Error)> = Vec::new();
     let mut facts = Vec::new();
-    for (id, r) in guards {
-        match r.and_then(read_facts) {
-            Ok(f) => facts.push((id, f)),
-            Err(e) => failures.push((id, e)),
+    let mut results = Vec::with_capacity(pairs.len());
+    for (id, guard, data) in pairs {
+        match guard.and_then(read_facts) {
+            Ok(f) => facts.push((id.clone(), f)),
+            Err(e) => failures.push((id.clone(), e)),
         }
+        results.push((id, data));
     }
-    let mut results = data;
     let named: Vec<(String, SegmentFacts)> = facts
         .iter()
         .map(|(id, f)| (id.to_string(), f.clone()))
@@ -370,6 +368,105 @@ pub(crate) async fn fan_out(
         .buffer_unordered(concurrency)
         .collect()
         .await
+}
+
+/// Runs `guard` and then `data` on every segment of `ids` (each pair counts once against
+/// `limits.scatter.concurrency`, and together against `limits.scatter.segment_timeout_ms`).
+///
+/// One after the other on purpose: a segment held here then opens one SQLite connection for both
+/// (the guard's connection is idle again when the data query asks), where two concurrent queries
+/// would open two. Opening and closing connections is most of what a cluster-wide query over
+/// many small segments costs (issue 12's profile). A guard failure skips the data query.
+pub(crate) async fn fan_out_pairs(
+    node: &Arc<Node>,
+    ids: &[SegmentId],
+    guard: Bytes,
+    data: Bytes,
+    credential: Option<HeaderValue>,
+) -> Vec<(SegmentId, Result<Spool, Error>, Result<Spool, Error>)> {
+    let limits = &node.limits.scatter;
+    let segment_timeout = Duration::from_millis(limits.segment_timeout_ms.max(1));
+    let concurrency = limits.concurrency.max(1);
+    futures::stream::iter(ids.to_vec())
+        .map(|id| {
+            let (guard, data) = (guard.clone(), data.clone());
+            let node = node.clone();
+            let credential = credential.clone();
+            async move {
+                let t0 = Instant::now();
+                let both = async {
+                    if node.reads_locally(&id) {
+                        return fetch_local_pair(&node, &id, &guard, &data).await;
+                    }
+                    let g = fetch(&node, &id, guard, credential.as_ref()).await;
+                    let d = match &g {
+                        Ok(_) => fetch(&node, &id, data, credential.as_ref()).await,
+                        Err(e) => Err(e.clone()),
+                    };
+                    (g, d)
+                };
+                let (g, d) = match tokio::time::timeout(segment_timeout, both).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let e = Error::new(
+                            ErrorKind::Timeout,
+                            codes::SEGMENT_TIMEOUT,
+                            format!("timed out after {} ms", segment_timeout.as_millis()),
+                        );
+                        (Err(e.clone()), Err(e))
+                    }
+                };
+                metrics::histogram!("trough_scatter_segment_seconds")
+                    .record(t0.elapsed().as_secs_f64());
+                (id, g, d)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// Runs the guard and the data query on a segment held here, on one connection in one blocking
+/// task ([`trough_reader::Reader::query_collect`]). A failure is both answers'.
+async fn fetch_local_pair(
+    node: &Node,
+    id: &SegmentId,
+    guard: &Bytes,
+    data: &Bytes,
+) -> (Result<Spool, Error>, Result<Spool, Error>) {
+    let reader = node
+        .reader
+        .as_ref()
+        .expect("reads_locally implies a reader");
+    let parse = |b: &Bytes| {
+        serde_json::from_slice::<SqlRequest>(b).map_err(|e| Error::internal(e.to_string()))
+    };
+    let reqs = match (parse(guard), parse(data)) {
+        (Ok(g), Ok(d)) => vec![g, d],
+        (Err(e), _) | (_, Err(e)) => return (Err(e.clone()), Err(e)),
+    };
+    let spool_mem = node.limits.scatter.spool_memory_bytes;
+    match reader
+        .query_collect(id, reqs, RowFormat::Ndjson, move || {
+            spool::SpoolWriter::new(spool_mem)
+        })
+        .await
+    {
+        Ok(answers) => {
+            let mut it = answers.into_iter();
+            match (it.next(), it.next()) {
+                (Some(g), Some(d)) => (Ok(g), Ok(d)),
+                _ => {
+                    let e = Error::internal("a segment answered fewer statements than asked");
+                    (Err(e.clone()), Err(e))
+                }
+            }
+        }
+        Err(e) => {
+            let e = reader_error(e);
+            (Err(e.clone()), Err(e))
+        }
+    }
 }
 
 /// Runs the per-segment SQL on one segment (here, or on a replica) and spools its NDJSON answer.

@@ -19,6 +19,75 @@ pub enum Spool {
     File(std::fs::File),
 }
 
+/// Builds a [`Spool`] from chunks pushed on a blocking thread ([`trough_reader::Collector`]):
+/// in memory up to its limit, then in a temporary file.
+pub struct SpoolWriter {
+    mem: Vec<u8>,
+    file: Option<std::fs::File>,
+    memory_limit: usize,
+}
+
+impl SpoolWriter {
+    /// An empty spool that moves to a temporary file past `memory_limit` bytes.
+    pub fn new(memory_limit: usize) -> Self {
+        Self {
+            mem: Vec::new(),
+            file: None,
+            memory_limit,
+        }
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        match &mut self.file {
+            Some(f) => f.write_all(chunk).map_err(spool_io),
+            None => {
+                self.mem.extend_from_slice(chunk);
+                if self.mem.len() > self.memory_limit {
+                    // Under the data dir, never $TMPDIR.
+                    let mut f = tempfile::tempfile_in(trough_sqlite::limits::temp_dir())
+                        .map_err(spool_io)?;
+                    f.write_all(&self.mem).map_err(spool_io)?;
+                    self.mem = Vec::new();
+                    self.file = Some(f);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The last non-empty line written so far (for an error line at the end of a stream).
+    fn last_line(&mut self) -> Option<String> {
+        match &mut self.file {
+            Some(f) => last_line_of_file(f),
+            None => last_line(&self.mem).map(str::to_owned),
+        }
+    }
+
+    fn done(self) -> Result<Spool, Error> {
+        match self.file {
+            Some(mut f) => {
+                f.rewind().map_err(spool_io)?;
+                Ok(Spool::File(f))
+            }
+            None => Ok(Spool::Memory(self.mem)),
+        }
+    }
+}
+
+impl trough_reader::Collector for SpoolWriter {
+    type Output = Spool;
+    fn push(&mut self, chunk: Bytes) -> Result<(), Error> {
+        self.write(&chunk)
+    }
+    fn finish(self) -> Result<Spool, Error> {
+        self.done()
+    }
+}
+
+fn spool_io(e: std::io::Error) -> Error {
+    Error::internal(format!("cannot spool a segment answer: {e}"))
+}
+
 impl Spool {
     /// Collects a byte stream, moving to a temporary file past `memory_limit` bytes. The
     /// stream's own error is returned as it is (its kind kept); a failing temporary file is an
@@ -27,46 +96,21 @@ impl Spool {
     where
         S: Stream<Item = Result<Bytes, Error>> + Unpin,
     {
-        let io = |e: std::io::Error| Error::internal(format!("cannot spool a segment answer: {e}"));
-        let mut mem = Vec::new();
-        let mut file: Option<std::fs::File> = None;
+        let mut w = SpoolWriter::new(memory_limit);
         while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
+            match chunk {
+                Ok(c) => w.write(&c)?,
                 // A sender that failed after output started wrote its error as the last line
                 // (decision 0003): that error, with its kind, is the answer's.
                 Err(e) => {
-                    let last = match &mut file {
-                        Some(f) => last_line_of_file(f),
-                        None => last_line(&mem).map(str::to_owned),
-                    };
-                    return Err(last
+                    return Err(w
+                        .last_line()
                         .and_then(|l| trough_types::wire::parse_error_line(&l))
                         .unwrap_or(e));
                 }
-            };
-            match &mut file {
-                Some(f) => f.write_all(&chunk).map_err(io)?,
-                None => {
-                    mem.extend_from_slice(&chunk);
-                    if mem.len() > memory_limit {
-                        // Under the data dir, never $TMPDIR.
-                        let mut f =
-                            tempfile::tempfile_in(trough_sqlite::limits::temp_dir()).map_err(io)?;
-                        f.write_all(&mem).map_err(io)?;
-                        mem = Vec::new();
-                        file = Some(f);
-                    }
-                }
             }
         }
-        match file {
-            Some(mut f) => {
-                f.rewind().map_err(io)?;
-                Ok(Spool::File(f))
-            }
-            None => Ok(Spool::Memory(mem)),
-        }
+        w.done()
     }
 
     /// The rows, as (column names of the first row, iterator of value rows).
