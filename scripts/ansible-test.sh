@@ -8,24 +8,35 @@
 #      ansible-lint in a venv under $TROUGH_TOOLS_DIR/ansible-venv
 #   2. ansible-lint --profile production over ansible/ (skip with TROUGH_ANSIBLE_SKIP_LINT=1)
 #   3. starts s3s-fs (object storage is the operator's, not deployed by the playbook)
-#   4. writes an inventory of four test hosts on this machine (ansible_connection: local), each
-#      with its own base directory under a temp dir and its own ports:
+#   4. makes a test CA, a certificate per host and one for the test client with `openssl`, a
+#      bootstrap admin token and a Consul token; writes an inventory of four test hosts on this
+#      machine (ansible_connection: local) that deploys with authorization, TLS and mutual TLS
+#      on, each host with its own base directory under a temp dir and its own ports:
 #        host0: Consul server (bootstrap_expect 1) + trough router
 #        host1: Consul client + reader + sync server      (tier default, quota 1 GB)
 #        host2: Consul client + reader + sync server      (tier default, quota 2 GB)
 #        host3: Consul client + reader + writer           (tier default, no quota)
 #      Services run under the supervisor fallback (no systemd here); the rendered systemd units
 #      are checked with `systemd-analyze verify` (or supervise-unit's own check without it)
-#   5. ansible-playbook site.yml; then publishes a SQLite segment through the router (PUT), waits
-#      until two readers hold verified copies, queries it through the router and compares the
-#      answer; resolves the segment through Consul DNS
-#   6. ansible-playbook site.yml again: the recap must show changed=0 for every host
-#   7. kill -9 of a reader: the supervisor restarts it (Restart=on-failure)
-#   8. a quota change on one host restarts only that host's reader, which registers the new quota
-#   9. a rolling upgrade of the read nodes to a new binary with -e trough_serial=1 while a client
+#   5. secure by default: the same inventory without a bootstrap token and certificates fails
+#      at the role's first checks, before anything is written
+#   6. ansible-playbook site.yml; then, over HTTPS trusting only the test CA: a request without a
+#      token is refused (401); with the bootstrap admin token, publishes a SQLite segment through
+#      the router (PUT), waits until two readers hold verified copies, queries it through the
+#      router and compares the answer; a read-only token created through the API queries it but
+#      may not publish (403); resolves the segment through Consul DNS
+#   7. ansible-playbook site.yml again: the recap must show changed=0 for every host
+#   8. kill -9 of a reader: the supervisor restarts it (Restart=on-failure)
+#   9. a quota change on one host restarts only that host's reader, which registers the new quota
+#  10. a renewed certificate for the router's host is deployed and served
+#  11. a rolling upgrade of the read nodes to a new binary with -e trough_serial=1 while a client
 #      queries the router without pause: no query may fail
-#  10. removal of a read node (trough_state=absent): its services stop, queries still answer
-#  11. teardown (also on failure): every supervised process, s3s-fs, the temp dir
+#  12. removal of a read node (trough_state=absent): its services stop and its secrets are
+#      removed, queries still answer
+#  13. secrets (bootstrap and API tokens, Consul token, private keys) appear in no configuration,
+#      environment or playbook output and no service log; the files holding them are 0640 or
+#      0600, and nothing under the configuration directories is readable by others
+#  14. teardown (also on failure): every supervised process, s3s-fs, the temp dir
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS="${TROUGH_TOOLS_DIR:-$HOME/.cache/trough-tools}"
@@ -148,7 +159,29 @@ done
 (exec 3<>"/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null || die "s3s-fs did not start"
 log "s3s-fs on 127.0.0.1:$S3_PORT, work dir $WORK"
 
-# --- 4. inventory -----------------------------------------------------------------------------
+# --- 4. certificates, tokens, inventory --------------------------------------------------------
+# A throw-away CA; a certificate per host (and a renewed one for host0, deployed in step 10) and
+# one for this script as a client, all for 127.0.0.1 where the test hosts listen.
+PKI="$WORK/pki"
+mkdir -p "$PKI"
+openssl_q() { openssl "$@" >>"$PKI/openssl.log" 2>&1 || die "openssl $1 failed: $(tail -n 5 "$PKI/openssl.log")"; }
+openssl_q req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj "/CN=trough-ansible-test-ca" -keyout "$PKI/ca.key" -out "$PKI/ca.pem"
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$PKI/ext"
+for name in "${HOSTS[@]}" host0-renewed client; do
+  openssl_q req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
+    -keyout "$PKI/$name.key" -out "$PKI/$name.csr"
+  openssl_q x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 2 -extfile "$PKI/ext" -out "$PKI/$name.pem"
+done
+# The bootstrap admin token, as an operator makes one; a Consul ACL token (the test agent has no
+# ACLs and ignores it: what is checked is that the role hands it over without leaking it).
+ADMIN_TOKEN="trough_$(openssl rand -hex 8)_$(openssl rand -hex 32)"
+CONSUL_TOKEN="$("$PY" -c 'import uuid; print(uuid.uuid4())')"
+printf 'Authorization: Bearer %s\n' "$ADMIN_TOKEN" >"$WORK/admin.header"
+chmod 600 "$WORK/admin.header"
+log "test CA, 6 certificates and the tokens made in $PKI"
+
 declare -A HTTP SERF ROUTER READER WRITER SYNC
 {
   echo "---"
@@ -181,6 +214,14 @@ declare -A HTTP SERF ROUTER READER WRITER SYNC
   echo "    trough_restart_sec: 1"
   echo "    trough_health_timeout_secs: 60"
   echo "    trough_config: {sync: {interval_secs: 2}}"
+  echo "    trough_bootstrap_token: \"$ADMIN_TOKEN\""
+  echo "    trough_consul_token: \"$CONSUL_TOKEN\""
+  echo "    trough_tls_ca_src: \"$PKI/ca.pem\""
+  echo "    trough_tls_cert_src: \"$PKI/{{ inventory_hostname }}.pem\""
+  echo "    trough_tls_key_src: \"$PKI/{{ inventory_hostname }}.key\""
+  echo "    trough_tls_client_auth: true"
+  # Nothing for callers without a token (the role's health check then sends the bootstrap token).
+  echo "    trough_auth_anonymous: []"
   echo "  hosts:"
   for h in "${HOSTS[@]}"; do
     base="$WORK/$h"
@@ -209,6 +250,15 @@ declare -A HTTP SERF ROUTER READER WRITER SYNC
     echo "      trough_supervisor_bin: $base/bin/supervise-unit"
     echo "      trough_supervisor_state_dir: $base/run"
     echo "      trough_ports: {router: ${ROUTER[$h]}, reader: ${READER[$h]}, writer: ${WRITER[$h]}, sync_server: ${SYNC[$h]}}"
+    if [ "$h" = host3 ]; then
+      # This host's certificate and key as PEM text (how they come from a vault).
+      echo "      trough_tls_cert_src: \"\""
+      echo "      trough_tls_key_src: \"\""
+      echo "      trough_tls_cert: |"
+      sed 's/^/        /' "$PKI/$h.pem"
+      echo "      trough_tls_key: |"
+      sed 's/^/        /' "$PKI/$h.key"
+    fi
   done
   echo "  children:"
   echo "    consul_servers:"
@@ -230,7 +280,7 @@ declare -A HTTP SERF ROUTER READER WRITER SYNC
   echo "      hosts:"
   echo "        host3:"
 } > "$WORK/inventory.yml"
-ROUTER_URL="http://127.0.0.1:${ROUTER[host0]}"
+ROUTER_URL="https://127.0.0.1:${ROUTER[host0]}"
 
 playbook() {
   local name="$1"
@@ -263,9 +313,29 @@ recap_check() {
   done
 }
 
-http() { curl -sS --max-time 10 "$@"; }
+# HTTPS trusting only the test CA, presenting the client certificate (mutual TLS is on):
+# `anon` sends no token, `http` the bootstrap admin token, `http_ro` the read-only one.
+TLS_ARGS=(--cacert "$PKI/ca.pem" --cert "$PKI/client.pem" --key "$PKI/client.key")
+anon() { curl -sS --max-time 10 "${TLS_ARGS[@]}" "$@"; }
+http() { anon -H @"$WORK/admin.header" "$@"; }
+http_ro() { anon -H @"$WORK/ro.header" "$@"; }
 
-# --- 5. deploy and use ------------------------------------------------------------------------
+# --- 5. secure by default ---------------------------------------------------------------------
+# Without a bootstrap token and certificates (and without trough_insecure) the role stops at
+# its first checks, saying what to set, before writing anything.
+log "ansible-playbook without security settings must fail early"
+rc=0
+(cd "$ROOT/ansible" && timeout "$PLAYBOOK_TIMEOUT" ansible-playbook -i "$WORK/inventory.yml" site.yml \
+  --tags trough --limit host1 \
+  -e '{"trough_bootstrap_token": "", "trough_tls_cert_src": "", "trough_tls_cert": ""}') \
+  >"$WORK/insecure.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || die "the playbook ran without authorization and TLS settings"
+grep -q 'set trough_insecure: true' "$WORK/insecure.log" \
+  || die "the early failure does not say what to set: $(tail -n 30 "$WORK/insecure.log")"
+[ ! -e "$WORK/host1/etc/trough" ] || die "the refused run wrote $WORK/host1/etc/trough"
+log "refused without security settings, nothing written"
+
+# --- 6. deploy and use ------------------------------------------------------------------------
 playbook deploy
 recap_check "$WORK/deploy.log" 0 "${HOSTS[@]}"
 
@@ -287,6 +357,13 @@ for path in sorted(glob.glob(f"{work}/host*/etc/trough/*.toml")):
     with open(path, "rb") as f:
         c = tomllib.load(f)
     assert c["consul"].startswith("http://127.0.0.1:"), (path, c)
+    etc = path.rsplit("/", 1)[0]
+    assert c["auth"] == {"enabled": True, "bootstrap_token_file": f"{etc}/bootstrap-token",
+                         "anonymous": []}, (path, c)
+    assert c["tls"] == {"cert_file": f"{etc}/tls/node.pem", "key_file": f"{etc}/tls/node.key",
+                        "ca_file": f"{etc}/tls/ca.pem", "client_ca_file": f"{etc}/tls/ca.pem"}, (path, c)
+    assert c["consul_token_file"] == f"{etc}/consul-token", (path, c)
+    assert c["node"]["advertise"].startswith("https://127.0.0.1:"), (path, c)
     assert c["object_store"] == "s3://trough/cluster", (path, c)
     assert c["assignment"]["tiers"] == [{"name": "default", "replication_factor": 2}], (path, c)
     assert c["sync"]["interval_secs"] == 2, (path, c)
@@ -300,6 +377,21 @@ for path in sorted(glob.glob(f"{work}/host*/etc/consul.d/consul.json")):
     assert c["server"] == path.startswith(f"{work}/host0/"), (path, c)
 print("configurations ok", file=sys.stderr)
 EOF
+
+log "checking authorization and TLS through the router"
+code="$(anon -o "$WORK/anon.json" -w '%{http_code}' "$ROUTER_URL/tokens")"
+[ "$code" = 401 ] || die "GET /tokens without a token answered $code: $(cat "$WORK/anon.json")"
+code="$(anon -o "$WORK/anon.json" -w '%{http_code}' -X PUT --data-binary 'x' "$ROUTER_URL/segments/pages-2024")"
+[ "$code" = 401 ] || die "PUT without a token answered $code: $(cat "$WORK/anon.json")"
+# Plain HTTP to a TLS port gets no answer; a client that does not trust the test CA is refused.
+curl -sS --max-time 5 -o /dev/null "http://127.0.0.1:${ROUTER[host0]}/health" 2>/dev/null \
+  && die "the router answered plain HTTP"
+curl -sS --max-time 5 -o /dev/null "$ROUTER_URL/health" 2>/dev/null \
+  && die "a client without the test CA was served"
+# Mutual TLS: without a client certificate the handshake fails.
+curl -sS --max-time 5 -o /dev/null --cacert "$PKI/ca.pem" "$ROUTER_URL/health" 2>/dev/null \
+  && die "a client without a certificate was served"
+log "no token: 401; plain HTTP, an unknown CA and no client certificate: refused"
 
 log "publishing a segment through the router"
 "$PY" - "$WORK/pages.sqlite" <<'EOF'
@@ -324,9 +416,10 @@ done
 [ "$replicas" -ge 2 ] || die "pages-2024 never had 2 verified replicas: $(http "$ROUTER_URL/segments/pages-2024")"
 log "replicated: $replicas verified copies"
 
+# check_query [CLIENT]: the grouped query through the router, as the admin (http) or CLIENT.
 check_query() {
   local got
-  got="$(http -d 'SELECT status, count(*) AS n, sum(size) AS total FROM pages GROUP BY status ORDER BY status' \
+  got="$("${1:-http}" -d 'SELECT status, count(*) AS n, sum(size) AS total FROM pages GROUP BY status ORDER BY status' \
     "$ROUTER_URL/segments/pages-2024/query")" || return 1
   "$PY" - "$WORK/pages.sqlite" "$got" <<'EOF'
 import json, sqlite3, sys
@@ -340,6 +433,27 @@ EOF
 }
 check_query || die "the query through the router gave a wrong answer"
 log "query through the router: correct answer"
+code="$(anon -o "$WORK/anon.json" -w '%{http_code}' -d 'SELECT count(*) FROM pages' "$ROUTER_URL/segments/pages-2024/query")"
+[ "$code" = 401 ] || die "a query without a token answered $code: $(cat "$WORK/anon.json")"
+
+# A read-only token made through the API: it may query, not publish.
+code="$(http -o "$WORK/ro.json" -w '%{http_code}' -H 'content-type: application/json' \
+  -d '{"description": "ansible-test reader", "grants": [{"segments": "pages-*", "right": "read"}]}' \
+  "$ROUTER_URL/tokens")"
+[ "$code" = 201 ] || die "POST /tokens answered $code: $(cat "$WORK/ro.json")"
+RO_TOKEN="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["secret"])' "$WORK/ro.json")"
+printf 'Authorization: Bearer %s\n' "$RO_TOKEN" >"$WORK/ro.header"
+chmod 600 "$WORK/ro.header"
+rm -f "$WORK/ro.json"
+check_query http_ro || die "the read-only token could not query"
+"$PY" -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("CREATE TABLE pages(url TEXT)"); c.commit()' \
+  "$WORK/other.sqlite"
+code="$(http_ro -o "$WORK/ro-put.json" -w '%{http_code}' -X PUT --data-binary @"$WORK/other.sqlite" "$ROUTER_URL/segments/pages-2024")"
+[ "$code" = 403 ] || die "PUT with the read-only token answered $code: $(cat "$WORK/ro-put.json")"
+code="$(http_ro -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$WORK/other.sqlite" "$ROUTER_URL/segments/pages-new")"
+[ "$code" = 403 ] || die "PUT of a new segment with the read-only token answered $code"
+check_query || die "the refused PUT changed the segment"
+log "read-only token: queries answer, publishing is refused (403) and changes nothing"
 
 "$PY" - "$DNS_PORT" <<'EOF' || die "Consul DNS did not resolve the segment to its 2 replicas"
 import random, socket, struct, sys, time
@@ -373,19 +487,19 @@ while True:
     time.sleep(0.5)
 EOF
 
-# --- 6. idempotence ---------------------------------------------------------------------------
+# --- 7. idempotence ---------------------------------------------------------------------------
 playbook again
 recap_check "$WORK/again.log" 1 "${HOSTS[@]}"
 log "second run: changed=0 on every host"
 
-# --- 7. restart on failure --------------------------------------------------------------------
+# --- 8. restart on failure --------------------------------------------------------------------
 state1="$WORK/host1/run"
 old_pid="$(cat "$state1/trough-reader.main.pid")"
 kill -9 "$old_pid"
 new_pid=""
 for _ in $(seq 100); do
   new_pid="$(cat "$state1/trough-reader.main.pid" 2>/dev/null || true)"
-  if [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] && http "http://127.0.0.1:${READER[host1]}/health" >/dev/null 2>&1; then
+  if [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] && http "https://127.0.0.1:${READER[host1]}/health" >/dev/null 2>&1; then
     break
   fi
   sleep 0.2
@@ -393,7 +507,7 @@ done
 [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] || die "the supervisor did not restart the killed reader"
 log "killed reader pid $old_pid; supervisor restarted it as pid $new_pid"
 
-# --- 8. a quota change restarts only the reader of that host ----------------------------------
+# --- 9. a quota change restarts only the reader of that host ----------------------------------
 state2="$WORK/host2/run"
 reader_before="$(cat "$state2/trough-reader.main.pid")"
 sync_before="$(cat "$state2/trough-sync-server.main.pid")"
@@ -404,26 +518,50 @@ grep -q '^quota_bytes = 3000000000$' "$WORK/host2/etc/trough/reader.toml" || die
 grep -qE '^host2 +: .*changed=[1-9]' "$WORK/quota.log" || die "the quota change changed nothing"
 quota_seen=""
 for _ in $(seq 40); do
-  quota_seen="$(http "http://127.0.0.1:${HTTP[host2]}/v1/kv/trough/nodes/host2?raw" 2>/dev/null || true)"
+  quota_seen="$(curl -sS --max-time 10 "http://127.0.0.1:${HTTP[host2]}/v1/kv/trough/nodes/host2?raw" 2>/dev/null || true)"
   grep -q '"quota_bytes":3000000000' <<<"$quota_seen" && break
   sleep 0.5
 done
 grep -q '"quota_bytes":3000000000' <<<"$quota_seen" || die "host2's reader did not register its new quota: $quota_seen"
 log "quota change: only trough-reader on host2 restarted; it registered the new quota"
 
-# --- 9. rolling upgrade, no failed query ------------------------------------------------------
+# --- 10. a renewed certificate ----------------------------------------------------------------
+# The router's host gets a new certificate (another serial, same CA). With mutual TLS a node
+# presents its certificate when it forwards and reads it at start, so the role restarts the
+# router; the new certificate is served.
+served_serial() {
+  openssl s_client -connect "127.0.0.1:$1" -CAfile "$PKI/ca.pem" -cert "$PKI/client.pem" \
+    -key "$PKI/client.key" </dev/null 2>/dev/null | openssl x509 -noout -serial
+}
+old_serial="$(served_serial "${ROUTER[host0]}")"
+[ "$old_serial" = "$(openssl x509 -noout -serial -in "$PKI/host0.pem")" ] || die "the router serves $old_serial, not host0.pem"
+router_before="$(cat "$WORK/host0/run/trough-router.main.pid")"
+playbook renew --limit host0 --tags trough -e "trough_tls_cert_src=$PKI/host0-renewed.pem" \
+  -e "trough_tls_key_src=$PKI/host0-renewed.key"
+new_serial="$(served_serial "${ROUTER[host0]}")"
+[ "$new_serial" = "$(openssl x509 -noout -serial -in "$PKI/host0-renewed.pem")" ] \
+  || die "after the renewal the router serves $new_serial (before: $old_serial)"
+[ "$(cat "$WORK/host0/run/trough-router.main.pid")" != "$router_before" ] || die "the router was not restarted"
+check_query || die "queries fail after the renewal"
+log "renewed certificate served by the router ($old_serial -> $new_serial)"
+
+# --- 11. rolling upgrade, no failed query ------------------------------------------------------
 cp "$TROUGH_BIN" "$WORK/trough-v2"
 printf 'trough-ansible-test upgrade marker %s\n' "$(date +%s%N)" >>"$WORK/trough-v2"
-"$PY" - "$ROUTER_URL" "$WORK/queries.txt" "$WORK/stop-queries" <<'EOF' &
-import json, os, sys, time, urllib.request
-url, out, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+"$PY" - "$ROUTER_URL" "$WORK/queries.txt" "$WORK/stop-queries" "$PKI" "$WORK/ro.header" <<'EOF' &
+import json, os, ssl, sys, time, urllib.request
+url, out, stop, pki, header = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+ctx.load_cert_chain(f"{pki}/client.pem", f"{pki}/client.key")
+name, value = open(header).read().strip().split(": ", 1)
 ok = failed = 0
 errors = []
 while not os.path.exists(stop):
     req = urllib.request.Request(url + "/segments/pages-2024/query",
-                                 data=b"SELECT count(*) AS n FROM pages", method="POST")
+                                 data=b"SELECT count(*) AS n FROM pages", method="POST",
+                                 headers={name: value})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
             if json.load(r) == [{"n": 1000}]:
                 ok += 1
             else:
@@ -449,13 +587,67 @@ done
 recap_check "$WORK/upgrade.log" 0 host1 host2 host3
 log "rolling upgrade: $ok queries during it, none failed"
 
-# --- 10. remove a node -------------------------------------------------------------------------
+# --- 12. remove a node -------------------------------------------------------------------------
 playbook remove --limit host3 --tags trough -e trough_state=absent
 ls "$WORK"/host3/etc/systemd/system/trough-*.service >/dev/null 2>&1 && die "host3 still has trough units"
 for part in reader writer; do
   "$SUPERVISE" --state-dir "$WORK/host3/run" status "trough-$part" >/dev/null && die "trough-$part still runs on host3"
 done
+for f in bootstrap-token consul-token tls; do
+  [ ! -e "$WORK/host3/etc/trough/$f" ] || die "host3 still has etc/trough/$f"
+done
 check_query || die "queries fail after host3 left"
-log "host3 removed; queries still answer"
+log "host3 removed, with its secrets; queries still answer"
+
+# --- 13. no secret leaks ------------------------------------------------------------------------
+log "checking where the secrets are"
+"$PY" - "$WORK" "$ADMIN_TOKEN" "$RO_TOKEN" "$CONSUL_TOKEN" <<'EOF' || die "a secret leaked or a file is too open"
+import glob, os, stat, sys
+work, *tokens = sys.argv[1:]
+uid, gid = os.getuid(), os.getgid()
+# The body of every private key (the first line of base64 is enough to recognise one).
+keys = [open(k).read().splitlines()[1] for k in glob.glob(f"{work}/pki/host*.key")]
+secrets = tokens + keys
+# Where each secret may be: the bootstrap token in bootstrap-token, the Consul token in
+# consul-token, a host's key in its tls/node.key.
+allowed = ("/etc/trough/bootstrap-token", "/etc/trough/consul-token", "/etc/trough/tls/node.key")
+files = [f for f in glob.glob(f"{work}/host*/**", recursive=True) if os.path.isfile(f)]
+# Not the binaries, nor the data (segment copies, Consul's state: it holds token hashes only).
+files = [f for f in files if "/var/lib/" not in f and "/bin/" not in f]
+files += glob.glob(f"{work}/*.log")
+checked = 0
+for path in files:
+    if path.endswith(allowed):
+        continue
+    text = open(path, "rb").read().decode("utf-8", "replace")
+    checked += 1
+    for i, s in enumerate(secrets):
+        if s in text:
+            sys.exit(f"secret #{i} appears in {path}")
+logs = [f for f in files if f.endswith(".log") and "/run/trough-" in f]
+assert len(logs) >= 7, f"expected the logs of 7 trough services, found {logs}"
+for etc in glob.glob(f"{work}/host*/etc/trough"):
+    for root, dirs, names in os.walk(etc):
+        for n in dirs + names:
+            p = os.path.join(root, n)
+            st = os.stat(p)
+            if st.st_mode & 0o007:
+                sys.exit(f"{p} is open to others: {stat.filemode(st.st_mode)}")
+            if st.st_gid != gid:
+                sys.exit(f"{p} is not in the service's group")
+            if p.endswith(allowed):
+                if stat.S_IMODE(st.st_mode) not in (0o600, 0o640) or st.st_uid != uid:
+                    sys.exit(f"{p}: {stat.filemode(st.st_mode)} uid {st.st_uid}")
+for h in ("host0", "host1", "host2"):
+    with open(f"{work}/{h}/etc/trough/bootstrap-token") as f:
+        assert f.read().strip() == tokens[0], f"{h}: wrong bootstrap token file"
+    with open(f"{work}/{h}/etc/trough/consul-token") as f:
+        assert f.read().strip() == tokens[2], f"{h}: wrong Consul token file"
+    want = open(f"{work}/pki/{'host0-renewed' if h == 'host0' else h}.key").read().strip()
+    with open(f"{work}/{h}/etc/trough/tls/node.key") as f:
+        assert f.read().strip() == want, f"{h}: wrong key"
+print(f"secrets: in none of {checked} configuration, log and output files "
+      f"({len(logs)} service logs); secret files 0640, nothing open to others", file=sys.stderr)
+EOF
 
 log "all checks passed"
