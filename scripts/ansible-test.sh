@@ -44,6 +44,7 @@ VENV="$TOOLS/ansible-venv"
 ANSIBLE_PINS="ansible-core==2.19.14 ansible-lint==26.10.1"
 PLAYBOOK_TIMEOUT="${TROUGH_ANSIBLE_PLAYBOOK_TIMEOUT:-300}"
 SUPERVISE="$ROOT/ansible/roles/supervisor/files/supervise-unit"
+CHECKS="$ROOT/scripts/ansible_test_checks.py"
 HOSTS=(host0 host1 host2 host3)
 
 log() { printf '[ansible-test +%ss] %s\n' "$SECONDS" "$*" >&2; }
@@ -350,33 +351,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   log "systemd-analyze is not installed: units checked by supervise-unit check only"
 fi
-"$PY" - "$WORK" <<'EOF' || die "a rendered configuration is wrong"
-import glob, json, sys, tomllib
-work = sys.argv[1]
-for path in sorted(glob.glob(f"{work}/host*/etc/trough/*.toml")):
-    with open(path, "rb") as f:
-        c = tomllib.load(f)
-    assert c["consul"].startswith("http://127.0.0.1:"), (path, c)
-    etc = path.rsplit("/", 1)[0]
-    assert c["auth"] == {"enabled": True, "bootstrap_token_file": f"{etc}/bootstrap-token",
-                         "anonymous": []}, (path, c)
-    assert c["tls"] == {"cert_file": f"{etc}/tls/node.pem", "key_file": f"{etc}/tls/node.key",
-                        "ca_file": f"{etc}/tls/ca.pem", "client_ca_file": f"{etc}/tls/ca.pem"}, (path, c)
-    assert c["consul_token_file"] == f"{etc}/consul-token", (path, c)
-    assert c["node"]["advertise"].startswith("https://127.0.0.1:"), (path, c)
-    assert c["object_store"] == "s3://trough/cluster", (path, c)
-    assert c["assignment"]["tiers"] == [{"name": "default", "replication_factor": 2}], (path, c)
-    assert c["sync"]["interval_secs"] == 2, (path, c)
-    assert c["data_dir"].endswith("/" + path.rsplit("/", 1)[1][:-5]), (path, c)
-    if path.endswith("reader.toml"):
-        want = {"host1": 1000000000, "host2": 2000000000, "host3": 0}[path.split("/")[-4]]
-        assert c["node"]["quota_bytes"] == want, (path, c)
-for path in sorted(glob.glob(f"{work}/host*/etc/consul.d/consul.json")):
-    with open(path) as f:
-        c = json.load(f)
-    assert c["server"] == path.startswith(f"{work}/host0/"), (path, c)
-print("configurations ok", file=sys.stderr)
-EOF
+"$PY" "$CHECKS" configs "$WORK" || die "a rendered configuration is wrong"
 
 log "checking authorization and TLS through the router"
 code="$(anon -o "$WORK/anon.json" -w '%{http_code}' "$ROUTER_URL/tokens")"
@@ -455,37 +430,7 @@ code="$(http_ro -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$WORK/othe
 check_query || die "the refused PUT changed the segment"
 log "read-only token: queries answer, publishing is refused (403) and changes nothing"
 
-"$PY" - "$DNS_PORT" <<'EOF' || die "Consul DNS did not resolve the segment to its 2 replicas"
-import random, socket, struct, sys, time
-port = int(sys.argv[1])
-name = "pages-2024.trough-read.service.consul"
-
-def srv_answers():
-    qid = random.randrange(65536)
-    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-    q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
-    q += struct.pack(">HH", 33, 1)  # SRV, IN
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(2)
-    s.sendto(q, ("127.0.0.1", port))
-    r, _ = s.recvfrom(4096)
-    rid, flags, _, an = struct.unpack(">HHHH", r[:8])
-    assert rid == qid, "answer to another query"
-    return flags & 0xF, an
-
-deadline = time.monotonic() + 20
-while True:
-    try:
-        rcode, an = srv_answers()
-    except OSError as e:
-        rcode, an = f"no answer ({e})", 0
-    if rcode == 0 and an >= 2:
-        print(f"Consul DNS: {an} SRV records for {name}", file=sys.stderr)
-        break
-    if time.monotonic() > deadline:
-        sys.exit(f"Consul DNS on port {port}: rcode {rcode}, {an} SRV records for {name}")
-    time.sleep(0.5)
-EOF
+"$PY" "$CHECKS" dns "$DNS_PORT" || die "Consul DNS did not resolve the segment to its 2 replicas"
 
 # --- 7. idempotence ---------------------------------------------------------------------------
 playbook again
@@ -548,31 +493,7 @@ log "renewed certificate served by the router ($old_serial -> $new_serial)"
 # --- 11. rolling upgrade, no failed query ------------------------------------------------------
 cp "$TROUGH_BIN" "$WORK/trough-v2"
 printf 'trough-ansible-test upgrade marker %s\n' "$(date +%s%N)" >>"$WORK/trough-v2"
-"$PY" - "$ROUTER_URL" "$WORK/queries.txt" "$WORK/stop-queries" "$PKI" "$WORK/ro.header" <<'EOF' &
-import json, os, ssl, sys, time, urllib.request
-url, out, stop, pki, header = sys.argv[1:6]
-ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
-ctx.load_cert_chain(f"{pki}/client.pem", f"{pki}/client.key")
-name, value = open(header).read().strip().split(": ", 1)
-ok = failed = 0
-errors = []
-while not os.path.exists(stop):
-    req = urllib.request.Request(url + "/segments/pages-2024/query",
-                                 data=b"SELECT count(*) AS n FROM pages", method="POST",
-                                 headers={name: value})
-    try:
-        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
-            if json.load(r) == [{"n": 1000}]:
-                ok += 1
-            else:
-                failed += 1
-    except Exception as e:  # noqa: BLE001
-        failed += 1
-        errors.append(f"{time.strftime('%H:%M:%S')} {e}")
-    time.sleep(0.1)
-with open(out, "w") as f:
-    f.write(f"{ok} {failed}\n" + "\n".join(errors[:20]) + "\n")
-EOF
+"$PY" "$CHECKS" queries "$ROUTER_URL" "$WORK/queries.txt" "$WORK/stop-queries" "$PKI" "$WORK/ro.header" &
 QUERY_PID=$!
 playbook upgrade --limit trough_nodes --tags trough -e trough_serial=1 -e "trough_binary_src=$WORK/trough-v2"
 touch "$WORK/stop-queries"
@@ -601,53 +522,6 @@ log "host3 removed, with its secrets; queries still answer"
 
 # --- 13. no secret leaks ------------------------------------------------------------------------
 log "checking where the secrets are"
-"$PY" - "$WORK" "$ADMIN_TOKEN" "$RO_TOKEN" "$CONSUL_TOKEN" <<'EOF' || die "a secret leaked or a file is too open"
-import glob, os, stat, sys
-work, *tokens = sys.argv[1:]
-uid, gid = os.getuid(), os.getgid()
-# The body of every private key (the first line of base64 is enough to recognise one).
-keys = [open(k).read().splitlines()[1] for k in glob.glob(f"{work}/pki/host*.key")]
-secrets = tokens + keys
-# Where each secret may be: the bootstrap token in bootstrap-token, the Consul token in
-# consul-token, a host's key in its tls/node.key.
-allowed = ("/etc/trough/bootstrap-token", "/etc/trough/consul-token", "/etc/trough/tls/node.key")
-files = [f for f in glob.glob(f"{work}/host*/**", recursive=True) if os.path.isfile(f)]
-# Not the binaries, nor the data (segment copies, Consul's state: it holds token hashes only).
-files = [f for f in files if "/var/lib/" not in f and "/bin/" not in f]
-files += glob.glob(f"{work}/*.log")
-checked = 0
-for path in files:
-    if path.endswith(allowed):
-        continue
-    text = open(path, "rb").read().decode("utf-8", "replace")
-    checked += 1
-    for i, s in enumerate(secrets):
-        if s in text:
-            sys.exit(f"secret #{i} appears in {path}")
-logs = [f for f in files if f.endswith(".log") and "/run/trough-" in f]
-assert len(logs) >= 7, f"expected the logs of 7 trough services, found {logs}"
-for etc in glob.glob(f"{work}/host*/etc/trough"):
-    for root, dirs, names in os.walk(etc):
-        for n in dirs + names:
-            p = os.path.join(root, n)
-            st = os.stat(p)
-            if st.st_mode & 0o007:
-                sys.exit(f"{p} is open to others: {stat.filemode(st.st_mode)}")
-            if st.st_gid != gid:
-                sys.exit(f"{p} is not in the service's group")
-            if p.endswith(allowed):
-                if stat.S_IMODE(st.st_mode) not in (0o600, 0o640) or st.st_uid != uid:
-                    sys.exit(f"{p}: {stat.filemode(st.st_mode)} uid {st.st_uid}")
-for h in ("host0", "host1", "host2"):
-    with open(f"{work}/{h}/etc/trough/bootstrap-token") as f:
-        assert f.read().strip() == tokens[0], f"{h}: wrong bootstrap token file"
-    with open(f"{work}/{h}/etc/trough/consul-token") as f:
-        assert f.read().strip() == tokens[2], f"{h}: wrong Consul token file"
-    want = open(f"{work}/pki/{'host0-renewed' if h == 'host0' else h}.key").read().strip()
-    with open(f"{work}/{h}/etc/trough/tls/node.key") as f:
-        assert f.read().strip() == want, f"{h}: wrong key"
-print(f"secrets: in none of {checked} configuration, log and output files "
-      f"({len(logs)} service logs); secret files 0640, nothing open to others", file=sys.stderr)
-EOF
+"$PY" "$CHECKS" secrets "$WORK" "$ADMIN_TOKEN" "$RO_TOKEN" "$CONSUL_TOKEN" || die "a secret leaked or a file is too open"
 
 log "all checks passed"
