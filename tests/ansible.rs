@@ -1,9 +1,14 @@
 //! The Ansible deployment, for real: `scripts/ansible-test.sh` lints `ansible/` (production
-//! profile), deploys Consul and a trough cluster (three read nodes, two sync servers, a writer and
-//! a router) with `ansible-playbook` onto test hosts on this machine from the binary cargo just
-//! built, publishes and queries a segment through the deployed router, checks that a second run
-//! changes nothing, that a killed reader is restarted, that a rolling upgrade fails no query and
-//! that a node can be removed, then stops everything it started.
+//! profile), checks that the role refuses an inventory without authorization and TLS settings,
+//! deploys Consul and a trough cluster (three read nodes, two sync servers, a writer and a
+//! router) with `ansible-playbook` onto test hosts on this machine from the binary cargo just
+//! built, with authorization, TLS and mutual TLS on (a test CA made by `openssl`, a bootstrap
+//! token, a Consul token), checks 401 without a token, publishes and queries a segment through
+//! the deployed router over HTTPS, checks that a read-only token made through the API may query
+//! but not publish (403), that a second run changes nothing, that a killed reader is restarted,
+//! that a renewed certificate is served, that a rolling upgrade fails no query, that a node can
+//! be removed, and that no secret appears in any configuration, log or playbook output, then
+//! stops everything it started.
 //!
 //! The script installs what it needs (Consul, s3s-fs, ansible-core and ansible-lint in a venv
 //! under `~/.cache/trough-tools`) idempotently, asks nothing and needs no sudo.

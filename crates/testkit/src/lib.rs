@@ -212,10 +212,21 @@ impl ConsulAgent {
         Self::start_with_tls(Some((cert, key)))
     }
 
+    /// Like [`ConsulAgent::start`], with Consul's ACLs on and denying by default: every request
+    /// needs a token, `management_token` (a UUID) allows everything. The agent uses it for its
+    /// own registrations.
+    pub fn start_acl(management_token: &str) -> Self {
+        Self::start_with(None, Some(management_token))
+    }
+
     fn start_with_tls(tls: Option<(&std::path::Path, &std::path::Path)>) -> Self {
+        Self::start_with(tls, None)
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>, acl: Option<&str>) -> Self {
         const ATTEMPTS: usize = 4;
         for attempt in 1..=ATTEMPTS {
-            if let Some(agent) = Self::try_start(tls) {
+            if let Some(agent) = Self::try_start(tls, acl) {
                 return agent;
             }
             eprintln!("consul exited during start-up (attempt {attempt}/{ATTEMPTS}); new ports");
@@ -224,12 +235,15 @@ impl ConsulAgent {
     }
 
     /// One start; `None` if the agent exited before it was ready.
-    fn try_start(tls: Option<(&std::path::Path, &std::path::Path)>) -> Option<Self> {
+    fn try_start(
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+        acl: Option<&str>,
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let [http, dns, server, lan, wan, https] = [(); 6].map(|_| free_port());
-        let mut tls_args: Vec<String> = Vec::new();
+        let mut extra_args: Vec<String> = Vec::new();
         if let Some((cert, key)) = tls {
-            tls_args = vec![
+            extra_args = vec![
                 "-hcl".into(),
                 format!("ports {{ https = {https} }}"),
                 "-hcl".into(),
@@ -237,6 +251,17 @@ impl ConsulAgent {
                 "-hcl".into(),
                 format!("key_file = {:?}", key.display().to_string()),
             ];
+        }
+        if let Some(token) = acl {
+            // Consul 1.8 names the bootstrap token `master` (`initial_management` from 1.11).
+            extra_args.extend([
+                "-hcl".into(),
+                format!(
+                    "acl {{\n enabled = true\n default_policy = \"deny\"\n \
+                     down_policy = \"extend-cache\"\n \
+                     tokens {{\n master = {token:?}\n agent = {token:?}\n }}\n}}"
+                ),
+            ]);
         }
         let mut child = Command::new(tool("consul"))
             .args([
@@ -261,7 +286,7 @@ impl ConsulAgent {
                 &wan.to_string(),
             ])
             .args(["-grpc-port", "-1"])
-            .args(&tls_args)
+            .args(&extra_args)
             .args(["-data-dir", &dir.path().display().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
