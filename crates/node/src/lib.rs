@@ -64,6 +64,7 @@ use trough_cluster::ClusterView;
 pub mod auth;
 mod heartbeat;
 mod reconcile;
+pub mod retention;
 use heartbeat::{heartbeat, HeartbeatWorker};
 
 /// How long shutdown waits for the background workers to stop, all together.
@@ -290,6 +291,20 @@ pub async fn run(
         identity: identity.clone(),
         sync: sync.clone(),
     });
+    if let (true, true) = (leader.is_some(), config.retention.interval_secs > 0) {
+        let r = &config.retention;
+        workers.spawn(retention::RetentionWorker {
+            name: name.clone(),
+            store: store.clone(),
+            coordinator: coordinator.clone(),
+            policy: trough_store::retention::Policy {
+                keep_last: r.keep_last,
+                keep_for: r.keep_for_secs.map(Duration::from_secs),
+            },
+            grace: Duration::from_secs(r.gc_grace_secs),
+            interval: Duration::from_secs(r.interval_secs),
+        });
+    }
     if let Some(lc) = leader {
         workers.spawn(leader::worker(name.clone(), coordinator.clone(), lc));
     }

@@ -25,6 +25,7 @@
 //! `trough_reader_idle_connections`.
 
 mod copy;
+pub mod describe;
 mod error;
 mod pool;
 mod reader;
