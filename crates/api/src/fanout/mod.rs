@@ -506,7 +506,13 @@ impl Node {
         filters: &crate::handlers::manage::Filters,
     ) -> Result<Vec<SegmentId>, HttpError> {
         if let Some(s) = &filters.schema {
-            trough_types::SchemaName::new(s)?;
+            if let Err(e) = trough_types::SchemaName::new(s) {
+                return Err(HttpError::new(
+                    ErrorKind::InvalidInput,
+                    trough_types::error::codes::INVALID_SELECTOR,
+                    format!("schema: {e}"),
+                ));
+            }
         }
         for (k, _) in &filters.labels {
             if !crate::handlers::manage::valid_label_key(k) {

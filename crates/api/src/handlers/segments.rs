@@ -93,7 +93,10 @@ fn list_filters(p: &PageParams) -> Result<manage::Filters, HttpError> {
     let mut f = manage::Filters::default();
     for (k, v) in &p.rest {
         match k.as_str() {
-            "schema" => f.schema = Some(trough_types::SchemaName::new(v)?.to_string()),
+            "schema" => match trough_types::SchemaName::new(v) {
+                Ok(n) => f.schema = Some(n.to_string()),
+                Err(e) => return Err(bad(format!("schema: {e}"))),
+            },
             "label" => {
                 for one in v.split(',') {
                     f.labels.push(manage::Filters::parse_label(one)?);
