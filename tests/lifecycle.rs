@@ -476,3 +476,47 @@ fn retention_keeps_the_newest_versions_and_the_collector_deletes_their_objects()
     s.wait_synced("ret", 4);
     assert_eq!(s.query_ok("ret", "SELECT x FROM t"), [json!({"x": 4})]);
 }
+
+#[test]
+fn a_tier_can_keep_fewer_versions_than_the_global_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trough.toml");
+    std::fs::write(
+        &config,
+        r#"
+[assignment]
+tiers = [{ name = "default", replication_factor = 1 }, { name = "scratch", replication_factor = 1 }]
+tier_rules = [{ pattern = "tmp-*", tier = "scratch" }]
+
+[retention]
+keep_last = 3
+interval_secs = 1
+gc_grace_secs = 1
+
+[retention.tiers.scratch]
+keep_last = 1
+"#,
+    )
+    .unwrap();
+    let s = TestServer::in_process_with(&[("TROUGH_CONFIG", config.to_str().unwrap())]);
+    for i in 1..=4 {
+        let f = SqliteFile::new(&format!("CREATE TABLE t (x); INSERT INTO t VALUES ({i});"));
+        s.publish("tmp-a", f.bytes());
+        s.publish("main-a", f.bytes());
+    }
+    let versions = |id: &str| -> Vec<u64> {
+        s.get_json(&format!("/segments/{id}")).1["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["version"].as_u64().unwrap())
+            .collect()
+    };
+    assert!(
+        wait_until(SYNC_TIMEOUT, || versions("tmp-a") == [4]
+            && versions("main-a") == [2, 3, 4]),
+        "tmp-a {:?}, main-a {:?}",
+        versions("tmp-a"),
+        versions("main-a")
+    );
+}

@@ -13,7 +13,7 @@ use trough_types::error::codes;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 mod retention;
-pub use retention::RetentionConfig;
+pub use retention::{RetentionConfig, TierRetention};
 
 use serde::{Deserialize, Serialize};
 

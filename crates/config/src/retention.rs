@@ -1,6 +1,8 @@
 //! `[retention]`: how many stored versions to keep and how the garbage collector of data
 //! objects runs (docs/operations.md, docs/decisions/0013-retention-and-gc.md).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Retention and garbage collection.
@@ -19,6 +21,20 @@ pub struct RetentionConfig {
     /// How long a data object must have been unreferenced before the garbage collector deletes
     /// it, in seconds: longer than the slowest download of a segment. Default 86400.
     pub gc_grace_secs: u64,
+    /// Per-tier rules (`[retention.tiers.<tier>]`), for the segments `assignment.tier_rules`
+    /// puts in that tier: they replace the two rules above for those segments (a field left
+    /// unset there is no rule). Default: none.
+    pub tiers: BTreeMap<String, TierRetention>,
+}
+
+/// The retention rules of one tier.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TierRetention {
+    /// As [`RetentionConfig::keep_last`].
+    pub keep_last: Option<u64>,
+    /// As [`RetentionConfig::keep_for_secs`].
+    pub keep_for_secs: Option<u64>,
 }
 
 impl Default for RetentionConfig {
@@ -28,6 +44,7 @@ impl Default for RetentionConfig {
             keep_for_secs: None,
             interval_secs: 3600,
             gc_grace_secs: 86_400,
+            tiers: BTreeMap::new(),
         }
     }
 }

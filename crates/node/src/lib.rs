@@ -291,16 +291,15 @@ pub async fn run(
         identity: identity.clone(),
         sync: sync.clone(),
     });
-    if let (true, true) = (leader.is_some(), config.retention.interval_secs > 0) {
+    if let (Some(lc), true) = (&leader, config.retention.interval_secs > 0) {
         let r = &config.retention;
         workers.spawn(retention::RetentionWorker {
             name: name.clone(),
             store: store.clone(),
             coordinator: coordinator.clone(),
-            policy: trough_store::retention::Policy {
-                keep_last: r.keep_last,
-                keep_for: r.keep_for_secs.map(Duration::from_secs),
-            },
+            policies: retention::Policies::new(r, &lc.tier_rules).map_err(|e| {
+                Error::invalid(trough_types::error::codes::INVALID_CONFIG, e.to_string())
+            })?,
             grace: Duration::from_secs(r.gc_grace_secs),
             interval: Duration::from_secs(r.interval_secs),
         });

@@ -95,7 +95,9 @@ async fn a_crash_between_marking_and_sweeping_keeps_the_grace_period_and_a_downl
             keep_for: None,
         };
         assert_eq!(
-            retention::run(&store, &coord, &policy, t0).await.unwrap(),
+            retention::run(&store, &coord, &|_| policy, t0)
+                .await
+                .unwrap(),
             1
         );
         // The first half of a round, then the process dies.
@@ -149,7 +151,9 @@ async fn a_crash_after_deleting_an_object_leaves_a_mark_the_next_round_drops() {
         keep_for: None,
     };
     let t0 = Utc::now();
-    retention::run(&store, &coord, &policy, t0).await.unwrap();
+    retention::run(&store, &coord, &|_| policy, t0)
+        .await
+        .unwrap();
     mark(&store, &coord, t0).await.unwrap();
     // The sweep deleted the object, then the process died before deleting the mark.
     store.delete_key(&v1.key).await.unwrap();

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use trough_coord::Coordinator;
 use trough_types::error::Result;
 use trough_types::manifest::{Manifest, SegmentEntry};
+use trough_types::SegmentId;
 
 use crate::SegmentStore;
 
@@ -74,19 +75,18 @@ pub async fn apply(
     Ok(gone.len())
 }
 
-/// One retention round over the whole catalog. Returns how many versions were removed.
+/// One retention round over the whole catalog, each segment under `policy_for` its id (one
+/// global policy, or its tier's). Returns how many versions were removed.
 pub async fn run(
     store: &SegmentStore,
     coordinator: &Arc<dyn Coordinator>,
-    policy: &Policy,
+    policy_for: &(dyn Fn(&SegmentId) -> Policy + Send + Sync),
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    if !policy.is_set() {
-        return Ok(0);
-    }
     let mut removed = 0;
     for entry in coordinator.list_segments().await? {
-        removed += apply(store, coordinator, &entry, policy, now).await?;
+        let policy = policy_for(&entry.id);
+        removed += apply(store, coordinator, &entry, &policy, now).await?;
     }
     metrics::counter!("trough_retention_removed_versions_total").increment(removed as u64);
     Ok(removed)
@@ -95,7 +95,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trough_types::SegmentId;
 
     fn versions(ages_hours: &[i64], now: DateTime<Utc>) -> Vec<Manifest> {
         ages_hours

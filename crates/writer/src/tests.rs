@@ -84,7 +84,10 @@ async fn a_release_waits_for_no_promotion_and_then_takes_no_write() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "segment_not_writable");
-    assert_eq!(w.release(&id).await.unwrap_err().code(), "segment_not_writable");
+    assert_eq!(
+        w.release(&id).await.unwrap_err().code(),
+        "segment_not_writable"
+    );
 }
 
 #[tokio::test]
