@@ -17,7 +17,8 @@
 //! Everything that runs in the background is a named [`trough_worker::Worker`], started here
 //! after start-up and stopped together at shutdown: `cluster-view` (keeps the routing view
 //! fresh), `heartbeat` (re-registers the node), `sync-leader` (assignment rounds, sync servers),
-//! `local-sync` (copies, readers), `write-leases` and `auto-promote` (writers). A worker that
+//! `local-sync` (copies, readers), `write-leases` and `auto-promote` (writers), `retention`
+//! (retention and garbage collection, sync servers; see [`retention`]). A worker that
 //! panics is logged with its name and counted (`trough_worker_panics_total`); the others keep
 //! running, and [`run`] returns an error naming it when the node stops.
 //!
