@@ -8,8 +8,9 @@
 //! 1. lists the data objects and the marks, and reads the references;
 //! 2. **marks** each unreferenced object that has no mark yet: it writes
 //!    `gc/marks/<id>/<sha256>.json` recording the key and the time it was marked;
-//! 3. **sweeps** each object whose mark is older than the grace period and that is still
-//!    unreferenced: it deletes the object, then its mark;
+//! 3. **sweeps** each object whose mark, and the object itself, are older than the grace period
+//!    and that is still unreferenced: it deletes the object, then its mark (a publish stores its
+//!    data object before the manifest referencing it, and has the grace period to finish);
 //! 4. drops the marks of objects that are referenced again (a restore or a re-publish of the
 //!    same bytes) or gone.
 //!
@@ -139,11 +140,11 @@ pub async fn collect(
         marked: mark(store, coordinator, now).await?,
         ..Report::default()
     };
-    let objects: BTreeSet<String> = store
+    let objects: BTreeMap<String, DateTime<Utc>> = store
         .list_data_objects()
         .await?
         .into_iter()
-        .map(|o| o.key)
+        .map(|o| (o.key, o.last_modified))
         .collect();
     let marks = read_marks(store).await?;
     if marks.is_empty() {
@@ -159,12 +160,21 @@ pub async fn collect(
             report.unmarked += 1;
             continue;
         };
-        if refs.contains(&m.key) || !objects.contains(&m.key) {
+        let Some(written) = objects.get(&m.key).copied() else {
+            store.delete_key(&mk).await?;
+            report.unmarked += 1;
+            continue;
+        };
+        if refs.contains(&m.key) {
             store.delete_key(&mk).await?;
             report.unmarked += 1;
             continue;
         }
-        if now.signed_duration_since(m.marked_at) < grace {
+        // Also as old as the grace period: a publish stores its data object before the
+        // manifest that references it, and has the grace period to finish.
+        if now.signed_duration_since(m.marked_at) < grace
+            || now.signed_duration_since(written) < grace
+        {
             report.waiting += 1;
             continue;
         }

@@ -77,8 +77,7 @@ fn walk(d: &Path) -> usize {
 async fn a_crash_between_marking_and_sweeping_keeps_the_grace_period_and_a_download_finishes() {
     let env = Env::new();
     let id = SegmentId::new("g").unwrap();
-    let t0 = Utc::now();
-    let (v1, v2) = {
+    let (v1, v2, t0) = {
         let (store, coord, p) = env.open();
         let f1 = db(env.dir.path(), "a.sqlite", 1);
         let f2 = db(env.dir.path(), "b.sqlite", 2);
@@ -90,6 +89,7 @@ async fn a_crash_between_marking_and_sweeping_keeps_the_grace_period_and_a_downl
             .publish_file(&id, &f2, PublishOptions::default())
             .await
             .unwrap();
+        let t0 = Utc::now();
         let policy = Policy {
             keep_last: Some(1),
             keep_for: None,
@@ -102,7 +102,7 @@ async fn a_crash_between_marking_and_sweeping_keeps_the_grace_period_and_a_downl
         );
         // The first half of a round, then the process dies.
         assert_eq!(mark(&store, &coord, t0).await.unwrap(), 1);
-        (v1, v2)
+        (v1, v2, t0)
     };
     assert_eq!(env.marks(), 1);
     assert!(env.exists(&v1.key));
@@ -256,4 +256,21 @@ async fn restore_points_a_new_version_at_an_old_object() {
     );
     let err = lifecycle::restore(&p, &id, 7).await.unwrap_err();
     assert_eq!(err.code(), trough_types::error::codes::VERSION_NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_object_younger_than_the_grace_period_is_kept_even_with_an_old_mark() {
+    // A publish stores its data object, then its manifest: in between, the object is
+    // unreferenced. Even a mark recorded long ago (a clock far ahead, an object deleted and
+    // stored again) does not let the collector delete an object written within the grace period.
+    let env = Env::new();
+    let (store, coord, _) = env.open();
+    let f = db(env.dir.path(), "a.sqlite", 1);
+    let key = "segments/inflight/data/0123.sqlite";
+    store.put_file(key, &f).await.unwrap();
+    let long_ago = Utc::now() - chrono::Duration::from_std(GRACE * 2).unwrap();
+    assert_eq!(mark(&store, &coord, long_ago).await.unwrap(), 1);
+    let r = collect(&store, &coord, GRACE, Utc::now()).await.unwrap();
+    assert_eq!((r.swept, r.waiting), (0, 1), "{r:?}");
+    assert!(env.exists(key));
 }
