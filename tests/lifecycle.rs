@@ -422,6 +422,15 @@ fn restoring_a_writable_segment_rebuilds_its_live_database() {
         s.query_ok("rest-w", "SELECT x FROM t ORDER BY x"),
         [json!({"x": 1}), json!({"x": 4})]
     );
+    // Described from the live database: no stored version, the rows written so far.
+    let (status, d) = s.get_json("/segments/rest-w/schema");
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["version"], Value::Null, "{d}");
+    assert_eq!(d["writable"], true, "{d}");
+    assert_eq!(
+        d["tables"][0]["rows"],
+        json!({"estimate": 2, "source": "count"})
+    );
 }
 
 #[test]
