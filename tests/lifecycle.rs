@@ -529,3 +529,64 @@ keep_last = 1
         versions("main-a")
     );
 }
+
+#[test]
+fn describe_needs_read_labels_need_write_delete_and_restore_need_admin() {
+    use common::auth::{auth_env, call, json_body, no_body, publish, token, ADMIN};
+    use reqwest::Method;
+    let s = TestServer::in_process_with(&auth_env());
+    assert_eq!(publish(&s, "pages-a", Some(ADMIN), 3), StatusCode::CREATED);
+    assert_eq!(publish(&s, "pages-a", Some(ADMIN), 4), StatusCode::CREATED);
+    let (reader, _) = token(&s, &[("read", "pages-*")], &[], None);
+    let (writer, _) = token(&s, &[("write", "pages-*")], &[], None);
+    let (admin, _) = token(&s, &[("admin", "pages-*")], &[], None);
+    let (other, _) = token(&s, &[("admin", "logs-*")], &[], None);
+
+    let describe = |t: &str| {
+        let mut last = StatusCode::SERVICE_UNAVAILABLE;
+        wait_until(SYNC_TIMEOUT, || {
+            last = call(
+                &s,
+                Method::GET,
+                "/segments/pages-a/schema",
+                Some(t),
+                no_body,
+            )
+            .0;
+            last != StatusCode::SERVICE_UNAVAILABLE
+        });
+        last
+    };
+    assert_eq!(describe(&reader), StatusCode::OK);
+    assert_eq!(describe(&other), StatusCode::FORBIDDEN);
+
+    let labels = || json_body(json!({"labels": {"kind": "pages"}}));
+    let patch = |t: &str| call(&s, Method::PATCH, "/segments/pages-a", Some(t), labels()).0;
+    assert_eq!(patch(&reader), StatusCode::FORBIDDEN);
+    assert_eq!(patch(&writer), StatusCode::OK);
+
+    let restore = |t: &str| {
+        call(
+            &s,
+            Method::POST,
+            "/segments/pages-a/restore",
+            Some(t),
+            json_body(json!({"version": 1})),
+        )
+        .0
+    };
+    let delete = |t: &str| call(&s, Method::DELETE, "/segments/pages-a", Some(t), no_body).0;
+    assert_eq!(restore(&writer), StatusCode::FORBIDDEN);
+    assert_eq!(delete(&writer), StatusCode::FORBIDDEN);
+    assert_eq!(delete(&other), StatusCode::FORBIDDEN);
+    assert_eq!(
+        common::auth::version(&s, "pages-a"),
+        2,
+        "refusals changed nothing"
+    );
+    assert_eq!(restore(&admin), StatusCode::CREATED);
+    assert_eq!(common::auth::version(&s, "pages-a"), 3);
+    assert_eq!(delete(&admin), StatusCode::NO_CONTENT);
+    let (status, _, _) = call(&s, Method::GET, "/segments/pages-a", Some(ADMIN), no_body);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
