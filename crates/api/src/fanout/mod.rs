@@ -524,16 +524,27 @@ impl Node {
             }
         }
         let infos = self.coordinator.list_segment_info().await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(entry) = self.coordinator.get_segment(&id).await? else {
-                continue;
+        // The cluster view's catalog (no I/O); the coordinator's when the view is empty.
+        let snap = self.cluster.snapshot();
+        let catalog: std::collections::BTreeMap<SegmentId, Arc<trough_types::SegmentEntry>> =
+            if snap.catalog.is_empty() {
+                self.coordinator
+                    .list_segments()
+                    .await?
+                    .into_iter()
+                    .map(|e| (e.id.clone(), Arc::new(e)))
+                    .collect()
+            } else {
+                snap.catalog.clone()
             };
-            if crate::handlers::manage::matches(&entry, infos.get(&id), filters) {
-                out.push(id);
-            }
-        }
-        Ok(out)
+        Ok(ids
+            .into_iter()
+            .filter(|id| {
+                catalog
+                    .get(id)
+                    .is_some_and(|e| crate::handlers::manage::matches(e, infos.get(id), filters))
+            })
+            .collect())
     }
 
     async fn cluster_catalog_ids(&self) -> Result<Vec<SegmentId>, HttpError> {
