@@ -1,5 +1,5 @@
-//! The client subcommands of the same binary: `trough segment upload|ls|show|promote`,
-//! `trough query`, and `--help` everywhere.
+//! The client subcommands of the same binary: `trough segment
+//! upload|ls|show|promote|describe|label|restore|delete`, `trough query`, and `--help` everywhere.
 
 mod common;
 
@@ -74,6 +74,10 @@ fn help_everywhere() {
         vec!["segment", "ls", "--help"],
         vec!["segment", "show", "--help"],
         vec!["segment", "promote", "--help"],
+        vec!["segment", "describe", "--help"],
+        vec!["segment", "label", "--help"],
+        vec!["segment", "restore", "--help"],
+        vec!["segment", "delete", "--help"],
         vec!["query", "--help"],
         vec!["token", "--help"],
         vec!["token", "create", "--help"],
@@ -309,4 +313,88 @@ fn upload_a_directory_resumably() {
     assert!(stderr(&o).contains("bad name.sqlite"), "{}", stderr(&o));
     let (_, doc) = s.get_json("/segments/bulk-4");
     assert_eq!(doc["latest"]["version"], 1, "nothing was uploaded: {doc}");
+}
+
+#[test]
+fn describe_label_restore_delete_via_cli() {
+    let s = TestServer::in_process();
+    let url = s.url();
+    let v1 = SqliteFile::new(
+        "CREATE TABLE pages (url TEXT PRIMARY KEY); INSERT INTO pages VALUES ('a');",
+    );
+    let v2 = SqliteFile::new(
+        "CREATE TABLE pages (url TEXT PRIMARY KEY); INSERT INTO pages VALUES ('b');",
+    );
+    s.publish("cli.life", v1.bytes());
+    s.publish("cli.life", v2.bytes());
+    s.publish(
+        "cli.other",
+        SqliteFile::new("CREATE TABLE other (x);").bytes(),
+    );
+    s.wait_synced("cli.life", 2);
+
+    let d = parse_json(&ok(&trough(&[
+        "segment", "describe", "cli.life", "--url", url,
+    ])));
+    assert_eq!(d["tables"][0]["name"], "pages", "{d}");
+    assert_eq!(d["tables"][0]["primary_key"], json!(["url"]), "{d}");
+
+    let doc = parse_json(&ok(&trough(&[
+        "segment",
+        "label",
+        "cli.life",
+        "kind=pages",
+        "team=web",
+        "--description",
+        "test pages",
+        "--url",
+        url,
+    ])));
+    assert_eq!(
+        doc["labels"],
+        json!({"kind": "pages", "team": "web"}),
+        "{doc}"
+    );
+    assert_eq!(doc["description"], "test pages");
+    let doc = parse_json(&ok(&trough(&[
+        "segment", "label", "cli.life", "--remove", "team", "--url", url,
+    ])));
+    assert_eq!(doc["labels"], json!({"kind": "pages"}), "{doc}");
+    fails(&trough(&[
+        "segment",
+        "label",
+        "cli.life",
+        "no-equals-sign",
+        "--url",
+        url,
+    ]));
+
+    // Only the labelled segment is queried: cli.other has no `pages` table.
+    let out = parse_json(&ok(&trough(&[
+        "query",
+        "--label",
+        "kind:pages",
+        "SELECT url FROM pages",
+        "--url",
+        url,
+    ])));
+    assert_eq!(out["rows"], json!([{"url": "b"}]), "{out}");
+
+    let m = parse_json(&ok(&trough(&[
+        "segment", "restore", "cli.life", "1", "--url", url,
+    ])));
+    assert_eq!(m["version"], 3, "{m}");
+    s.wait_synced("cli.life", 3);
+    assert_eq!(
+        s.query_ok("cli.life", "SELECT url FROM pages"),
+        [json!({"url": "a"})]
+    );
+    fails(&trough(&[
+        "segment", "restore", "cli.life", "9", "--url", url,
+    ]));
+
+    ok(&trough(&["segment", "delete", "cli.life", "--url", url]));
+    let (status, _) = s.get_json("/segments/cli.life");
+    assert_eq!(status, 404);
+    fails(&trough(&["segment", "delete", "cli.life", "--url", url]));
 }

@@ -141,6 +141,16 @@ pub async fn post(base: &str, path: &str, payload: Option<Payload>) -> anyhow::R
     finish(resp).await
 }
 
+pub async fn patch_json(base: &str, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
+    let resp = client()?
+        .patch(url(base, path))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    finish(resp).await
+}
+
 pub async fn put_text(base: &str, path: &str, body: String) -> anyhow::Result<()> {
     let resp = client()?
         .put(url(base, path))

@@ -186,6 +186,46 @@ enum SegmentCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Show a segment's structure: tables, columns, primary keys, indexes, row counts.
+    Describe {
+        /// Segment id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set a segment's labels (KEY=VALUE), remove some (--remove KEY), set its description.
+    Label {
+        /// Segment id.
+        id: String,
+        /// Labels to set, as KEY=VALUE.
+        #[arg(value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Labels to remove.
+        #[arg(long, value_name = "KEY")]
+        remove: Vec<String>,
+        /// The description (an empty string clears it).
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make an older version current again (for a writable segment, its live database too).
+    Restore {
+        /// Segment id.
+        id: String,
+        /// The version to restore.
+        version: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a segment: its catalog entry, every node's copy and, after the garbage
+    /// collector's grace period, its stored objects.
+    Delete {
+        /// Segment id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Make a segment writable, from a registered schema or inline schema SQL.
     Provision {
         /// Segment id.
@@ -234,6 +274,13 @@ struct QueryArgs {
     /// Query the segments matching PATTERN: `prefix*`, an id, or `regex:EXPR`.
     #[arg(long, value_name = "PATTERN")]
     segments: Option<String>,
+    /// Query the segments provisioned or published from this schema (with --segments: those
+    /// of them that match).
+    #[arg(long, value_name = "NAME")]
+    schema: Option<String>,
+    /// Query the segments with this label (KEY:VALUE; repeat for several, all must match).
+    #[arg(long = "label", value_name = "KEY:VALUE")]
+    labels: Vec<String>,
     /// With --all/--segments: answer with the segments that answered even if some failed.
     #[arg(long)]
     allow_partial: bool,
@@ -253,7 +300,11 @@ impl Command {
                 | SegmentCommand::Ls { target, .. }
                 | SegmentCommand::Show { target, .. }
                 | SegmentCommand::Promote { target, .. }
-                | SegmentCommand::Provision { target, .. },
+                | SegmentCommand::Provision { target, .. }
+                | SegmentCommand::Describe { target, .. }
+                | SegmentCommand::Label { target, .. }
+                | SegmentCommand::Restore { target, .. }
+                | SegmentCommand::Delete { target, .. },
             )
             | Command::Schema(SchemaCommand::Put { target, .. } | SchemaCommand::Ls { target })
             | Command::Token(
@@ -326,6 +377,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             SegmentCommand::Promote { id, target } => {
                 client::post(&target.url, &format!("/segments/{id}/promote"), None).await
             }
+            SegmentCommand::Describe { id, target } => {
+                client::get_json(&target.url, &format!("/segments/{id}/schema")).await
+            }
+            SegmentCommand::Label {
+                id,
+                labels,
+                remove,
+                description,
+                target,
+            } => {
+                let body = label_patch(&labels, &remove, description)?;
+                client::patch_json(&target.url, &format!("/segments/{id}"), body).await
+            }
+            SegmentCommand::Restore {
+                id,
+                version,
+                target,
+            } => {
+                client::post(
+                    &target.url,
+                    &format!("/segments/{id}/restore"),
+                    Some(client::Payload::Json(
+                        serde_json::json!({ "version": version }),
+                    )),
+                )
+                .await
+            }
+            SegmentCommand::Delete { id, target } => {
+                client::delete(&target.url, &format!("/segments/{id}")).await
+            }
             SegmentCommand::Provision {
                 id,
                 schema,
@@ -380,7 +461,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Query(q) => {
-            let many = q.all || q.segments.is_some();
+            let many = q.all || q.segments.is_some() || q.schema.is_some() || !q.labels.is_empty();
             match (many, q.args.as_slice()) {
                 (false, [id, sql]) => client::query(&q.target.url, id, sql, q.ndjson).await,
                 (true, [sql]) => {
@@ -391,11 +472,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             None => serde_json::json!(p),
                         },
                     };
-                    let body = serde_json::json!({
+                    let mut body = serde_json::json!({
                         "sql": sql,
                         "segments": selector,
                         "partial": if q.allow_partial { "allow" } else { "deny" },
                     });
+                    if let Some(s) = &q.schema {
+                        body["schema"] = serde_json::json!(s);
+                    }
+                    if !q.labels.is_empty() {
+                        body["labels"] = serde_json::json!(label_map(&q.labels, ':')?);
+                    }
                     client::query_many(&q.target.url, body, q.ndjson).await
                 }
                 (false, _) => anyhow::bail!("give a segment id and the SQL (or --all SQL)"),
@@ -403,4 +490,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `KEY<sep>VALUE` arguments as a map.
+fn label_map(
+    args: &[String],
+    sep: char,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    args.iter()
+        .map(|a| match a.split_once(sep) {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => anyhow::bail!("{a:?}: expected KEY{sep}VALUE"),
+        })
+        .collect()
+}
+
+/// The JSON merge patch of `trough segment label`.
+fn label_patch(
+    set: &[String],
+    remove: &[String],
+    description: Option<String>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut labels = serde_json::Map::new();
+    for (k, v) in label_map(set, '=')? {
+        labels.insert(k, serde_json::Value::String(v));
+    }
+    for k in remove {
+        labels.insert(k.clone(), serde_json::Value::Null);
+    }
+    let mut body = serde_json::json!({ "labels": labels });
+    if let Some(d) = description {
+        body["description"] = if d.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::String(d)
+        };
+    }
+    Ok(body)
 }

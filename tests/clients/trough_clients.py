@@ -111,6 +111,21 @@ except client_mod.TroughException:
 rows = cli.read(seg, "SELECT count(*) AS c FROM kv;")
 check(rows == [{"c": 4}], "a failed write changed nothing")
 
+# --- deleting a segment ------------------------------------------------------------------------------
+gone = f"gone-{run}"
+cli.write(gone, "INSERT INTO kv (k, v, n) VALUES (%s, %s, %s);", ("z", "bye", 9), schema)
+cli.delete_segment(gone)
+check(True, "delete_segment answers 204")
+try:
+    cli.delete_segment(gone)
+    check(False, "deleting again raises")
+except client_mod.TroughSegmentNotFound:
+    check(True, "deleting an unknown segment raises TroughSegmentNotFound (404)")
+cli._write_url_cache.clear()
+cli.write(gone, "INSERT INTO kv (k, v, n) VALUES (%s, %s, %s);", ("y", "again", 8), schema)
+rows = cli.read(gone, "SELECT k FROM kv;")
+check(rows == [{"k": "y"}], f"a deleted segment is provisioned afresh: {rows}")
+
 # --- warcprox's dedup store ------------------------------------------------------------------------
 import warcprox  # noqa: E402
 import warcprox.dedup  # noqa: E402

@@ -33,7 +33,7 @@ pub mod routing;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use trough_cluster::{forward, ClusterView};
 use trough_config::Limits;
 use trough_coord::Coordinator;
@@ -72,14 +72,22 @@ pub struct Node {
 
 /// The route table of the public HTTP contract.
 pub fn app(node: Arc<Node>) -> axum::Router {
-    use handlers::{legacy, ops, schemas, segments, sql, tokens};
+    use handlers::{legacy, manage, ops, schemas, segments, sql, tokens};
     let http_limits = node.limits.http.clone();
     let auth_node = node.clone();
     axum::Router::new()
         .route("/", post(legacy::root))
         .route("/query", post(handlers::scatter::query))
         .route("/segments", get(segments::list))
-        .route("/segments/{id}", get(segments::show).put(segments::publish))
+        .route(
+            "/segments/{id}",
+            get(segments::show)
+                .put(segments::publish)
+                .patch(manage::patch)
+                .delete(manage::delete),
+        )
+        .route("/segments/{id}/schema", get(manage::describe))
+        .route("/segments/{id}/restore", post(manage::restore))
         .route("/segments/{id}/query", post(sql::query))
         .route("/segments/{id}/execute", post(sql::execute))
         .route("/segments/{id}/provision", post(segments::provision))
@@ -90,6 +98,7 @@ pub fn app(node: Arc<Node>) -> axum::Router {
         .route("/provision", post(legacy::provision_json))
         .route("/promote", post(legacy::promote))
         .route("/schema", get(legacy::schema_list))
+        .route("/segment/{id}", delete(manage::delete))
         .route(
             "/schema/{name}",
             get(legacy::schema_show).put(legacy::schema_put_json),

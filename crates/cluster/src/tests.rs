@@ -280,6 +280,35 @@ impl Coordinator for Gated {
     async fn delete_token(&self, a: &str) -> trough_types::Result<bool> {
         self.inner.delete_token(a).await
     }
+    async fn delete_segment(&self, id: &SegmentId) -> trough_types::Result<Option<SegmentEntry>> {
+        self.inner.delete_segment(id).await
+    }
+    async fn remove_versions(
+        &self,
+        id: &SegmentId,
+        v: &[u64],
+    ) -> trough_types::Result<Option<SegmentEntry>> {
+        self.inner.remove_versions(id, v).await
+    }
+    async fn get_segment_info(
+        &self,
+        id: &SegmentId,
+    ) -> trough_types::Result<trough_coord::SegmentInfo> {
+        self.inner.get_segment_info(id).await
+    }
+    async fn set_segment_info(
+        &self,
+        id: &SegmentId,
+        info: &trough_coord::SegmentInfo,
+    ) -> trough_types::Result<()> {
+        self.inner.set_segment_info(id, info).await
+    }
+    async fn list_segment_info(
+        &self,
+    ) -> trough_types::Result<std::collections::BTreeMap<SegmentId, trough_coord::SegmentInfo>>
+    {
+        self.inner.list_segment_info().await
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,9 @@ use trough_types::error::codes;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+mod retention;
+pub use retention::{RetentionConfig, TierRetention};
+
 use serde::{Deserialize, Serialize};
 
 use trough_sqlite::{QueryLimits, SqliteLimits, Synchronous};
@@ -69,6 +72,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TLS of the HTTP listener and of requests to other nodes (docs/security.md).
     pub tls: TlsConfig,
+    /// Retention of stored versions and garbage collection of data objects.
+    pub retention: RetentionConfig,
 }
 
 /// TLS (docs/security.md, docs/operations.md). Off unless `cert_file` and `key_file` are set.
@@ -116,6 +121,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

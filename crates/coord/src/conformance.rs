@@ -14,15 +14,15 @@ use trough_types::error::ErrorKind;
 use trough_types::id::{NodeName, SchemaName, SegmentId};
 use trough_types::manifest::{Manifest, WritableInfo};
 
-fn sid(s: &str) -> SegmentId {
+pub(crate) fn sid(s: &str) -> SegmentId {
     SegmentId::new(s).unwrap()
 }
 
-fn node(s: &str) -> NodeName {
+pub(crate) fn node(s: &str) -> NodeName {
     NodeName::new(s).unwrap()
 }
 
-fn manifest(id: &str, version: u64, sha: &str) -> Manifest {
+pub(crate) fn manifest(id: &str, version: u64, sha: &str) -> Manifest {
     let id = sid(id);
     Manifest {
         key: format!("segments/{id}/data/{sha}.sqlite"),
@@ -45,6 +45,9 @@ pub async fn run_all(c: &dyn Coordinator) {
     locks(c).await;
     change_notification(c).await;
     tokens(c).await;
+    super::conformance_lifecycle::delete(c).await;
+    super::conformance_lifecycle::remove_versions(c).await;
+    super::conformance_lifecycle::info(c).await;
 }
 
 /// Tokens: created once (again with the same secret is fine, another secret conflicts), read

@@ -13,6 +13,7 @@
 //! does not decide assignments or what to publish, it only stores and notifies.
 
 pub mod conformance;
+pub mod conformance_lifecycle;
 pub mod consul;
 pub mod embedded;
 
@@ -56,6 +57,26 @@ pub struct NodeInfo {
     pub held: HeldMap,
     /// When it last reported.
     pub updated_at: DateTime<Utc>,
+}
+
+/// What people say about a segment: a free-text description and labels (`key → value`),
+/// shown in listings and used to select segments. Stored beside the catalog entry, changed
+/// only by `PATCH /segments/{id}`; limits are checked by the API before it gets here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Labels, ordered by key.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl SegmentInfo {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.description.is_none() && self.labels.is_empty()
+    }
 }
 
 /// A held lock (leader lock or write lease).
@@ -135,6 +156,34 @@ pub trait Coordinator: Send + Sync + 'static {
         let _ = since;
         Ok(None)
     }
+
+    // ----- dataset management (docs/api.md "Managing segments") -----
+
+    /// Removes a segment from the catalog: its entry, its assignment and its [`SegmentInfo`].
+    /// Returns the removed entry, `None` when the segment is unknown (nothing changes).
+    /// `Conflict` (code `segment_writable`) while it is writable: its writer must release it
+    /// first. The stored objects are not touched (see `trough_store::gc`).
+    async fn delete_segment(&self, id: &SegmentId) -> Result<Option<SegmentEntry>>;
+
+    /// Removes the stored versions `versions` from a segment's entry (retention). Versions the
+    /// entry does not have are ignored. Returns the entry afterwards, `None` when the segment is
+    /// unknown. The caller decides which versions may go (never the latest, see
+    /// `trough_store::retention`).
+    async fn remove_versions(
+        &self,
+        id: &SegmentId,
+        versions: &[u64],
+    ) -> Result<Option<SegmentEntry>>;
+
+    /// A segment's description and labels (the default, empty, when none were set).
+    async fn get_segment_info(&self, id: &SegmentId) -> Result<SegmentInfo>;
+
+    /// Sets a segment's description and labels (replacing both). `NotFound` (code
+    /// `segment_not_found`) when the segment is not in the catalog.
+    async fn set_segment_info(&self, id: &SegmentId, info: &SegmentInfo) -> Result<()>;
+
+    /// The description and labels of every segment that has any, by id.
+    async fn list_segment_info(&self) -> Result<BTreeMap<SegmentId, SegmentInfo>>;
 
     // ----- schemas -----
 

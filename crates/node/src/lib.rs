@@ -17,7 +17,8 @@
 //! Everything that runs in the background is a named [`trough_worker::Worker`], started here
 //! after start-up and stopped together at shutdown: `cluster-view` (keeps the routing view
 //! fresh), `heartbeat` (re-registers the node), `sync-leader` (assignment rounds, sync servers),
-//! `local-sync` (copies, readers), `write-leases` and `auto-promote` (writers). A worker that
+//! `local-sync` (copies, readers), `write-leases` and `auto-promote` (writers), `retention`
+//! (retention and garbage collection, sync servers; see [`retention`]). A worker that
 //! panics is logged with its name and counted (`trough_worker_panics_total`); the others keep
 //! running, and [`run`] returns an error naming it when the node stops.
 //!
@@ -64,6 +65,7 @@ use trough_cluster::ClusterView;
 pub mod auth;
 mod heartbeat;
 mod reconcile;
+pub mod retention;
 use heartbeat::{heartbeat, HeartbeatWorker};
 
 /// How long shutdown waits for the background workers to stop, all together.
@@ -290,6 +292,19 @@ pub async fn run(
         identity: identity.clone(),
         sync: sync.clone(),
     });
+    if let (Some(lc), true) = (&leader, config.retention.interval_secs > 0) {
+        let r = &config.retention;
+        workers.spawn(retention::RetentionWorker {
+            name: name.clone(),
+            store: store.clone(),
+            coordinator: coordinator.clone(),
+            policies: retention::Policies::new(r, &lc.tier_rules).map_err(|e| {
+                Error::invalid(trough_types::error::codes::INVALID_CONFIG, e.to_string())
+            })?,
+            grace: Duration::from_secs(r.gc_grace_secs),
+            interval: Duration::from_secs(r.interval_secs),
+        });
+    }
     if let Some(lc) = leader {
         workers.spawn(leader::worker(name.clone(), coordinator.clone(), lc));
     }

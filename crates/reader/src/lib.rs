@@ -27,6 +27,7 @@
 
 mod collect;
 mod copy;
+pub mod describe;
 mod error;
 mod pool;
 mod reader;

@@ -285,6 +285,11 @@ impl Reader {
         }
     }
 
+    /// The copy a query on `id` uses (see [`Reader::describe`]).
+    pub(crate) fn pick_copy(&self, id: &SegmentId) -> Option<Arc<SegmentCopy>> {
+        self.pick(id)
+    }
+
     /// The copy a query on `id` uses: the live database first, else the stored copy.
     pub(crate) fn pick(&self, id: &SegmentId) -> Option<Arc<SegmentCopy>> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);

@@ -20,8 +20,14 @@
 //!
 //! This module moves bytes and verifies them; it does not decide what to publish or who holds what.
 
+pub mod gc;
 pub mod hash;
+pub mod lifecycle;
+mod objects;
 pub mod publish;
+pub mod retention;
+
+pub use objects::DataObject;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,16 +140,17 @@ impl SegmentStore {
 
     /// Uploads a local file to `key` (multipart for large files). Overwrites nothing that differs:
     /// data keys are content-addressed, so an existing object already holds these bytes.
-    pub async fn put_file(&self, key: &str, local: &Path) -> Result<()> {
+    /// Returns whether it uploaded (`false`: the object was there already).
+    pub async fn put_file(&self, key: &str, local: &Path) -> Result<bool> {
         let path = self.path(key);
         if self.inner.head(&path).await.is_ok() {
-            return Ok(());
+            return Ok(false);
         }
         let mut file = tokio::fs::File::open(local).await?;
         let mut writer = BufWriter::new(self.inner.clone(), path);
         tokio::io::copy(&mut file, &mut writer).await?;
         writer.shutdown().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Writes a manifest if no manifest exists for its version. `Ok(false)` when the version is
@@ -289,6 +296,15 @@ impl SegmentStore {
             ));
         }
         Ok(())
+    }
+
+    /// Whether an object exists at `key` (relative to the store's root).
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.inner.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     /// Direct access for tests and tools that need to tamper with or inspect objects.

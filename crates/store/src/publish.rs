@@ -72,8 +72,34 @@ impl Publisher {
         .map_err(|e| Error::internal(format!("validation task failed: {e}")))??;
 
         let key = SegmentStore::data_key(id, &sha256);
-        self.store.put_file(&key, file).await?;
+        let uploaded = self.store.put_file(&key, file).await?;
+        let manifest = self.record_version(id, &key, &sha256, size, opts).await?;
+        // The garbage collector may have swept an identical object nobody referenced between
+        // `put_file` finding it and the manifest being stored: check, and upload it again.
+        if !uploaded && !self.store.exists(&key).await? {
+            tracing::warn!(segment = %id, %key, "data object swept while publishing; uploading again");
+            self.store.put_file(&key, file).await?;
+        }
+        tracing::info!(segment = %id, version = manifest.version, %sha256, size, "published");
+        metrics::counter!("trough_publishes_total").increment(1);
+        Ok(manifest)
+    }
 
+    /// The coordinator this publisher records versions in.
+    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
+        &self.coordinator
+    }
+
+    /// Allocates the next version of `id` for the stored data object `key` (create-if-absent
+    /// manifest) and records it in the catalog.
+    pub async fn record_version(
+        &self,
+        id: &SegmentId,
+        key: &str,
+        sha256: &str,
+        size: u64,
+        opts: PublishOptions,
+    ) -> Result<Manifest> {
         let mut version = match self.coordinator.get_segment(id).await? {
             Some(e) => e.latest_version() + 1,
             None => 1,
@@ -82,17 +108,15 @@ impl Publisher {
             let manifest = Manifest {
                 id: id.clone(),
                 version,
-                sha256: sha256.clone(),
+                sha256: sha256.to_owned(),
                 size,
                 created_at: Utc::now(),
                 schema: opts.schema.clone(),
                 writable: opts.writable,
-                key: key.clone(),
+                key: key.to_owned(),
             };
             if self.store.create_manifest(&manifest).await? {
                 self.coordinator.add_version(&manifest).await?;
-                tracing::info!(segment = %id, version, %sha256, size, "published");
-                metrics::counter!("trough_publishes_total").increment(1);
                 return Ok(manifest);
             }
             version += 1;

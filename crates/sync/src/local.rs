@@ -430,7 +430,10 @@ impl LocalSync {
         let held: BTreeMap<SegmentId, (u64, bool)> = self
             .status()
             .into_iter()
-            .map(|(id, s)| (id, (s.version, s.verified)))
+            .map(|(id, s)| {
+                let held = held_as(&s, catalog.get(&id));
+                (id, held)
+            })
             .collect();
         Ok(plan(
             &self.identity.name,
@@ -459,7 +462,7 @@ impl LocalSync {
                 assignment.insert(id.clone(), nodes);
             }
             if let Some(s) = self.copy_state(id) {
-                held.insert(id.clone(), (s.version, s.verified));
+                held.insert(id.clone(), held_as(&s, catalog.get(id)));
             }
         }
         let holders = self.holders(Some(ids)).await?;
@@ -649,3 +652,14 @@ async fn verify_file(path: &Path, m: &Manifest) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// A copy as [`plan`] sees it: (version, verified). A copy of the catalog's latest version
+/// number with other bytes (the segment was deleted and published again, restarting at
+/// version 1) counts as not verified, so the new bytes are fetched and the old ones never
+/// served as current.
+fn held_as(s: &CopyState, entry: Option<&SegmentEntry>) -> (u64, bool) {
+    let stale = entry
+        .and_then(SegmentEntry::latest)
+        .is_some_and(|m| m.version == s.version && m.sha256 != s.sha256);
+    (s.version, s.verified && !stale)
+}

@@ -264,6 +264,12 @@ pub mod codes {
     pub const SEGMENT_UNAVAILABLE: &str = "segment_unavailable";
     /// The operation needs a read-only segment, but it is writable (409).
     pub const SEGMENT_WRITABLE: &str = "segment_writable";
+    /// Another operation (a promotion, a restore) holds the segment; retry (409).
+    pub const SEGMENT_BUSY: &str = "segment_busy";
+    /// A version number that the segment does not have (404).
+    pub const VERSION_NOT_FOUND: &str = "version_not_found";
+    /// Labels or description over their limits, or a bad label key (400).
+    pub const INVALID_LABELS: &str = "invalid_labels";
     /// Segments of a cluster-wide query failed for reasons of their own (503).
     pub const SEGMENTS_FAILED: &str = "segments_failed";
     /// SQLite refused the statement: syntax, missing table or column, constraint (400).

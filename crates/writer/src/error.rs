@@ -23,6 +23,9 @@ pub enum Error {
     /// node still holds it after a restart); it refuses writes until it holds it again.
     #[error("this node does not hold the write lease of {0} right now; writes are refused until it is reacquired (retry later)")]
     LeaseLost(SegmentId),
+    /// Another operation (a promotion, a restore) holds the segment right now.
+    #[error("segment {0} is busy (a promotion or restore is running); retry")]
+    Busy(SegmentId),
     /// The named schema is not registered.
     #[error("schema {0} not found")]
     SchemaNotFound(String),
@@ -41,7 +44,9 @@ impl ApiError for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::NotFound(_) | Error::SchemaNotFound(_) => ErrorKind::NotFound,
-            Error::NotWritable(_) | Error::LeaseElsewhere { .. } => ErrorKind::Conflict,
+            Error::NotWritable(_) | Error::LeaseElsewhere { .. } | Error::Busy(_) => {
+                ErrorKind::Conflict
+            }
             Error::LeaseLost(_) => ErrorKind::Unavailable,
             Error::InvalidSchema(_) | Error::InvalidRequest(_) => ErrorKind::InvalidInput,
             Error::Core(e) => e.kind(),
@@ -54,6 +59,7 @@ impl ApiError for Error {
             Error::NotWritable(_) => "segment_not_writable",
             Error::LeaseElsewhere { .. } => "write_lease_elsewhere",
             Error::LeaseLost(_) => "write_lease_lost",
+            Error::Busy(_) => trough_types::error::codes::SEGMENT_BUSY,
             Error::SchemaNotFound(_) => "schema_not_found",
             Error::InvalidSchema(_) => "invalid_schema",
             Error::InvalidRequest(_) => "invalid_request",

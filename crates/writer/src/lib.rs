@@ -16,6 +16,8 @@
 
 pub mod error;
 pub mod exec;
+mod release;
+mod restore;
 pub mod workers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,6 +73,12 @@ struct WritableDb {
     /// Set by every committed write, cleared by a promotion's snapshot.
     dirty: AtomicBool,
     lease: Lease,
+    /// Set (under `conn`) when the segment is released ([`Writer::release`]): a write that got
+    /// this database before is refused instead of landing in a file about to be deleted.
+    retired: AtomicBool,
+    /// Held by a promotion or a restore for its whole duration; a release that finds it taken
+    /// is refused (`segment_busy`) rather than waiting.
+    op: tokio::sync::Mutex<()>,
 }
 
 /// The writable segments of this node.
@@ -241,6 +249,8 @@ impl Writer {
             conn: Mutex::new(conn),
             dirty: AtomicBool::new(false),
             lease,
+            retired: AtomicBool::new(false),
+            op: tokio::sync::Mutex::new(()),
         });
         self.dbs
             .lock()
@@ -409,6 +419,9 @@ impl Writer {
             if !db.lease.is_held() {
                 return Err(Error::LeaseLost(db.id.clone()));
             }
+            if db.retired.load(Ordering::Acquire) {
+                return Err(Error::NotWritable(db.id.clone()));
+            }
             let r = exec::execute(&mut conn, &req, Some(timeout))?;
             db.dirty.store(true, Ordering::Release);
             Ok(r)
@@ -425,6 +438,10 @@ impl Writer {
     /// Snapshots `id` with the online backup API and publishes it as a new stored version.
     pub async fn promote(&self, id: &SegmentId) -> Result<Manifest> {
         let db = self.writable_db(id)?;
+        let _op = db.op.lock().await;
+        if db.retired.load(Ordering::Acquire) {
+            return Err(Error::NotWritable(id.clone()));
+        }
         let snapshot = self.dir.join(format!(
             ".{id}.promote-{}",
             Utc::now().timestamp_nanos_opt().unwrap_or_default()
@@ -493,3 +510,6 @@ fn path_with(path: &Path, suffix: &str) -> PathBuf {
     s.push(suffix);
     PathBuf::from(s)
 }
+
+#[cfg(test)]
+mod tests;

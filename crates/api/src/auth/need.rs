@@ -75,8 +75,10 @@ pub fn need(method: &Method, route: Option<&str>, id: Option<&str>, segment: Opt
             None => Need::WriteFromBody(BodySegment::Text),
         },
         Some("/segments/{id}") if get => seg(Level::Read),
+        Some("/segments/{id}" | "/segment/{id}") if method == Method::DELETE => seg(Level::Admin),
         Some("/segments/{id}") => seg(Level::Write),
-        Some("/segments/{id}/query") => seg(Level::Read),
+        Some("/segments/{id}/query" | "/segments/{id}/schema") => seg(Level::Read),
+        Some("/segments/{id}/restore") => seg(Level::Admin),
         Some("/segments/{id}/execute" | "/segments/{id}/provision" | "/segments/{id}/promote") => {
             seg(Level::Write)
         }
@@ -128,6 +130,41 @@ mod tests {
                 Some("a"),
                 None,
                 s("a", Level::Read),
+            ),
+            (
+                d.clone(),
+                "/segments/{id}",
+                Some("a"),
+                None,
+                s("a", Level::Admin),
+            ),
+            (
+                d.clone(),
+                "/segment/{id}",
+                Some("a"),
+                None,
+                s("a", Level::Admin),
+            ),
+            (
+                Method::PATCH,
+                "/segments/{id}",
+                Some("a"),
+                None,
+                s("a", Level::Write),
+            ),
+            (
+                g.clone(),
+                "/segments/{id}/schema",
+                Some("a"),
+                None,
+                s("a", Level::Read),
+            ),
+            (
+                p.clone(),
+                "/segments/{id}/restore",
+                Some("a"),
+                None,
+                s("a", Level::Admin),
             ),
             (
                 p.clone(),

@@ -60,8 +60,16 @@ pub struct ScatterRequest {
     /// Its parameters (used unchanged by every segment and by the merge).
     #[serde(default)]
     pub params: Params,
-    /// Which segments to query.
-    pub segments: Selector,
+    /// Which segments to query, by id (all of them when absent and `schema` or `labels` is
+    /// given).
+    #[serde(default)]
+    pub segments: Option<Selector>,
+    /// Only segments provisioned or published from this schema.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Only segments with all these labels (`key → value`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// `"deny"` (default): any failed segment fails the query; `"allow"`: answer with the
     /// segments that answered and list the others.
     #[serde(default)]
@@ -85,8 +93,31 @@ impl ScatterRequest {
         if let Some(r) = &self.resolved {
             return Ok(r.clone());
         }
+        let filters = crate::handlers::manage::Filters {
+            schema: self.schema.clone(),
+            labels: self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+            writable: None,
+        };
+        let selector = match (&self.segments, filters.is_set()) {
+            (Some(s), _) => s.clone(),
+            (None, true) => Selector::Pattern("*".into()),
+            (None, false) => {
+                return Err(HttpError::new(
+                    ErrorKind::InvalidInput,
+                    trough_types::error::codes::INVALID_SELECTOR,
+                    "say which segments to query: `segments`, `schema` or `labels`",
+                ))
+            }
+        };
         let catalog: Vec<SegmentId> = node.cluster_catalog_ids().await?;
-        let ids = select::select(&catalog, &self.segments)?;
+        let mut ids = select::select(&catalog, &selector)?;
+        if filters.is_set() {
+            ids = node.filter_segments(ids, &filters).await?;
+        }
         Ok(self.access.readable(ids))
     }
 
@@ -565,6 +596,54 @@ fn unavailable(msg: String) -> Error {
 impl Node {
     /// Every segment id in the catalog (the cluster view, or the coordinator if the view is
     /// empty, e.g. right after start).
+    /// The segments of `ids` that match `filters` (schema, labels), from the catalog.
+    async fn filter_segments(
+        &self,
+        ids: Vec<SegmentId>,
+        filters: &crate::handlers::manage::Filters,
+    ) -> Result<Vec<SegmentId>, HttpError> {
+        if let Some(s) = &filters.schema {
+            if let Err(e) = trough_types::SchemaName::new(s) {
+                return Err(HttpError::new(
+                    ErrorKind::InvalidInput,
+                    trough_types::error::codes::INVALID_SELECTOR,
+                    format!("schema: {e}"),
+                ));
+            }
+        }
+        for (k, _) in &filters.labels {
+            if !crate::handlers::manage::valid_label_key(k) {
+                return Err(HttpError::new(
+                    ErrorKind::InvalidInput,
+                    trough_types::error::codes::INVALID_SELECTOR,
+                    format!("label key {k:?} is not a valid label key"),
+                ));
+            }
+        }
+        let infos = self.coordinator.list_segment_info().await?;
+        // The cluster view's catalog (no I/O); the coordinator's when the view is empty.
+        let snap = self.cluster.snapshot();
+        let catalog: std::collections::BTreeMap<SegmentId, Arc<trough_types::SegmentEntry>> =
+            if snap.catalog.is_empty() {
+                self.coordinator
+                    .list_segments()
+                    .await?
+                    .into_iter()
+                    .map(|e| (e.id.clone(), Arc::new(e)))
+                    .collect()
+            } else {
+                snap.catalog.clone()
+            };
+        Ok(ids
+            .into_iter()
+            .filter(|id| {
+                catalog
+                    .get(id)
+                    .is_some_and(|e| crate::handlers::manage::matches(e, infos.get(id), filters))
+            })
+            .collect())
+    }
+
     async fn cluster_catalog_ids(&self) -> Result<Vec<SegmentId>, HttpError> {
         let snap = self.cluster.snapshot();
         if !snap.catalog.is_empty() {

@@ -17,7 +17,7 @@
 //! writes (`POST /?segment={id}`) is in [`super::sql`]; the write URL a provision returns is that
 //! route on the node holding the segment's write lease.
 //!
-//! Not here: deleting a segment (`DELETE /segment/{id}`), which trough does not offer yet.
+//! Not here: deleting a segment (`DELETE /segment/{id}` is `handlers::manage::delete`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 
 mod gather;
 pub mod legacy;
+pub mod manage;
 pub mod ops;
 pub mod pages;
 mod per_segment;

@@ -23,7 +23,7 @@ use trough_types::{ErrorKind, SegmentEntry, SegmentId};
 use trough_writer::ProvisionRequest;
 
 use super::pages::PageParams;
-use super::{segment_id, segment_not_found, sql, Path};
+use super::{manage, segment_id, segment_not_found, sql, Path};
 use crate::body;
 use crate::Node;
 use trough_cluster::forward::{Attempt, Retry};
@@ -38,6 +38,7 @@ pub async fn list(
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
     let p = PageParams::parse(query)?;
+    let filters = list_filters(&p)?;
     let mut entries = node
         .coordinator
         .list_segments_page(&p.prefix, p.cursor.as_deref(), p.limit + 1)
@@ -47,12 +48,14 @@ pub async fn list(
     let next_cursor = more
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
+    let infos = node.coordinator.list_segment_info().await?;
     let segments: Vec<Value> = entries
         .iter()
         .filter(|e| caller.allows(e.id.as_str(), Level::Read))
+        .filter(|e| manage::matches(e, infos.get(&e.id), &filters))
         .map(|e| {
             let latest = e.latest();
-            json!({
+            let mut item = json!({
                 "id": e.id,
                 "version": e.latest_version(),
                 "sha256": latest.map(|m| &m.sha256),
@@ -60,7 +63,10 @@ pub async fn list(
                 "created_at": latest.map(|m| m.created_at),
                 "writable": e.writable.is_some(),
                 "writer": e.writable.as_ref().map(|w| &w.writer),
-            })
+                "schema": entry_schema(e),
+            });
+            manage::info_fields(&mut item, infos.get(&e.id));
+            item
         })
         .collect();
     let mut doc = json!({ "segments": segments });
@@ -68,6 +74,49 @@ pub async fn list(
         doc["next_cursor"] = Value::String(c);
     }
     Ok(Json(doc))
+}
+
+/// The schema a segment was provisioned or published from, if any.
+fn entry_schema(e: &SegmentEntry) -> Option<&trough_types::SchemaName> {
+    e.writable
+        .as_ref()
+        .and_then(|w| w.schema.as_ref())
+        .or_else(|| e.latest().and_then(|m| m.schema.as_ref()))
+}
+
+/// The filters of `GET /segments` besides `prefix`: `schema`, `label` (`key:value` or `key`;
+/// several separated by commas, all must match) and `writable` (400 `invalid_query_parameter`
+/// for anything else).
+fn list_filters(p: &PageParams) -> Result<manage::Filters, HttpError> {
+    let bad =
+        |m: String| HttpError::new(ErrorKind::InvalidInput, codes::INVALID_QUERY_PARAMETER, m);
+    let mut f = manage::Filters::default();
+    for (k, v) in &p.rest {
+        match k.as_str() {
+            "schema" => match trough_types::SchemaName::new(v) {
+                Ok(n) => f.schema = Some(n.to_string()),
+                Err(e) => return Err(bad(format!("schema: {e}"))),
+            },
+            "label" => {
+                for one in v.split(',') {
+                    f.labels.push(manage::Filters::parse_label(one)?);
+                }
+            }
+            "writable" => {
+                f.writable = Some(match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(format!("writable must be true or false, not {v:?}"))),
+                })
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown query parameter {other:?}; expected limit, cursor, prefix, schema, label, writable"
+                )))
+            }
+        }
+    }
+    Ok(f)
 }
 
 /// The full document of one segment: versions, writer, replicas.
@@ -95,8 +144,7 @@ pub async fn document(node: &Node, entry: &SegmentEntry) -> Result<Value, HttpEr
         "latest": entry.latest(),
         "writable": entry.writable.is_some(),
         "writer": entry.writable.as_ref().map(|w| &w.writer),
-        "schema": entry.writable.as_ref().and_then(|w| w.schema.as_ref())
-            .or_else(|| entry.latest().and_then(|m| m.schema.as_ref())),
+        "schema": entry_schema(entry),
         "replicas": replicas,
     }))
 }
@@ -112,7 +160,10 @@ pub async fn show(
         .get_segment(&id)
         .await?
         .ok_or_else(|| segment_not_found(&id))?;
-    Ok(Json(document(&node, &entry).await?))
+    let mut doc = document(&node, &entry).await?;
+    let info = node.coordinator.get_segment_info(&id).await?;
+    manage::info_fields(&mut doc, Some(&info));
+    Ok(Json(doc))
 }
 
 /// `PUT /segments/{id}`: publish the body (a SQLite file) as a new version.

@@ -107,7 +107,7 @@ impl Node {
     }
 
     /// 404 if the segment is unknown, else the given error.
-    async fn unknown_or(&self, id: &SegmentId, err: HttpError) -> HttpError {
+    pub(crate) async fn unknown_or(&self, id: &SegmentId, err: HttpError) -> HttpError {
         let known = self.cluster.snapshot().catalog.contains_key(id)
             || matches!(self.coordinator.get_segment(id).await, Ok(Some(_)));
         if known {
@@ -125,13 +125,26 @@ impl Node {
         headers: &HeaderMap,
         bytes: Bytes,
     ) -> Result<Response, HttpError> {
+        self.forward_read_as(Method::POST, id, path, headers, bytes)
+            .await
+    }
+
+    /// [`Node::forward_read`] with another method (`GET /segments/{id}/schema`).
+    pub(crate) async fn forward_read_as(
+        &self,
+        method: Method,
+        id: &SegmentId,
+        path: &str,
+        headers: &HeaderMap,
+        bytes: Bytes,
+    ) -> Result<Response, HttpError> {
         let failures = match self
             .each_replica(id, |t| {
-                let bytes = bytes.clone();
+                let (bytes, method) = (bytes.clone(), method.clone());
                 async move {
                     match self
                         .forwarder
-                        .send(&t, Method::POST, path, headers, bytes, Retry::Idempotent)
+                        .send(&t, method, path, headers, bytes, Retry::Idempotent)
                         .await
                     {
                         Attempt::Done(r) => Step::Done(r),
@@ -272,6 +285,18 @@ pub(crate) async fn forward_write(
     headers: &HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, HttpError> {
+    forward_write_as(node, Method::POST, id, path, headers, bytes).await
+}
+
+/// [`forward_write`] with another method (`DELETE /segments/{id}`).
+pub(crate) async fn forward_write_as(
+    node: &Node,
+    method: Method,
+    id: &SegmentId,
+    path: &str,
+    headers: &HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, HttpError> {
     let target = match node.cluster.writer_of(id) {
         Some(t) => Some(t),
         None => {
@@ -305,7 +330,7 @@ pub(crate) async fn forward_write(
     match target {
         Some(t) if t.name != node.name => match node
             .forwarder
-            .send(&t, Method::POST, path, headers, bytes, Retry::NotSent)
+            .send(&t, method, path, headers, bytes, Retry::NotSent)
             .await
         {
             Attempt::Done(r) => Ok(r),

@@ -169,6 +169,7 @@
 //! runtime, if any); its services then expire with their TTL.
 
 mod client;
+mod lifecycle;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -1050,6 +1051,30 @@ impl Coordinator for ConsulCoordinator {
 
     async fn delete_token(&self, accessor: &str) -> Result<bool> {
         tokens::delete(self, accessor).await
+    }
+
+    async fn delete_segment(&self, id: &SegmentId) -> Result<Option<SegmentEntry>> {
+        lifecycle::delete_segment(self, id).await
+    }
+
+    async fn remove_versions(
+        &self,
+        id: &SegmentId,
+        versions: &[u64],
+    ) -> Result<Option<SegmentEntry>> {
+        lifecycle::remove_versions(self, id, versions).await
+    }
+
+    async fn get_segment_info(&self, id: &SegmentId) -> Result<crate::SegmentInfo> {
+        lifecycle::get_info(self, id).await
+    }
+
+    async fn set_segment_info(&self, id: &SegmentId, info: &crate::SegmentInfo) -> Result<()> {
+        lifecycle::set_info(self, id, info).await
+    }
+
+    async fn list_segment_info(&self) -> Result<BTreeMap<SegmentId, crate::SegmentInfo>> {
+        lifecycle::list_info(self).await
     }
 
     async fn lock_holder(&self, key: &str) -> Result<Option<NodeName>> {

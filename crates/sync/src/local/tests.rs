@@ -96,3 +96,25 @@ fn drops_only_after_replacement_holds_latest() {
         [Action::Drop(sid("gone"))]
     );
 }
+
+#[test]
+fn a_copy_of_the_latest_version_number_with_other_bytes_is_stale() {
+    // Deleted and published again: version 1 again, other bytes.
+    let e = entry("a", &[1]);
+    let copy = |sha: &str| CopyState {
+        version: 1,
+        sha256: sha.into(),
+        size: 1,
+        verified: true,
+        error: None,
+    };
+    assert_eq!(held_as(&copy("sha1"), Some(&e)), (1, true));
+    assert_eq!(held_as(&copy("old-bytes"), Some(&e)), (1, false));
+    assert_eq!(held_as(&copy("old-bytes"), None), (1, true));
+    let mut assignment = AssignmentMap::new();
+    assignment.insert(sid("a"), vec![node("n1")]);
+    let catalog = BTreeMap::from([(sid("a"), e.clone())]);
+    let held = BTreeMap::from([(sid("a"), held_as(&copy("old-bytes"), Some(&e)))]);
+    let actions = plan(&node("n1"), &assignment, &catalog, &held, &BTreeMap::new());
+    assert_eq!(actions, vec![Action::Fetch(e.versions[0].clone())]);
+}
