@@ -488,11 +488,12 @@ fn anonymous_access_is_a_grant_like_any_other() {
         call(&s, Method::GET, "/health", None, no_body).0,
         StatusCode::OK
     );
+    // Without a token, what the anonymous grants do not allow needs one: 401, not 403.
     assert_eq!(
         call(&s, Method::GET, "/segments/private-1", None, no_body).0,
-        StatusCode::FORBIDDEN
+        StatusCode::UNAUTHORIZED
     );
-    assert_eq!(publish(&s, "public-1", None, 1), StatusCode::FORBIDDEN);
+    assert_eq!(publish(&s, "public-1", None, 1), StatusCode::UNAUTHORIZED);
     // A bad credential is not anonymous.
     assert_eq!(
         call(&s, Method::GET, "/segments/public-1", Some("x"), no_body).0,

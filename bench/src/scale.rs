@@ -1,6 +1,7 @@
 //! Scenario 6, scale: many small segments on one `trough serve`.
 //!
-//! Publishes N segments of about 8 KB (200 rows each), 4 at a time, and reports what grows with
+//! Publishes N segments of about 8 KB (200 rows each), [`IN_FLIGHT`] at a time (as
+//! `trough segment upload --dir` would), and reports what grows with
 //! the segment count: the publish rate at the start and at the end (flat when a publish costs
 //! the same whatever the catalog's size), the time until every segment is verified, RSS after
 //! sync, a request for an unknown segment against one for a known one (p50), a page of
@@ -24,6 +25,11 @@ use crate::stats::median;
 use crate::Preset;
 
 const SC: u8 = 6;
+
+/// Publishes in flight. Each publish waits on several fsyncs (the object, its manifest, the
+/// catalog's commit, the node's copy), so the rate is bound by latency unless publishes overlap;
+/// 16 is what a bulk load would use (`trough segment upload --concurrency`).
+const IN_FLIGHT: usize = 16;
 
 /// A segment of `rows` rows of about 40 bytes each (8 KB at 200).
 fn template(path: &Path, rows: u64) -> Result<Bytes> {
@@ -140,7 +146,7 @@ pub async fn run(p: &Preset, work: &Path, bin: &Path, rep: &mut Report) -> Resul
     let node = procs::trough(bin, &data, &[], &[]).await?;
     let url = node.url();
     eprintln!(
-        "   publishing {n} segments of {} bytes, 4 at a time",
+        "   publishing {n} segments of {} bytes, {IN_FLIGHT} at a time",
         body.len()
     );
 
@@ -154,7 +160,7 @@ pub async fn run(p: &Preset, work: &Path, bin: &Path, rep: &mut Report) -> Resul
                 Ok::<_, anyhow::Error>(started.elapsed().as_secs_f64())
             }
         })
-        .buffer_unordered(4)
+        .buffer_unordered(IN_FLIGHT)
         .collect::<Vec<_>>()
         .await
         .into_iter()

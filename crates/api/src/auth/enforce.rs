@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use trough_auth::{Caller, Level};
 
 use super::need::{self, BodySegment, Need};
-use super::{forbidden, Access};
+use super::{refused, Access};
 use crate::body;
 use crate::http::HttpError;
 use crate::Node;
@@ -143,7 +143,7 @@ pub async fn enforce(State(node): State<Arc<Node>>, req: Request, next: Next) ->
             seg_note = body_id.clone();
         }
         check(&caller, &need, body_id.as_deref())
-            .map_err(|why| (Some(caller.clone()), forbidden(why)))?;
+            .map_err(|why| (Some(caller.clone()), refused(&caller, why)))?;
         Ok((caller, body))
     }
     .await;

@@ -172,6 +172,22 @@ pub fn forbidden(message: impl Into<String>) -> HttpError {
     HttpError::new(ErrorKind::Forbidden, codes::FORBIDDEN, message)
 }
 
+/// The refusal of a request `caller` may not make: 403 for a token, but 401 for a caller without
+/// one (anonymous grants did not allow it; a token might), so clients know to authenticate.
+pub fn refused(caller: &Caller, message: impl Into<String>) -> HttpError {
+    match caller {
+        Caller::Anonymous(_) => unauthenticated(
+            codes::UNAUTHENTICATED,
+            &format!(
+                "this request needs a token (anonymous access does not allow it: {}); send \
+                 Authorization: Bearer <secret>",
+                message.into()
+            ),
+        ),
+        _ => forbidden(message),
+    }
+}
+
 /// The headers to send with a request forwarded on behalf of the caller of `incoming`: its
 /// `Authorization`, nothing else.
 pub fn forward_credential(incoming: &HeaderMap) -> HeaderMap {

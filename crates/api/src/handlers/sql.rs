@@ -414,9 +414,10 @@ pub async fn trough_wire(
         {
             // A read right lets this route read; a statement that writes needs write.
             if !caller.allows(id.as_str(), Level::Write) {
-                return Err(crate::auth::forbidden(format!(
-                    "this token has no write right on segment {id}"
-                )));
+                return Err(crate::auth::refused(
+                    caller,
+                    format!("this token has no write right on segment {id}"),
+                ));
             }
             local_execute(&node, &id, ExecuteRequest::text(sql)).await?;
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response())
