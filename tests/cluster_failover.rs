@@ -14,7 +14,7 @@ use common::cluster::{
     health_has, make_segment, port_of, ClusterSpec, TestCluster, CHECK_QUERIES, LOCK_DELAY_SECS,
     NODE_TTL_SECS, SESSION_TTL_SECS,
 };
-use common::wait_until;
+use common::{assert_error_any, wait_until};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -336,4 +336,61 @@ fn dns_resolves_segment_holders() {
         .into_iter()
         .collect();
     assert_eq!(routed, want, "router view and DNS agree");
+}
+
+/// The router's counter `name` (0 when it was never incremented).
+fn router_counter(c: &TestCluster, name: &str) -> f64 {
+    let text = c
+        .client()
+        .get(format!("{}/metrics", c.router_url()))
+        .send()
+        .and_then(|r| r.text())
+        .expect("router metrics");
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Issue 15: a frozen replica (SIGSTOP: its port accepts, nothing answers) does not stall reads.
+/// The router sends the read to the other replica too once the first is slower than the hedge
+/// delay, so every read answers, correctly. With every replica frozen, the forward deadline
+/// (query timeout + grace) turns the hang into a retryable 503, and after thawing reads succeed.
+#[test]
+fn a_frozen_replica_is_hedged_around_and_the_deadline_ends_a_hang() {
+    let c = TestCluster::start_spec(ClusterSpec::new(2, 2).query_timeout_ms(1000));
+    let files: Vec<_> = (0..2).map(|i| make_segment(500 + i)).collect();
+    let ids = ["frozen-0", "frozen-1"];
+    for (id, f) in ids.iter().zip(&files) {
+        c.publish(id, f.bytes());
+    }
+    for id in ids {
+        c.wait_replicated(id, 2);
+    }
+    let sql = CHECK_QUERIES[0];
+    let want: Vec<Vec<Value>> = files.iter().map(|f| f.rows(sql, &json!([]))).collect();
+    c.signal("reader-1", "STOP");
+    for _ in 0..10 {
+        for (id, want) in ids.iter().zip(&want) {
+            assert_eq!(&c.query_ok(id, sql), want, "{id} with reader-1 frozen");
+        }
+    }
+    assert!(
+        router_counter(&c, "trough_router_hedges_total") >= 1.0,
+        "reads sent to the frozen replica were hedged"
+    );
+    c.signal("reader-2", "STOP");
+    let (status, body) = c.query(ids[0], sql);
+    assert_error_any(
+        status,
+        &body,
+        503,
+        &["no_healthy_replica", "segment_unavailable"],
+    );
+    c.signal("reader-1", "CONT");
+    c.signal("reader-2", "CONT");
+    assert!(wait_until(Duration::from_secs(60), || c
+        .query(ids[0], sql)
+        .0
+        == StatusCode::OK));
 }

@@ -435,3 +435,49 @@ fn error_after_streaming_began_ends_with_a_json_line() {
         20000
     );
 }
+
+// ---- issue 15: bounded requests in flight ------------------------------------------------------
+
+/// With `limits.inflight.reads = 1`, a read that holds the slot (its body announced but not yet
+/// sent) makes the next read a quick 503 `overloaded` with `Retry-After`; health still answers,
+/// writes have their own bound, and once the slow read is gone reads are served again.
+#[test]
+fn past_the_bound_of_reads_in_flight_reads_get_503_overloaded_then_serve_again() {
+    let s = TestServer::start_with(
+        &[],
+        &[
+            ("TROUGH_LIMITS__INFLIGHT__READS", "1"),
+            ("TROUGH_LIMITS__INFLIGHT__RETRY_AFTER_SECS", "3"),
+        ],
+    );
+    sample(&s);
+    assert_eq!(s.query_ok("s", "SELECT 1 AS one"), vec![json!({"one": 1})]);
+    let mut held = raw::connect(s.url());
+    held.write_all(
+        b"POST /segments/s/query HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+          Content-Length: 100\r\n\r\nSELECT",
+    )
+    .expect("write the head");
+    let read = || {
+        exchange(
+            s.url(),
+            b"POST /segments/s/query HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+              Content-Length: 8\r\nConnection: close\r\n\r\nSELECT 1",
+            LONG,
+        )
+    };
+    assert!(wait_until(LONG, || read().status == Some(503)));
+    let a = read();
+    assert_json_error(&a, "a read past the bound", 503, "overloaded");
+    assert_eq!(a.header("retry-after"), Some("3"), "{a:?}");
+    let (status, _) = s.get_json("/health");
+    assert_eq!(status.as_u16(), 200, "health is never refused");
+    let (status, body) = s.put_text("/schemas/other", "CREATE TABLE t (id INTEGER PRIMARY KEY)");
+    assert_eq!(
+        status.as_u16() / 100,
+        2,
+        "writes have their own bound: {body}"
+    );
+    drop(held);
+    assert!(wait_until(LONG, || read().status == Some(200)));
+}

@@ -112,6 +112,8 @@ pub struct ClusterSpec {
     pub reader_quotas: BTreeMap<usize, u64>,
     /// With authorization on: the bootstrap admin secret (also sent by [`TestCluster::client`]).
     pub admin_token: Option<String>,
+    /// `limits.query.timeout_ms` of every node (None: the default).
+    pub query_timeout_ms: Option<u64>,
 }
 
 impl ClusterSpec {
@@ -125,7 +127,14 @@ impl ClusterSpec {
             scrub_interval_secs: None,
             reader_quotas: BTreeMap::new(),
             admin_token: None,
+            query_timeout_ms: None,
         }
+    }
+
+    /// Sets `limits.query.timeout_ms` of every node (which also bounds a forwarded read).
+    pub fn query_timeout_ms(mut self, ms: u64) -> Self {
+        self.query_timeout_ms = Some(ms);
+        self
     }
 
     /// Turns authorization on with `secret` as the bootstrap admin token; anonymous callers
@@ -351,6 +360,24 @@ impl TestCluster {
             .get_mut(name)
             .unwrap_or_else(|| panic!("no node {name}"))
             .kill9();
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to node `name`'s process.
+    pub fn signal(&self, name: &str, signal: &str) {
+        eprintln!("[cluster] kill -{signal} {name}");
+        let pid = self
+            .node(name)
+            .process
+            .as_ref()
+            .and_then(|p| p.pid())
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} {pid} failed");
     }
 
     /// Kills `name` (if running) and starts it again on the same data dir and name (new port).
@@ -632,7 +659,7 @@ fn config_toml(consul: &ConsulAgent, s3: &S3Server, spec: &ClusterSpec) -> Strin
     for (k, v) in s3.options() {
         t.push_str(&format!("{k} = {v:?}\n"));
     }
-    t.push_str("\n[sync]\ninterval_secs = 1\n");
+    t.push_str("\n[sync]\ninterval_secs = 1\ndrop_grace_secs = 1\n");
     if let Some(s) = spec.scrub_interval_secs {
         t.push_str(&format!("scrub_interval_secs = {s}\n"));
     }
@@ -644,6 +671,9 @@ fn config_toml(consul: &ConsulAgent, s3: &S3Server, spec: &ClusterSpec) -> Strin
         t.push_str(&format!(
             "\n[auth]\nenabled = true\nbootstrap_token = {secret:?}\nanonymous = [\"status\"]\ncache_ttl_ms = 1000\n"
         ));
+    }
+    if let Some(ms) = spec.query_timeout_ms {
+        t.push_str(&format!("\n[limits.query]\ntimeout_ms = {ms}\n"));
     }
     t
 }

@@ -11,13 +11,15 @@
 //! - [`body`]: request-body parsing (SQL text or JSON, size limits, UTF-8).
 //! - [`fanout`]: the I/O of cluster-wide queries (which segments, where, concurrently), around
 //!   the pure planner and merger of `trough-scatter`.
-//! - [`listener`], [`http_guard`]: connection- and request-level HTTP limits.
+//! - [`listener`], [`http_guard`]: connection- and request-level HTTP limits; [`admission`]:
+//!   bounded requests in flight per class (503 `overloaded`).
 //! - [`auth`]: who is asking and what each route needs, checked in one middleware.
 //! - [`http`]: the one error-to-response conversion; [`metrics`]: the Prometheus recorder.
 //!
 //! Not here: SQL execution (`trough-reader`, `trough-writer`), sync (`trough-sync`), storage
 //! (`trough-store`), starting a node (`trough-node`).
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod fanout;
@@ -75,6 +77,7 @@ pub fn app(node: Arc<Node>) -> axum::Router {
     use handlers::{legacy, manage, ops, schemas, segments, sql, tokens};
     let http_limits = node.limits.http.clone();
     let auth_node = node.clone();
+    let admission = Arc::new(admission::Admission::new(&node.limits.inflight));
     axum::Router::new()
         .route("/", post(legacy::root))
         .route("/query", post(handlers::scatter::query))
@@ -120,6 +123,11 @@ pub fn app(node: Arc<Node>) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(
             auth_node,
             auth::enforce::enforce,
+        ))
+        // Bounded requests in flight per class: 503 `overloaded` beyond (admission).
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
         ))
         .layer(axum::middleware::from_fn(observe::record))
         .layer(axum::middleware::from_fn_with_state(

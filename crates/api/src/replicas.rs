@@ -7,25 +7,27 @@
 //! ends the loop with a value (an answer, or an error that would be the same on every replica,
 //! such as the query's own 400) or asks for the next replica with a reason. A replica that failed
 //! is penalized in the view (tried last for a few seconds), and every retry is logged and counted
-//! (`trough_router_retries_total`).
+//! (`trough_router_retries_total`). Attempts are hedged and bounded (decision 0015): a replica
+//! slower than the adaptive hedge delay gets company (`trough_router_hedges_total`), and one
+//! silent past the deadline counts as failed, so a frozen replica never stalls a read.
 //!
 //! Not here: what an attempt sends (`trough_cluster::forward`, `fanout::fetch`), or where reads
 //! are answered locally (`Node::reads_locally`).
 
 use std::future::Future;
+use std::time::Duration;
+
+use trough_cluster::hedge::{race, Policy};
 
 use trough_cluster::Target;
 use trough_types::SegmentId;
 
 use crate::Node;
 
-/// The outcome of one attempt on one replica.
-pub(crate) enum Step<T> {
-    /// Stop here with this value.
-    Done(T),
-    /// This replica could not answer; try the next (the reason goes to logs and the final error).
-    Next(String),
-}
+pub(crate) use trough_cluster::hedge::Step;
+
+/// Time a replica gets beyond the query timeout before a forwarded read gives up on it.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 
 impl Node {
     /// The other nodes that can answer a read of `id`, best first; refreshes the view of `id`
@@ -46,30 +48,38 @@ impl Node {
         others(self)
     }
 
-    /// Runs `attempt` on each remote replica of `id` until one is [`Step::Done`]. `Err` holds one
-    /// line per replica that failed (`"<node>: <reason>"`); it is empty when no replica holds `id`.
+    /// Runs `attempt` on the remote replicas of `id` until one is [`Step::Done`], hedged and
+    /// bounded ([`trough_cluster::hedge::race`]): the next replica is asked as well when the
+    /// first is slower than the adaptive hedge delay, and a replica silent past the query timeout
+    /// (plus a grace) counts as failed. `Err` holds one line per replica that failed
+    /// (`"<node>: <reason>"`); it is empty when no replica holds `id`.
     pub(crate) async fn each_replica<T, F, Fut>(
         &self,
         id: &SegmentId,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T, Vec<String>>
     where
         F: FnMut(Target) -> Fut,
         Fut: Future<Output = Step<T>>,
     {
-        let mut failures = Vec::new();
-        for t in self.remote_replicas(id).await {
-            let name = t.name.clone();
-            match attempt(t).await {
-                Step::Done(v) => return Ok(v),
-                Step::Next(reason) => {
-                    tracing::warn!(segment = %id, node = %name, %reason, "replica failed; trying the next");
-                    metrics::counter!("trough_router_retries_total").increment(1);
-                    self.cluster.penalize(&name);
-                    failures.push(format!("{name}: {reason}"));
-                }
-            }
+        let targets = self.remote_replicas(id).await;
+        let policy = Policy {
+            hedge_after: self.cluster.hedge_delay(),
+            deadline: Duration::from_millis(self.limits.query.timeout_ms) + DEADLINE_GRACE,
+        };
+        let raced = race(targets, policy, attempt).await;
+        if raced.hedges > 0 {
+            metrics::counter!("trough_router_hedges_total").increment(raced.hedges as u64);
         }
-        Err(failures)
+        for name in &raced.suspects {
+            self.cluster.penalize(name);
+        }
+        if let Some(took) = raced.latency {
+            self.cluster.record_latency(took);
+        }
+        if raced.failed > 0 {
+            metrics::counter!("trough_router_retries_total").increment(raced.failed as u64);
+        }
+        raced.result
     }
 }

@@ -9,12 +9,15 @@
 //! ([`ClusterView::refresh_segment`]), shared by concurrent misses, never a catalog-wide read.
 //! The pure functions here ([`read_targets`], [`pick_writer`]) decide where a request goes.
 //! Nodes that just failed are put at the back of the line for a few seconds
-//! ([`ClusterView::penalize`]).
+//! ([`ClusterView::penalize`]); forwarded reads are hedged and bounded ([`hedge`]).
 //!
 //! Not here: sending requests ([`crate::forward`]) or serving them locally (handlers).
 
 mod flight;
 pub mod forward;
+pub mod hedge;
+#[cfg(test)]
+mod hedge_tests;
 #[cfg(test)]
 mod tests;
 
@@ -26,8 +29,6 @@ use std::time::{Duration, Instant};
 use trough_coord::{Coordinator, NodeInfo};
 use trough_types::{NodeName, SegmentEntry, SegmentId};
 
-/// How long a node that failed a request is tried last.
-const PENALTY: Duration = Duration::from_secs(5);
 /// Longest wait between two refreshes.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -162,6 +163,7 @@ pub fn pick_writer(snapshot: &Snapshot) -> Option<Target> {
 pub struct ClusterView {
     snapshot: RwLock<Arc<Snapshot>>,
     penalties: Mutex<HashMap<NodeName, Instant>>,
+    latencies: Mutex<hedge::Latencies>,
     rotation: AtomicUsize,
     flights: flight::Flights,
     full_reads: AtomicU64,
@@ -179,6 +181,7 @@ impl ClusterView {
         Self {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             penalties: Mutex::new(HashMap::new()),
+            latencies: Mutex::new(hedge::Latencies::default()),
             rotation: AtomicUsize::new(0),
             flights: flight::Flights::default(),
             full_reads: AtomicU64::new(0),
@@ -341,13 +344,28 @@ impl ClusterView {
             .insert(node.clone(), Instant::now());
     }
 
+    /// Records how long a forwarded read took to answer (feeds [`ClusterView::hedge_delay`]).
+    pub fn record_latency(&self, took: Duration) {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(took);
+    }
+
+    /// How long a forwarded read waits for a replica before asking the next one too.
+    pub fn hedge_delay(&self) -> Duration {
+        let p95 = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .p95();
+        hedge::hedge_delay(p95)
+    }
+
     fn demote_penalized(&self, targets: &mut [Target]) {
         let penalties = self.penalties.lock().unwrap_or_else(|p| p.into_inner());
-        let recent = |t: &Target| {
-            penalties
-                .get(&t.name)
-                .is_some_and(|at| at.elapsed() < PENALTY)
-        };
+        let now = Instant::now();
+        let recent = |t: &Target| hedge::is_suspect(penalties.get(&t.name).copied(), now);
         // Stable: keeps the preference order within each group.
         targets.sort_by_key(recent);
     }

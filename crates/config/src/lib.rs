@@ -12,7 +12,9 @@ use trough_types::error::codes;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+mod inflight;
 mod retention;
+pub use inflight::InflightLimits;
 pub use retention::{RetentionConfig, TierRetention};
 
 use serde::{Deserialize, Serialize};
@@ -199,6 +201,8 @@ pub struct Limits {
     pub scatter: ScatterLimits,
     /// The HTTP connection layer: timeouts, connections, header sizes.
     pub http: HttpLimits,
+    /// Requests served at the same time, per class (503 `overloaded` beyond).
+    pub inflight: InflightLimits,
 }
 
 /// Limits of the HTTP connection layer (see `docs/operations.md`, "HTTP limits").
@@ -304,6 +308,7 @@ impl Default for Limits {
             sqlite: SqliteLimits::default(),
             scatter: ScatterLimits::default(),
             http: HttpLimits::default(),
+            inflight: InflightLimits::default(),
         }
     }
 }
@@ -320,6 +325,9 @@ pub struct SyncConfig {
     /// How often every local copy is re-hashed and compared with its manifest, in seconds;
     /// 0 disables the scrub. Default 3600.
     pub scrub_interval_secs: u64,
+    /// How long a copy must stay unwanted before it is deleted, in seconds, so that a reader
+    /// returning from a critical check keeps the copies it is assigned again. Default 15.
+    pub drop_grace_secs: u64,
 }
 
 impl Default for SyncConfig {
@@ -328,6 +336,7 @@ impl Default for SyncConfig {
             interval_secs: 10,
             download_concurrency: 4,
             scrub_interval_secs: 3600,
+            drop_grace_secs: 15,
         }
     }
 }
@@ -336,6 +345,10 @@ impl SyncConfig {
     /// [`SyncConfig::interval_secs`] as a duration.
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs.max(1))
+    }
+    /// [`SyncConfig::drop_grace_secs`] as a duration.
+    pub fn drop_grace(&self) -> Duration {
+        Duration::from_secs(self.drop_grace_secs)
     }
 }
 

@@ -8,7 +8,8 @@
 //! and only a file whose size and SHA-256 match the manifest is renamed into place and handed to
 //! the reader, which swaps it in atomically (queries in flight finish on the old copy, whose file
 //! the reader deletes afterwards). A drop happens only once every other assigned replica holds
-//! the latest version. A periodic scrub re-hashes every copy; a copy that no longer matches is
+//! the latest version, and only once it was unwanted for `sync.drop_grace_secs` (a reader
+//! returning from a critical check is briefly assigned nothing: [`grace`]). A periodic scrub re-hashes every copy; a copy that no longer matches is
 //! withdrawn from service at once and fetched again on the next pass. After a pass that changed
 //! them the node reports its verified holdings to the coordinator (at most a fifth of the time
 //! under a stream of changes; the heartbeat reports them every few seconds anyway).
@@ -37,6 +38,7 @@ use trough_types::{Manifest, NodeName, SegmentEntry, SegmentId};
 use crate::verified::VerifiedLog;
 
 mod copies;
+mod grace;
 mod plan;
 mod worker;
 
@@ -111,6 +113,8 @@ pub struct LocalSync {
     full_micros: std::sync::atomic::AtomicU64,
     /// When the last report ended and how long it took ([`LocalSync::report_due`]).
     report_mark: std::sync::Mutex<(Option<std::time::Instant>, Duration)>,
+    /// Drops held back for `sync.drop_grace_secs` ([`grace`]).
+    drop_grace: std::sync::Mutex<grace::DropGrace>,
 }
 
 impl LocalSync {
@@ -136,6 +140,7 @@ impl LocalSync {
             unhashed: std::sync::Mutex::new(Vec::new()),
             mark: std::sync::Mutex::new(None),
             report_mark: std::sync::Mutex::new((None, Duration::ZERO)),
+            drop_grace: std::sync::Mutex::new(grace::DropGrace::default()),
             full_micros: std::sync::atomic::AtomicU64::new(0),
             dir,
         }
@@ -336,6 +341,16 @@ impl LocalSync {
             started.elapsed().as_micros() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let actions = self
+            .drop_grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .filter(
+                actions,
+                std::time::Instant::now(),
+                self.config.drop_grace(),
+                full,
+            );
         let kind = if full { "full" } else { "changes" };
         metrics::counter!("trough_sync_passes_total", "kind" => kind).increment(1);
         let acted = !actions.is_empty();
@@ -435,6 +450,10 @@ impl LocalSync {
                 (id, held)
             })
             .collect();
+        self.drop_grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note_gone(&held, &catalog);
         Ok(plan(
             &self.identity.name,
             &assignment,
@@ -466,6 +485,10 @@ impl LocalSync {
             }
         }
         let holders = self.holders(Some(ids)).await?;
+        self.drop_grace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note_gone(&held, &catalog);
         Ok(plan(
             &self.identity.name,
             &assignment,

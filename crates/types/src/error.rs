@@ -294,6 +294,9 @@ pub mod codes {
     pub const SEGMENT_NOT_WRITABLE: &str = "segment_not_writable";
     /// The server is at its connection limit: retry (503).
     pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
+    /// The node is at its bound of requests of this class in flight: retry after `Retry-After`
+    /// (503).
+    pub const OVERLOADED: &str = "overloaded";
     /// A request axum rejected before a handler ran (400, 422).
     pub const INVALID_REQUEST: &str = "invalid_request";
     /// The request needs a Content-Length (411).

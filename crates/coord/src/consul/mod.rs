@@ -70,7 +70,9 @@
 //!    changes nothing in Consul's catalog (no Raft write, no wake-up). When they differ (held
 //!    copies, address, roles) or the agent forgot them (restarted), they are registered again and
 //!    `register_node` waits (up to [`ConsulOptions::request_timeout`]) until the catalog shows
-//!    them, so a `list_nodes` or DNS query right after sees the node.
+//!    them, so a `list_nodes` or DNS query right after sees the node. Each check is passed right after
+//!    its registration: Consul keeps a critical check critical across re-registration, so a node
+//!    restarted after its check expired would otherwise wait out that bound (issue 15).
 //! 2. **Static facts in KV**: `<prefix>/nodes/<name>` holds the name, address, tier, quota and
 //!    roles as JSON, and is written only when one of those changed, so a joining (or
 //!    reconfigured) node wakes [`Coordinator::wait_for_change`] watchers, while heartbeats do not
@@ -173,6 +175,8 @@ mod lifecycle;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_restart;
 #[cfg(test)]
 mod tests_tls;
 mod tokens;
@@ -895,6 +899,10 @@ impl Coordinator for ConsulCoordinator {
             if register {
                 for svc in &desired {
                     self.client.service_register(svc).await?;
+                    // Consul keeps a check that went critical critical across re-registration
+                    // (1.8), whatever status the definition asks for: pass it explicitly, so that
+                    // a restarted node is listed at once instead of after its next heartbeat.
+                    self.client.check_pass(&svc.check.check_id).await?;
                 }
                 // Role services no longer wanted: a role was dropped, or (first registration
                 // here) a previous process of this node had it.

@@ -35,7 +35,7 @@ fn manifest(id: &str, version: u64) -> Manifest {
     }
 }
 
-fn node_info(name: &str, port: u16, roles: &[&str], held: &[(&str, u64)]) -> NodeInfo {
+pub(super) fn node_info(name: &str, port: u16, roles: &[&str], held: &[(&str, u64)]) -> NodeInfo {
     NodeInfo {
         name: node(name),
         address: format!("http://127.0.0.1:{port}"),
@@ -49,7 +49,7 @@ fn node_info(name: &str, port: u16, roles: &[&str], held: &[(&str, u64)]) -> Nod
 }
 
 /// Starts a dev agent off the async threads (it sleeps while waiting for a leader).
-async fn agent() -> ConsulAgent {
+pub(super) async fn agent() -> ConsulAgent {
     tokio::task::spawn_blocking(ConsulAgent::start)
         .await
         .expect("start consul")
@@ -64,7 +64,7 @@ pub(super) fn opts(prefix: &str) -> ConsulOptions {
     }
 }
 
-fn coordinator(agent: &ConsulAgent, name: &str, o: ConsulOptions) -> ConsulCoordinator {
+pub(super) fn coordinator(agent: &ConsulAgent, name: &str, o: ConsulOptions) -> ConsulCoordinator {
     ConsulCoordinator::connect_with(&agent.url(), &node(name), o).expect("connect")
 }
 
@@ -97,7 +97,7 @@ async fn destroy_session(agent: &ConsulAgent, id: &str) {
 }
 
 /// Polls `f` every 100 ms until it is true, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
+pub(super) async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
