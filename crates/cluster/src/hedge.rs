@@ -57,7 +57,7 @@ pub struct Latencies {
 }
 
 impl Latencies {
-    /// Records one answer time, forgetting the oldest past [`WINDOW`] samples.
+    /// Records one answer time, forgetting the oldest past `WINDOW` samples.
     pub fn record(&mut self, d: Duration) {
         if self.recent.len() == WINDOW {
             self.recent.pop_front();

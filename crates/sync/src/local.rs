@@ -9,7 +9,7 @@
 //! the reader, which swaps it in atomically (queries in flight finish on the old copy, whose file
 //! the reader deletes afterwards). A drop happens only once every other assigned replica holds
 //! the latest version, and only once it was unwanted for `sync.drop_grace_secs` (a reader
-//! returning from a critical check is briefly assigned nothing: [`grace`]). A periodic scrub re-hashes every copy; a copy that no longer matches is
+//! returning from a critical check is briefly assigned nothing: `local::grace`). A periodic scrub re-hashes every copy; a copy that no longer matches is
 //! withdrawn from service at once and fetched again on the next pass. After a pass that changed
 //! them the node reports its verified holdings to the coordinator (at most a fifth of the time
 //! under a stream of changes; the heartbeat reports them every few seconds anyway).
