@@ -189,19 +189,8 @@ impl SegmentStore {
     /// object is read), ordered by id then version, with the key to read it by
     /// ([`SegmentStore::read_manifest`]). Keys that do not parse are skipped with a warning.
     pub async fn list_manifest_keys(&self) -> Result<Vec<(SegmentId, u64, ObjectPath)>> {
-        let prefix = self.path("segments");
-        let mut stream = self.inner.list(Some(&prefix));
         let mut out = Vec::new();
-        while let Some(meta) = stream.next().await {
-            let meta = match meta {
-                Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(store_error(e)),
-            };
-            let Some(rel) = meta.location.prefix_match(&prefix) else {
-                continue;
-            };
-            let parts: Vec<String> = rel.map(|p| p.as_ref().to_owned()).collect();
+        for (parts, meta) in self.list_below("segments").await? {
             // segments/<id>/versions/<version:020>.json
             let [id, dir, file] = parts.as_slice() else {
                 continue;
@@ -221,6 +210,31 @@ impl SegmentStore {
             }
         }
         out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        Ok(out)
+    }
+
+    /// Every object below `prefix` (relative to the store's root), with the parts of its key
+    /// below `prefix`; an absent prefix lists nothing. The one listing loop of the store's
+    /// key-walking readers (manifest keys, versions, data objects).
+    pub(crate) async fn list_below(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(Vec<String>, object_store::ObjectMeta)>> {
+        let prefix = self.path(prefix);
+        let mut stream = self.inner.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = match meta {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(store_error(e)),
+            };
+            let Some(rel) = meta.location.prefix_match(&prefix) else {
+                continue;
+            };
+            let parts = rel.map(|p| p.as_ref().to_owned()).collect();
+            out.push((parts, meta));
+        }
         Ok(out)
     }
 

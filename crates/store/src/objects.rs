@@ -2,7 +2,6 @@
 //! garbage collector ([`crate::gc`]) need from the store. Deleting an absent object succeeds
 //! (every step may run again after a crash). Not here: deciding what to remove.
 
-use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use trough_types::error::Result;
 use trough_types::id::SegmentId;
@@ -36,22 +35,15 @@ impl SegmentStore {
 
     /// The versions whose manifests are stored for `id`, from the listing alone.
     pub async fn list_versions(&self, id: &SegmentId) -> Result<Vec<u64>> {
-        let prefix = self.path(&format!("segments/{id}/versions"));
-        let mut stream = self.inner.list(Some(&prefix));
         let mut out = Vec::new();
-        while let Some(meta) = stream.next().await {
-            let meta = match meta {
-                Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(store_error(e)),
-            };
-            if let Some(v) = meta
-                .location
-                .filename()
-                .and_then(|f| f.strip_suffix(".json"))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                out.push(v);
+        for (parts, _) in self.list_below(&format!("segments/{id}/versions")).await? {
+            if let [file] = parts.as_slice() {
+                if let Some(v) = file
+                    .strip_suffix(".json")
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    out.push(v);
+                }
             }
         }
         out.sort_unstable();
@@ -60,19 +52,8 @@ impl SegmentStore {
 
     /// Every data object in the store, ordered by key.
     pub async fn list_data_objects(&self) -> Result<Vec<DataObject>> {
-        let prefix = self.path("segments");
-        let mut stream = self.inner.list(Some(&prefix));
         let mut out = Vec::new();
-        while let Some(meta) = stream.next().await {
-            let meta = match meta {
-                Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(store_error(e)),
-            };
-            let Some(rel) = meta.location.prefix_match(&prefix) else {
-                continue;
-            };
-            let parts: Vec<String> = rel.map(|p| p.as_ref().to_owned()).collect();
+        for (parts, meta) in self.list_below("segments").await? {
             let [id, dir, file] = parts.as_slice() else {
                 continue;
             };
@@ -112,24 +93,13 @@ impl SegmentStore {
 
     /// The keys (relative to the root) of every object under `dir`.
     pub(crate) async fn list_keys(&self, dir: &str) -> Result<Vec<String>> {
-        let prefix = self.path(dir);
-        let root = self.root.clone();
-        let mut stream = self.inner.list(Some(&prefix));
-        let mut out = Vec::new();
-        while let Some(meta) = stream.next().await {
-            let meta = match meta {
-                Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(store_error(e)),
-            };
-            let rel: Option<Vec<String>> = meta
-                .location
-                .prefix_match(&root)
-                .map(|r| r.map(|p| p.as_ref().to_owned()).collect());
-            if let Some(parts) = rel {
-                out.push(parts.join("/"));
-            }
-        }
+        let dir = dir.trim_end_matches('/');
+        let mut out: Vec<String> = self
+            .list_below(dir)
+            .await?
+            .into_iter()
+            .map(|(parts, _)| format!("{dir}/{}", parts.join("/")))
+            .collect();
         out.sort();
         Ok(out)
     }
